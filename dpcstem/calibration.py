@@ -1,0 +1,218 @@
+"""The calibration of one acquisition: optics, detector geometry, scan and specimen.
+
+A :class:`Calibration` is built once, validated when built, and travels with the data
+through every step. Each field name carries its unit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import physics
+from .errors import CalibrationError
+
+#: Fields written to result files as root attributes, in this order.
+SCALAR_FIELDS = (
+    "kv",
+    "alpha_mrad",
+    "collection_inner_mrad",
+    "collection_outer_mrad",
+    "detector_rotation_deg",
+    "flip",
+    "step_x_nm",
+    "step_y_nm",
+    "thickness_nm",
+    "eps_r",
+)
+
+
+def _positive(name, value, *, allow_none=False, hint=""):
+    if value is None and allow_none:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise CalibrationError(f"{name} must be a number{hint}, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise CalibrationError(f"{name} must be positive and finite{hint}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """Everything needed to turn segment signals into physical quantities.
+
+    Parameters
+    ----------
+    kv : float
+        Accelerating voltage in kV.
+    alpha_mrad : float
+        Convergence semi-angle α of the probe in mrad (the radius of the bright-field disc).
+    step_x_nm, step_y_nm : float
+        Scan step in nm along x (columns, fast scan) and y (rows). ``step_y_nm`` defaults
+        to ``step_x_nm``.
+    thickness_nm : float or ndarray, optional
+        Specimen thickness in nm: one number, or a map of shape (ny, nx) used pixel by
+        pixel. Needed for the field and charge; ``None`` gives deflection only.
+    collection_inner_mrad, collection_outer_mrad : float, optional
+        Inner and outer collection semi-angles of the segmented detector in mrad. The
+        inner defaults to 0 (no hole); the outer to ``None`` (beyond the disc at every
+        shift). The outer must not be smaller than α, nor the inner reach α.
+    detector_rotation_deg : float
+        Azimuth ψ of the centre of segment A, in degrees, measured from scan +x toward
+        scan +y (DESIGN.md §2).
+    flip : bool
+        Mirror the detector's y axis: B sits at ψ−90° and D at ψ+90°.
+    eps_r : float, optional
+        Relative permittivity of the specimen; when given, the free charge ε0 εr ∇·E is
+        reported as well.
+    sources : mapping, optional
+        Where each value came from (``"user"``, ``"file"``, ``"default"``), for provenance.
+    """
+
+    kv: float
+    alpha_mrad: float
+    step_x_nm: float
+    step_y_nm: float | None = None
+    thickness_nm: float | np.ndarray | None = None
+    collection_inner_mrad: float = 0.0
+    collection_outer_mrad: float | None = None
+    detector_rotation_deg: float = 0.0
+    flip: bool = False
+    eps_r: float | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        setv = lambda name, v: object.__setattr__(self, name, v)  # noqa: E731 (frozen)
+        setv("kv", _positive("kv", self.kv, hint=" (accelerating voltage in kV)"))
+        setv("alpha_mrad", _positive("alpha_mrad", self.alpha_mrad, hint=" (convergence semi-angle in mrad)"))
+        setv("step_x_nm", _positive("step_x_nm", self.step_x_nm, hint=" (scan step in nm)"))
+        setv("step_y_nm", _positive("step_y_nm", self.step_x_nm if self.step_y_nm is None else self.step_y_nm,
+                                    hint=" (scan step in nm)"))
+        setv("thickness_nm", _thickness(self.thickness_nm))
+        inner = 0.0 if self.collection_inner_mrad is None else self.collection_inner_mrad
+        try:
+            inner = float(inner)
+        except (TypeError, ValueError):
+            raise CalibrationError(f"collection_inner_mrad must be a number, got {inner!r}") from None
+        if not math.isfinite(inner) or inner < 0:
+            raise CalibrationError(f"collection_inner_mrad must be zero or positive, got {inner!r}")
+        setv("collection_inner_mrad", inner)
+        outer = _positive("collection_outer_mrad", self.collection_outer_mrad, allow_none=True)
+        setv("collection_outer_mrad", outer)
+        if inner >= self.alpha_mrad:
+            raise CalibrationError(
+                f"collection_inner_mrad {inner} must be smaller than alpha_mrad {self.alpha_mrad}: "
+                "the bright-field disc would fall inside the detector's hole"
+            )
+        if outer is not None and outer <= inner:
+            raise CalibrationError(f"collection_outer_mrad {outer} must exceed collection_inner_mrad {inner}")
+        if outer is not None and outer < self.alpha_mrad * (1 - 1e-9):
+            raise CalibrationError(
+                f"alpha_mrad {self.alpha_mrad} is above collection_outer_mrad {outer}: the bright-field disc "
+                "overfills the detector and a small deflection changes no segment; give the outer angle >= alpha"
+            )
+        try:
+            rotation = float(self.detector_rotation_deg)
+        except (TypeError, ValueError):
+            rotation = math.nan
+        if not math.isfinite(rotation):
+            raise CalibrationError(
+                f"detector_rotation_deg must be a finite angle in degrees, got {self.detector_rotation_deg!r}")
+        setv("detector_rotation_deg", rotation)
+        setv("flip", bool(self.flip))
+        setv("eps_r", _positive("eps_r", self.eps_r, allow_none=True, hint=" (relative permittivity)"))
+        setv("sources", dict(self.sources))
+
+    # -- derived quantities -------------------------------------------------------------
+    @property
+    def pv_over_e_v(self) -> float:
+        """pv/e of the beam electrons in volts."""
+        return float(physics.pv_over_e_v(self.kv))
+
+    @property
+    def inner_over_alpha(self) -> float:
+        """Inner collection angle in units of α."""
+        return self.collection_inner_mrad / self.alpha_mrad
+
+    @property
+    def outer_over_alpha(self) -> float:
+        """Outer collection angle in units of α (``inf`` when not given)."""
+        return math.inf if self.collection_outer_mrad is None else self.collection_outer_mrad / self.alpha_mrad
+
+    def segment_axes(self) -> np.ndarray:
+        """Unit vectors (scan frame, (x, y) components) of the A and B segment axes, shape (2, 2).
+
+        Row 0 is the direction of segment A (azimuth ψ), row 1 that of segment B (ψ+90°,
+        or ψ−90° with ``flip``). A shift (u, v) along these axes is u·row0 + v·row1 in scan x, y.
+        """
+        psi = math.radians(self.detector_rotation_deg)
+        b = psi - math.pi / 2 if self.flip else psi + math.pi / 2
+        return np.array([[math.cos(psi), math.sin(psi)], [math.cos(b), math.sin(b)]])
+
+    def require_thickness(self):
+        if self.thickness_nm is None:
+            raise CalibrationError("thickness_nm is needed for the field and charge density (give --thickness NM)")
+        return self.thickness_nm
+
+    def replace(self, **changes) -> "Calibration":
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def to_attrs(self) -> dict:
+        """Scalar fields as a flat dict for HDF5 attributes (None written as NaN; a map as 'map')."""
+        out = {}
+        for name in SCALAR_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                out[name] = "map"
+            elif value is None:
+                out[name] = math.nan
+            else:
+                out[name] = value
+        for name, source in self.sources.items():
+            out[f"{name}_source"] = source
+        return out
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping, thickness_map=None) -> "Calibration":
+        """Inverse of :meth:`to_attrs`."""
+        kwargs = {}
+        for name in SCALAR_FIELDS:
+            if name not in attrs:
+                continue
+            value = attrs[name]
+            if isinstance(value, bytes):
+                value = value.decode()
+            if isinstance(value, str) and value == "map":
+                value = thickness_map
+            elif isinstance(value, (float, np.floating)) and math.isnan(value):
+                value = None
+            elif name == "flip":
+                value = bool(value)
+            kwargs[name] = value
+        sources = {k[: -len("_source")]: (v.decode() if isinstance(v, bytes) else str(v))
+                   for k, v in attrs.items() if k.endswith("_source")}
+        return cls(**kwargs, sources=sources)
+
+
+def _thickness(value):
+    if value is None:
+        return None
+    if np.ndim(value) == 0:
+        return _positive("thickness_nm", value, hint=" (specimen thickness in nm)")
+    arr = np.array(value, dtype=np.float64)
+    if arr.ndim != 2 or arr.size == 0:
+        raise CalibrationError(f"a thickness map must be 2-D (ny, nx), got shape {arr.shape}")
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        raise CalibrationError(
+            f"thickness_nm map has {int(bad.sum())} pixels that are not positive and finite; "
+            "every thickness must be > 0 nm")
+    arr.setflags(write=False)
+    return arr
