@@ -1,0 +1,29 @@
+"""dpcstem: quantitative differential-phase-contrast STEM.
+
+Four-segment or pixelated acquisitions → beam deflection (mrad) → projected in-plane
+electric field (V/m) → charge density (C/m³) and potential (V); for in-situ bias series,
+the net field and net charge accumulation against a reference bias.
+"""
+
+__version__ = "0.1.0"
+
+from .calibration import Calibration  # noqa: E402
+from .errors import (  # noqa: E402
+    CalibrationError,
+    DPCError,
+    InputDataError,
+    MissingMetadataError,
+    UnreadableFileError,
+)
+from .result import DPCResult  # noqa: E402
+
+__all__ = [
+    "Calibration",
+    "CalibrationError",
+    "DPCError",
+    "DPCResult",
+    "InputDataError",
+    "MissingMetadataError",
+    "UnreadableFileError",
+    "__version__",
+]

@@ -1,0 +1,97 @@
+"""Options and checks shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+from ..calibration import Calibration
+from ..errors import CalibrationError, OutputExistsError
+
+
+def add_output_options(parser: argparse.ArgumentParser, *, required=True, help="result file (HDF5) to write"):
+    parser.add_argument("-o", "--output", required=required, type=Path, metavar="OUT.h5", help=help)
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+def check_output(path: Path, overwrite: bool) -> Path:
+    """Refuse an existing output (unless ``overwrite``) or a missing folder, before any work."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: output exists; give --overwrite to replace it")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: output is a folder; give a file name")
+    if not path.parent.exists():
+        raise OutputExistsError(f"{path}: folder {path.parent} does not exist")
+    return path
+
+
+def add_calibration_options(parser: argparse.ArgumentParser, *, detector=True):
+    """The calibration options of DESIGN.md §4 (every one with its unit)."""
+    g = parser.add_argument_group("calibration (values given here override those read from the file)")
+    g.add_argument("--kv", type=float, metavar="KV", help="accelerating voltage in kV")
+    g.add_argument("--alpha", type=float, metavar="MRAD", help="convergence semi-angle α in mrad")
+    g.add_argument("--step", type=float, nargs="+", metavar="NM",
+                   help="scan step in nm along x, then along y when it differs")
+    g.add_argument("--thickness", type=float, metavar="NM", help="specimen thickness in nm")
+    g.add_argument("--thickness-map", type=Path, metavar="FILE",
+                   help="specimen thickness map in nm (.npy, .tif or HDF5 dataset 'thickness'), shape (ny, nx)")
+    g.add_argument("--eps-r", type=float, metavar="X",
+                   help="relative permittivity εr (dimensionless); adds the free charge ε0·εr·∇·E")
+    if detector:
+        g.add_argument("--collection", type=float, nargs=2, metavar=("INNER", "OUTER"),
+                       help="detector inner and outer collection semi-angles in mrad")
+        g.add_argument("--detector-rotation", type=float, metavar="DEG",
+                       help="azimuth ψ of segment A in degrees, from scan +x toward +y")
+        g.add_argument("--flip", action="store_true", default=None,
+                       help="the detector's y axis is mirrored against the scan (B at ψ−90°)")
+
+
+def calibration_from_args(args, file_values: dict | None = None, *, alpha_default=None) -> Calibration:
+    """Merge what the file says with what the user gave; the user's value wins, with a warning."""
+    from ..io import read_thickness_map
+
+    file_values = dict(file_values or {})
+    user = {}
+    if args.kv is not None:
+        user["kv"] = args.kv
+    if getattr(args, "alpha", None) is not None:
+        user["alpha_mrad"] = args.alpha
+    if args.step is not None:
+        if len(args.step) > 2:
+            raise CalibrationError(f"--step takes one or two values (x then y) in nm, got {len(args.step)}")
+        user["step_x_nm"] = args.step[0]
+        user["step_y_nm"] = args.step[-1]
+    if args.thickness is not None and args.thickness_map is not None:
+        raise CalibrationError("give --thickness or --thickness-map, not both")
+    if args.thickness is not None:
+        user["thickness_nm"] = args.thickness
+    if args.thickness_map is not None:
+        user["thickness_nm"] = read_thickness_map(args.thickness_map)
+    if args.eps_r is not None:
+        user["eps_r"] = args.eps_r
+    if getattr(args, "collection", None) is not None:
+        user["collection_inner_mrad"], user["collection_outer_mrad"] = args.collection
+    if getattr(args, "detector_rotation", None) is not None:
+        user["detector_rotation_deg"] = args.detector_rotation
+    if getattr(args, "flip", None):
+        user["flip"] = True
+    for name, value in user.items():
+        if name in file_values and file_values[name] is not None and not _same(file_values[name], value):
+            warnings.warn(f"{name}: the file says {file_values[name]!r}, using the given {value!r}", stacklevel=2)
+    values = {**file_values, **user}
+    if alpha_default is not None:
+        values.setdefault("alpha_mrad", alpha_default)
+    sources = {k: ("user" if k in user else "file") for k in values}
+    for name, option in (("kv", "--kv"), ("alpha_mrad", "--alpha"), ("step_x_nm", "--step")):
+        if values.get(name) is None:
+            raise CalibrationError(f"{option} is needed: the input file does not record {name}")
+    return Calibration(**values, sources=sources)
+
+
+def _same(a, b):
+    try:
+        return abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)), abs(float(b)), 1.0)
+    except (TypeError, ValueError):
+        return a is b

@@ -1,0 +1,135 @@
+"""The HDF5 result file (DESIGN.md §4), written atomically, and small auxiliary inputs."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import InputDataError, OutputExistsError, UnreadableFileError
+
+
+def sha256_file(path, *, block=1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_output(path, *, overwrite=False):
+    """Yield a temporary path in the folder of ``path``; rename it into place on success.
+
+    An exception (or a kill) leaves ``path`` untouched: the temporary file is removed, or,
+    after a kill, left under a hidden ``.name.*.tmp`` name that is never mistaken for a result.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: output exists; give --overwrite to replace it")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if path.exists() and not overwrite:  # appeared while we worked
+            raise OutputExistsError(f"{path}: output appeared while writing; not replaced")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, axes=None):
+    """Write maps (name → (array, unit)) and root attributes to an HDF5 file, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file; replaced only with ``overwrite``.
+    maps : dict
+        name → (array, unit). Floating maps are stored as float32; each dataset gets a
+        ``units`` attribute.
+    attrs : dict
+        Root attributes (calibration, provenance). None values are stored as NaN.
+    inputs : sequence of path-like
+        Input files; the SHA-256 of each is recorded as ``sha256:<name>``.
+    axes : dict, optional
+        Extra root attributes describing axes (e.g. ``bias``), written as given.
+    """
+    from .. import __version__
+
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["dpcstem_version"] = __version__
+            for key, value in attrs.items():
+                f.attrs[key] = np.nan if value is None else value
+            names = []
+            for p in inputs:
+                p = Path(p)
+                f.attrs[f"sha256:{p.name}"] = sha256_file(p)
+                names.append(str(p))
+            if names:
+                f.attrs["inputs"] = names
+            for key, value in (axes or {}).items():
+                f.attrs[key] = value
+            for name, (array, unit) in maps.items():
+                array = np.asarray(array)
+                if array.dtype.kind == "f" or array.dtype.kind == "c":
+                    array = array.astype(np.float32 if array.dtype.kind == "f" else np.complex64, copy=False)
+                elif array.dtype == bool:
+                    array = array.astype(np.uint8)
+                chunks = array.shape if array.ndim < 2 else (*([1] * (array.ndim - 2)), *array.shape[-2:])
+                ds = f.create_dataset(name, data=array, chunks=chunks if array.size else None,
+                                      compression="gzip" if array.size > 4096 else None, shuffle=array.size > 4096)
+                ds.attrs["units"] = unit
+    return Path(path)
+
+
+def load_result_arrays(path) -> tuple[dict, dict]:
+    """Read a result file back: (maps name → (array, unit), root attributes)."""
+    try:
+        with h5py.File(path, "r") as f:
+            maps = {name: (ds[()], _text(ds.attrs.get("units", ""))) for name, ds in f.items()
+                    if isinstance(ds, h5py.Dataset)}
+            attrs = {k: (_text(v) if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    except (OSError, KeyError) as exc:
+        raise UnreadableFileError(f"{path}: not a readable dpcstem result file ({exc})") from None
+    return maps, attrs
+
+
+def read_thickness_map(path):
+    """A thickness map in nm from ``.npy``, a TIFF image, or an HDF5 dataset ``thickness``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableFileError(f"{path}: thickness map file not found")
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path)
+        elif suffix in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                if "thickness" not in f:
+                    raise InputDataError(f"{path}: no dataset 'thickness' (nm) in the file")
+                arr = f["thickness"][()]
+        else:
+            raise UnreadableFileError(f"{path}: thickness map must be .npy, .tif or .h5, got {suffix!r}")
+    except (OSError, ValueError) as exc:
+        raise UnreadableFileError(f"{path}: cannot read the thickness map ({exc})") from None
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim != 2:
+        raise InputDataError(f"{path}: thickness map must be 2-D (ny, nx) in nm, got shape {arr.shape}")
+    return arr
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
