@@ -1,0 +1,276 @@
+"""The response of a four-quadrant annular detector to a shifted bright-field disc.
+
+Geometry (DESIGN.md §3): a uniform disc of radius α (the convergence semi-angle) is shifted
+by θ = s·α. Four quadrant segments A, B, C, D lie between collection angles β_in and β_out,
+centred at azimuths 0°, 90°, 180°, 270° of the *detector frame* (the frame whose first axis
+is segment A's; :meth:`dpcstem.Calibration.segment_axes` maps it to the scan frame). The
+counts in a segment are the overlap area of the disc with it.
+
+Everything here works in units of α: a shift (u, v) along the A and B axes, collection radii
+``inner = β_in/α`` and ``outer = β_out/α``. The normalised difference signals are
+``dA = (A − C)/(A + B + C + D)`` and ``dB = (B − D)/(A + B + C + D)``.
+
+The overlap has a closed form while the disc covers the detector centre (s < 1): along
+azimuth t from the shift direction the disc edge lies at ρ(t) = s·cos t + sqrt(1 − s² sin² t),
+and ½∫ρ² dt = G(t) = ½[t + ½s² sin 2t + w·sqrt(1 − w²) + arcsin w] with w = s·sin t. ρ(t) ≥ r
+exactly where |t| ≤ T(r), cos T(r) = (r² + s² − 1)/(2rs), so a segment's area is a sum of
+G differences and constant-radius sector terms.
+
+References
+----------
+Close, Chen, Shibata, Findlay, Ultramicroscopy 159 (2015) 124, doi:10.1016/j.ultramic.2015.09.002
+Brown et al., Ultramicroscopy 182 (2017) 169, doi:10.1016/j.ultramic.2017.07.002
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputDataError
+
+#: Largest shift (in units of α) the exact inversion covers; the model needs s < 1.
+S_MAX = 0.98
+
+#: Points per axis of the inverse lookup table in difference-signal space.
+TABLE_SIZE = 257
+
+_SEGMENT_CENTRES = np.arange(4) * (np.pi / 2)
+_HALF_WIDTH = np.pi / 4
+
+
+def _edge_angle(r, s):
+    """T(r): the disc edge lies beyond radius r for |t| ≤ T(r) (t from the shift direction)."""
+    if r == 0:
+        return np.full_like(s, np.pi)
+    if math.isinf(r):
+        return np.zeros_like(s)
+    c = (r * r + s * s - 1.0) / (2.0 * r * s)
+    return np.arccos(np.clip(c, -1.0, 1.0))
+
+
+def _g(t, s):
+    """Antiderivative of ρ(t)²/2."""
+    w = s * np.sin(t)
+    return 0.5 * (t + 0.5 * s * s * np.sin(2 * t) + w * np.sqrt(np.clip(1 - w * w, 0, None)) + np.arcsin(w))
+
+
+def _clipped(a, b, big_t, s, *, with_integral=True):
+    """Length of [a, b] ∩ [−T, T] and ∫ρ²/2 over it."""
+    lo = np.maximum(a, -big_t)
+    hi = np.minimum(b, big_t)
+    inside = hi > lo
+    length = np.where(inside, hi - lo, 0.0)
+    if not with_integral:
+        return length, None
+    integral = np.where(inside, _g(np.where(inside, hi, 0), s) - _g(np.where(inside, lo, 0), s), 0.0)
+    return length, integral
+
+
+def segment_areas(u, v, *, inner=0.0, outer=math.inf):
+    """Overlap of a unit disc shifted by (u, v) with the four quadrant segments.
+
+    Parameters
+    ----------
+    u, v : array_like
+        Shift of the disc along the A and B segment axes, in units of α. Must have
+        sqrt(u² + v²) < 1 (the disc covers the detector centre).
+    inner, outer : float
+        Inner and outer collection radii in units of α (``outer`` may be ``inf``).
+
+    Returns
+    -------
+    ndarray, shape (4, ...)
+        Areas of A, B, C, D in units of α²; a centred disc on a full detector gives π/4 each.
+    """
+    u, v = np.broadcast_arrays(np.asarray(u, dtype=float), np.asarray(v, dtype=float))
+    s = np.hypot(u, v)
+    if np.any(s >= 1):
+        raise InputDataError(f"the exact detector model needs shifts below α (s < 1), got s up to {s.max():.3f}")
+    s = np.maximum(s, 1e-12)
+    phi_s = np.arctan2(v, u)
+    t_in = _edge_angle(inner, s)
+    t_out = _edge_angle(outer, s)
+    areas = np.empty((4, *s.shape))
+    for k, centre in enumerate(_SEGMENT_CENTRES):
+        a = np.mod(centre - _HALF_WIDTH - phi_s + np.pi, 2 * np.pi) - np.pi  # in [−π, π)
+        b = a + 2 * _HALF_WIDTH
+        area = np.zeros_like(s)
+        # The segment may wrap past +π: split it into [a, min(b, π)] and [−π, b − 2π].
+        for lo, hi in ((a, np.minimum(b, np.pi)), (np.full_like(a, -np.pi), np.maximum(b - 2 * np.pi, -np.pi))):
+            len_in, int_in = _clipped(lo, hi, t_in, s)
+            area += int_in - 0.5 * inner**2 * len_in
+            if not math.isinf(outer):
+                len_out, int_out = _clipped(lo, hi, t_out, s)
+                area += -(int_out - 0.5 * inner**2 * len_out) + 0.5 * (outer**2 - inner**2) * len_out
+        areas[k] = area
+    return areas
+
+
+def difference_signals(u, v, *, inner=0.0, outer=math.inf):
+    """Normalised differences (dA, dB) and the total S = A+B+C+D for a shift (u, v) in units of α."""
+    a, b, c, d = segment_areas(u, v, inner=inner, outer=outer)
+    total = a + b + c + d
+    return (a - c) / total, (b - d) / total, total
+
+
+@dataclass(frozen=True)
+class InverseTable:
+    """The inverse response on a regular grid of difference signals.
+
+    ``u[i, j]`` and ``v[i, j]`` are the shifts (units of α, detector frame) whose signals are
+    ``dA = origin + j·step`` and ``dB = origin + i·step``; NaN where no shift below
+    :data:`S_MAX` gives those signals.
+    """
+
+    u: np.ndarray
+    v: np.ndarray
+    origin: float
+    step: float
+    name: str
+
+
+@dataclass(frozen=True)
+class QuadrantResponse:
+    """Exact response of a quadrant detector with collection radii in units of α."""
+
+    inner: float = 0.0
+    outer: float = math.inf
+
+    @classmethod
+    def from_calibration(cls, calibration) -> "QuadrantResponse":
+        return cls(calibration.inner_over_alpha, calibration.outer_over_alpha)
+
+    @property
+    def name(self) -> str:
+        return "exact"
+
+    def signals(self, u, v):
+        """(dA, dB, S) for shifts (u, v) in units of α along the A and B axes."""
+        return difference_signals(u, v, inner=self.inner, outer=self.outer)
+
+    @functools.cached_property
+    def linear_slope(self) -> float:
+        """d(dA)/du at zero shift: 2√2/π for a full detector, half that with outer = α."""
+        h = 1e-5
+        plus, _, _ = self.signals(h, 0.0)
+        minus, _, _ = self.signals(-h, 0.0)
+        return float((plus - minus) / (2 * h))
+
+    def inverse_table(self) -> InverseTable:
+        """The lookup table that inverts both signals together (built once per geometry)."""
+        return _inverse_table(self.inner, self.outer)
+
+    def invert(self, d_a, d_b):
+        """Shifts (u, v) in units of α from difference signals, by Newton's method (not for images)."""
+        return _newton_invert(self, np.asarray(d_a, float), np.asarray(d_b, float))
+
+
+@dataclass(frozen=True)
+class LinearResponse:
+    """The first-order response dA = k·u, dB = k·v with the geometric slope k."""
+
+    slope: float
+
+    @property
+    def name(self) -> str:
+        return "linear"
+
+    @classmethod
+    def from_calibration(cls, calibration) -> "LinearResponse":
+        return cls(QuadrantResponse.from_calibration(calibration).linear_slope)
+
+
+def _newton_invert(response, d_a, d_b, *, start=None, iterations=40, tol=1e-12):
+    """Solve signals(u, v) = (d_a, d_b) for s ≤ S_MAX; NaN where no such shift exists."""
+    k = response.linear_slope
+    if start is None:
+        u, v = d_a / k, d_b / k
+    else:
+        u, v = start
+    u, v = _project(u, v, 0.9 * S_MAX)
+    h = 1e-7
+    for _ in range(iterations):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u, v, du, dv = _newton_step(response, u, v, d_a, d_b, h)
+        if np.all(np.abs(du) + np.abs(dv) < tol):
+            break
+    fa, fb, _ = response.signals(u, v)
+    miss = ~(np.hypot(fa - d_a, fb - d_b) <= 1e-9)
+    return np.where(miss, np.nan, u), np.where(miss, np.nan, v)
+
+
+def _newton_step(response, u, v, d_a, d_b, h):
+    """One Newton step on signals(u, v) = (d_a, d_b), Jacobian by forward differences."""
+    fa, fb, _ = response.signals(u, v)
+    ra, rb = fa - d_a, fb - d_b
+    ua, ub, _ = response.signals(u + h, v)
+    va, vb, _ = response.signals(u, v + h)
+    j11, j21 = (ua - fa) / h, (ub - fb) / h
+    j12, j22 = (va - fa) / h, (vb - fb) / h
+    det = j11 * j22 - j12 * j21
+    du = np.nan_to_num((j22 * ra - j12 * rb) / det, nan=0.0, posinf=0.0, neginf=0.0)
+    dv = np.nan_to_num((-j21 * ra + j11 * rb) / det, nan=0.0, posinf=0.0, neginf=0.0)
+    u, v = _project(u - du, v - dv, S_MAX)
+    return u, v, du, dv
+
+
+def _project(u, v, radius):
+    s = np.hypot(u, v)
+    scale = np.where(s > radius, radius / np.maximum(s, 1e-300), 1.0)
+    return u * scale, v * scale
+
+
+@functools.lru_cache(maxsize=8)
+def _inverse_table(inner, outer, size=TABLE_SIZE):
+    from matplotlib.path import Path as Polygon
+    from scipy.interpolate import LinearNDInterpolator
+
+    response = QuadrantResponse(inner, outer)
+    # Sample the forward map on a polar grid; its outer ring bounds the reachable signals.
+    radii = S_MAX * np.sqrt(np.linspace(0, 1, 60))
+    phi = np.linspace(0, 2 * np.pi, 361)[:-1]
+    su = (radii[:, None] * np.cos(phi)).ravel()
+    sv = (radii[:, None] * np.sin(phi)).ravel()
+    sa, sb, _ = response.signals(su, sv)
+    rim = np.column_stack([sa, sb]).reshape(len(radii), len(phi), 2)[-1]
+    reach = float(np.max(np.abs(rim[:, 0])))
+    grid = np.linspace(-reach, reach, size)
+    d_b, d_a = np.meshgrid(grid, grid, indexing="ij")
+    inside = Polygon(rim).contains_points(np.column_stack([d_a.ravel(), d_b.ravel()])).reshape(d_a.shape)
+    guess = LinearNDInterpolator(np.column_stack([sa, sb]), np.column_stack([su, sv]))(d_a[inside], d_b[inside])
+    u_in, v_in = _newton_invert(response, d_a[inside], d_b[inside], start=(guess[:, 0], guess[:, 1]), iterations=12)
+    u = np.full(d_a.shape, np.nan)
+    v = np.full(d_a.shape, np.nan)
+    u[inside], v[inside] = u_in, v_in
+    return InverseTable(u=u, v=v, origin=-reach, step=float(grid[1] - grid[0]), name="exact")
+
+
+def gains_from_vacuum(vacuum, *, offsets=None):
+    """Per-segment gains from a vacuum reference (no specimen, beam undeflected on average).
+
+    With the beam centred every segment collects the same area, so the mean of each segment
+    over the vacuum scan, divided by the mean over segments, is its relative gain.
+
+    Parameters
+    ----------
+    vacuum : array_like, shape (4, ny, nx) or (4,)
+        Vacuum segment images (or their means), order A, B, C, D, in counts.
+    offsets : array_like, shape (4,), optional
+        Dark offsets to subtract first, in counts.
+
+    Returns
+    -------
+    ndarray, shape (4,), float64
+        Gains normalised to a mean of 1.
+    """
+    vac = np.asarray(vacuum, dtype=np.float64)
+    if vac.ndim not in (1, 3) or vac.shape[0] != 4:
+        raise InputDataError(f"a vacuum reference needs 4 segments (4, ny, nx), got shape {vac.shape}")
+    means = np.nanmean(vac.reshape(4, -1), axis=1) - (0.0 if offsets is None else np.asarray(offsets, float))
+    if not np.all(np.isfinite(means)) or np.any(means <= 0):
+        raise InputDataError(f"vacuum reference segment means must be positive after offsets, got {means}")
+    return means / means.mean()
