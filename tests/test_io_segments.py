@@ -1,0 +1,411 @@
+"""Reading four-segment acquisitions: every format round-trips, every bad input says why."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from dpcstem.errors import DPCError, InputDataError, MissingMetadataError, UnreadableFileError
+from dpcstem.io.segments import SegmentAcquisition, read_segments
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+VELOX_DPC = DATA / "velox" / "fei_example_dpc_titles.emd"
+VELOX_SUMMED = DATA / "velox" / "STEM_HAADF-DF4-DF2-BF_Diffraction_Micro.emd"
+DF4_PNG = DATA / "df4_png"
+
+
+def _segments(dtype, shape=(5, 7), seed=0):
+    rng = np.random.default_rng(seed)
+    data = rng.uniform(0, 60000, size=(4, *shape))
+    return data.astype(dtype)
+
+
+def _digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _read_only(*paths):
+    """Make files read-only and return their digests, to show the reader neither writes nor needs to."""
+    for p in paths:
+        os.chmod(p, 0o444)
+    return [_digest(p) for p in paths]
+
+
+# -- simple formats round-trip ------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.uint8])
+def test_npy_round_trip(tmp_path, dtype):
+    data = _segments(dtype)
+    path = tmp_path / "seg.npy"
+    np.save(path, data)
+    digest = _read_only(path)
+    acq = read_segments(path)
+    assert isinstance(acq, SegmentAcquisition)
+    assert acq.segments.dtype == dtype
+    np.testing.assert_array_equal(acq.segments, data)
+    assert acq.paths == (path,)
+    assert acq.calibration_values == {}
+    assert _read_only(path) == digest
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_tiff_stack_round_trip(tmp_path, dtype):
+    import tifffile
+
+    data = _segments(dtype, shape=(3, 9))
+    path = tmp_path / "seg.tif"
+    tifffile.imwrite(path, data, photometric="minisblack")
+    digest = _read_only(path)
+    acq = read_segments(str(path))
+    np.testing.assert_array_equal(acq.segments, data)
+    assert acq.segments.dtype == dtype
+    assert _read_only(path) == digest
+
+
+def test_tiff_of_one_page_with_four_planes(tmp_path):
+    """Older writers store a (4, ny, nx) stack as one page of four separate sample planes."""
+    import tifffile
+
+    data = _segments(np.uint16, shape=(5, 3))
+    path = tmp_path / "planes.tif"
+    tifffile.imwrite(path, data, photometric="rgb", planarconfig="separate", extrasamples=["unspecified"])
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1
+    np.testing.assert_array_equal(read_segments(path).segments, data)
+
+
+def test_tiff_of_four_separate_pages(tmp_path):
+    """Pages written one by one (as many instruments do), not as one shaped series."""
+    import tifffile
+
+    data = _segments(np.uint16, shape=(4, 6))
+    path = tmp_path / "pages.tiff"
+    with tifffile.TiffWriter(path) as tif:
+        for page in data:
+            tif.write(page, metadata=None)
+    np.testing.assert_array_equal(read_segments(path).segments, data)
+
+
+def test_hdf5_round_trip_with_calibration(tmp_path):
+    data = _segments(np.uint16, shape=(6, 5))
+    path = tmp_path / "seg.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["kv"] = 200.0
+        f.attrs["step_x_nm"] = 0.5
+        f.attrs["thickness_nm"] = np.nan  # not recorded
+        ds = f.create_dataset("segments", data=data)
+        ds.attrs["alpha_mrad"] = 21.4
+        ds.attrs["detector_rotation_deg"] = -12.5
+        ds.attrs["flip"] = np.uint8(1)
+        ds.attrs["step_y_nm"] = 0.75
+        ds.attrs["bias_v"] = 1.5
+        ds.attrs["operator"] = "someone"
+    digest = _read_only(path)
+    acq = read_segments(path)
+    np.testing.assert_array_equal(acq.segments, data)
+    assert acq.segments.dtype == np.uint16
+    assert acq.calibration_values == {"kv": 200.0, "alpha_mrad": 21.4, "detector_rotation_deg": -12.5,
+                                      "flip": True, "step_x_nm": 0.5, "step_y_nm": 0.75}
+    assert acq.metadata["bias_v"] == 1.5
+    assert acq.metadata["original"]["operator"] == "someone"
+    assert _read_only(path) == digest
+
+
+def test_hdf5_named_dataset(tmp_path):
+    data = _segments(np.float32)
+    path = tmp_path / "seg.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("entry/dpc/quadrants", data=data)
+    np.testing.assert_array_equal(read_segments(path, dataset="entry/dpc/quadrants").segments, data)
+    with pytest.raises(MissingMetadataError, match=r"dataset 'segments'.*not found.*entry/dpc/quadrants"):
+        read_segments(path)
+    with pytest.raises(MissingMetadataError, match=r"'entry/dpc' .*is a group"):
+        read_segments(path, dataset="entry/dpc")
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png", ".npy"])
+def test_four_single_image_files(tmp_path, suffix):
+    import imageio.v3 as iio
+    import tifffile
+
+    data = _segments(np.uint16, shape=(8, 5), seed=3)
+    paths = []
+    for name, image in zip("ABCD", data):
+        p = tmp_path / f"{name}{suffix}"
+        if suffix == ".tif":
+            tifffile.imwrite(p, image)
+        elif suffix == ".png":
+            iio.imwrite(p, image)
+        else:
+            np.save(p, image)
+        paths.append(p)
+    digests = _read_only(*paths)
+    # Given out of alphabetical order on purpose: the order given is A, B, C, D.
+    order = [2, 0, 3, 1]
+    given = [paths[i] for i in order]
+    for source in (given, ",".join(map(str, given)), " , ".join(map(str, given))):
+        acq = read_segments(source)
+        np.testing.assert_array_equal(acq.segments, data[order])
+        assert acq.segments.dtype == np.uint16
+        assert acq.paths == tuple(given)
+    assert _read_only(*paths) == digests
+
+
+def test_grey_rgb_png_is_accepted_and_colour_refused(tmp_path):
+    import imageio.v3 as iio
+
+    grey = _segments(np.uint8, shape=(4, 4), seed=1)
+    paths = []
+    for name, image in zip("ABCD", grey):
+        p = tmp_path / f"{name}.png"
+        iio.imwrite(p, np.repeat(image[..., None], 3, axis=-1))
+        paths.append(p)
+    np.testing.assert_array_equal(read_segments(paths).segments, grey)
+    colour = np.repeat(grey[0][..., None], 3, axis=-1)
+    colour[0, 0, 1] += 1
+    iio.imwrite(paths[1], colour)
+    with pytest.raises(InputDataError, match=r"B\.png: a colour image"):
+        read_segments(paths)
+
+
+def test_real_df4_png_files():
+    if not DF4_PNG.is_dir():
+        pytest.skip(f"reference data not found at {DF4_PNG}")
+    paths = [DF4_PNG / f"DF4-{c}.png" for c in "ABCD"]
+    acq = read_segments(",".join(map(str, paths)))
+    assert acq.segments.shape == (4, 256, 256)
+    assert acq.segments.dtype == np.uint8
+    import imageio.v3 as iio
+
+    for k, p in enumerate(paths):
+        np.testing.assert_array_equal(acq.segments[k], iio.imread(p)[..., 0])
+    assert acq.metadata["titles"] == [p.name for p in paths]
+
+
+# -- HyperSpy signals ---------------------------------------------------------------------
+
+def test_hyperspy_stack_with_calibrated_axes():
+    import hyperspy.api as hs
+
+    data = _segments(np.float32, shape=(6, 4))
+    s = hs.signals.Signal2D(data)
+    s.axes_manager.signal_axes[0].scale = 0.25  # x
+    s.axes_manager.signal_axes[0].units = "nm"
+    s.axes_manager.signal_axes[1].scale = 2.0  # y
+    s.axes_manager.signal_axes[1].units = "Å"
+    s.metadata.set_item("Acquisition_instrument.TEM.beam_energy", 200.0)
+    s.metadata.set_item("Acquisition_instrument.TEM.convergence_angle", 20.0)
+    acq = read_segments(s)
+    np.testing.assert_array_equal(acq.segments, data)
+    assert acq.segments.dtype == np.float32
+    assert acq.calibration_values == pytest.approx(
+        {"kv": 200.0, "alpha_mrad": 20.0, "step_x_nm": 0.25, "step_y_nm": 0.2})
+    assert acq.paths == ()
+
+
+def test_hyperspy_list_in_order_and_by_title():
+    import hyperspy.api as hs
+
+    data = _segments(np.uint16, shape=(3, 3))
+    plain = [hs.signals.Signal2D(d) for d in data]
+    np.testing.assert_array_equal(read_segments(plain).segments, data)
+    titled = []
+    for name, d in zip("ABCD", data):
+        s = hs.signals.Signal2D(d)
+        s.metadata.General.title = f"DF4-{name}"
+        titled.append(s)
+    haadf = hs.signals.Signal2D(np.zeros((3, 3), np.uint16))
+    haadf.metadata.General.title = "HAADF"
+    mixed = [titled[3], haadf, titled[1], titled[0], titled[2]]
+    acq = read_segments(mixed)
+    np.testing.assert_array_equal(acq.segments, data)
+    assert acq.metadata["titles"] == ["DF4-A", "DF4-B", "DF4-C", "DF4-D"]
+    with pytest.raises(InputDataError, match=r"needs 4 images.*got 3"):
+        read_segments(plain[:3])
+
+
+# -- errors -------------------------------------------------------------------------------
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UnreadableFileError, match=r"nope\.npy: segments file not found"):
+        read_segments(tmp_path / "nope.npy")
+    import tifffile
+
+    for c in "ABD":
+        tifffile.imwrite(tmp_path / f"{c}.tif", np.zeros((2, 2), np.uint16))
+    with pytest.raises(UnreadableFileError, match=r"C\.tif: segments file not found"):
+        read_segments(",".join(str(tmp_path / f"{c}.tif") for c in "ABCD"))
+
+
+@pytest.mark.parametrize("suffix, message", [
+    (".npy", r"not a readable \.npy array file"),
+    (".tif", r"not a readable TIFF file"),
+    (".h5", r"not a readable HDF5 file"),
+    (".emd", r"not a readable HDF5/EMD file"),
+    (".dm4", r"not a readable Gatan DigitalMicrograph file"),
+])
+def test_text_file_with_a_data_suffix(tmp_path, suffix, message):
+    path = tmp_path / f"notes{suffix}"
+    path.write_text("this is a text file, not data\n" * 20)
+    with pytest.raises(UnreadableFileError, match=f"notes\\{suffix}: {message}"):
+        read_segments(path)
+
+
+def test_text_file_named_png(tmp_path):
+    paths = []
+    for name in "ABCD":
+        p = tmp_path / f"{name}.png"
+        p.write_text("not an image")
+        paths.append(p)
+    with pytest.raises(UnreadableFileError, match=r"A\.png: not a readable image file"):
+        read_segments(paths)
+
+
+def test_truncated_files(tmp_path):
+    import tifffile
+
+    data = _segments(np.uint16, shape=(32, 32))
+    npy = tmp_path / "seg.npy"
+    np.save(npy, data)
+    npy.write_bytes(npy.read_bytes()[:-100])
+    with pytest.raises(UnreadableFileError, match=r"seg\.npy: not a readable \.npy"):
+        read_segments(npy)
+    tif = tmp_path / "seg.tif"
+    tifffile.imwrite(tif, data, photometric="minisblack")
+    tif.write_bytes(tif.read_bytes()[:300])
+    with pytest.raises(UnreadableFileError, match=r"seg\.tif: not a readable TIFF"):
+        read_segments(tif)
+    h5 = tmp_path / "seg.h5"
+    with h5py.File(h5, "w") as f:
+        f["segments"] = data
+    h5.write_bytes(h5.read_bytes()[:1000])
+    with pytest.raises(UnreadableFileError, match=r"seg\.h5: not a readable HDF5"):
+        read_segments(h5)
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((3, 5, 5), r"shape \(4, ny, nx\).*got shape \(3, 5, 5\)"),
+    ((5, 5), r"shape \(4, ny, nx\).*got shape \(5, 5\)"),
+    ((4, 5, 5, 2), r"shape \(4, ny, nx\).*got shape \(4, 5, 5, 2\)"),
+    ((4, 0, 5), r"segment A is empty"),
+])
+def test_npy_wrong_shapes(tmp_path, shape, message):
+    path = tmp_path / "bad.npy"
+    np.save(path, np.zeros(shape, np.uint16))
+    with pytest.raises(InputDataError, match=message):
+        read_segments(path)
+
+
+def test_segments_of_different_shapes_and_dimensions(tmp_path):
+    paths = []
+    for name, shape in zip("ABCD", [(4, 4), (4, 4), (4, 5), (4, 4)]):
+        p = tmp_path / f"{name}.npy"
+        np.save(p, np.zeros(shape, np.float32))
+        paths.append(p)
+    with pytest.raises(InputDataError, match=r"one shape.*C \(4, 5\)"):
+        read_segments(paths)
+    np.save(paths[1], np.zeros((2, 4, 4), np.float32))
+    with pytest.raises(InputDataError, match=r"segment B must be a 2-D image.*\(2, 4, 4\)"):
+        read_segments(paths)
+    with pytest.raises(InputDataError, match=r"four single-image files.*got 3"):
+        read_segments(paths[:3])
+
+
+def test_complex_or_text_arrays_refused(tmp_path):
+    path = tmp_path / "c.npy"
+    np.save(path, np.zeros((4, 2, 2), np.complex64))
+    with pytest.raises(InputDataError, match=r"segment A must hold real numbers, got dtype complex64"):
+        read_segments(path)
+
+
+def test_tiff_with_wrong_page_count(tmp_path):
+    import tifffile
+
+    path = tmp_path / "three.tif"
+    tifffile.imwrite(path, np.zeros((3, 4, 4), np.uint16), photometric="minisblack")
+    with pytest.raises(InputDataError, match=r"three\.tif: a segments TIFF holds 4 pages.*got 3 page"):
+        read_segments(path)
+
+
+def test_unknown_suffix_and_misplaced_dataset(tmp_path):
+    path = tmp_path / "seg.xyz"
+    path.write_bytes(b"\0" * 10)
+    with pytest.raises(UnreadableFileError, match=r"seg\.xyz: unknown segments file type '\.xyz'"):
+        read_segments(path)
+    npy = tmp_path / "seg.npy"
+    np.save(npy, np.zeros((4, 2, 2)))
+    with pytest.raises(InputDataError, match=r"dataset='x' applies to HDF5 files only"):
+        read_segments(npy, dataset="x")
+    with pytest.raises(InputDataError, match=r"must be a file path.*got int"):
+        read_segments(3)
+
+
+def test_every_error_is_a_dpc_error(tmp_path):
+    """The command line turns DPCError into one line; nothing else may escape for bad input."""
+    path = tmp_path / "bad.npy"
+    path.write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(DPCError):
+        read_segments(path)
+
+
+# -- the real Velox files -----------------------------------------------------------------
+
+def _need(path):
+    if not path.is_file():
+        pytest.skip(f"reference data not found at {path}")
+
+
+def test_real_velox_dpc_segments_in_order():
+    _need(VELOX_DPC)
+    from rsciio.emd import file_reader
+
+    digest = _digest(VELOX_DPC)
+    acq = read_segments(VELOX_DPC)
+    assert acq.segments.shape == (4, 2, 2)
+    assert acq.segments.dtype == np.uint16
+    assert acq.metadata["titles"] == ["DF4-A", "DF4-B", "DF4-C", "DF4-D"]
+    stored = {r["metadata"]["General"]["title"]: r["data"] for r in file_reader(str(VELOX_DPC))}
+    a, b, c, d = acq.segments.astype(np.float64)
+    # The file's own difference images fix the order: A−C and B−D, each to the count.
+    np.testing.assert_array_equal(a - c, stored["A-C"])
+    np.testing.assert_array_equal(b - d, stored["B-D"])
+    assert not np.array_equal(a - b, stored["A-C"])  # the check can tell orders apart
+    assert acq.paths == (VELOX_DPC,)
+    assert _digest(VELOX_DPC) == digest
+
+
+def test_real_velox_dpc_calibration():
+    _need(VELOX_DPC)
+    values = read_segments(VELOX_DPC).calibration_values
+    assert values["kv"] == pytest.approx(300.0)
+    assert values["alpha_mrad"] == pytest.approx(1.0461282069309302)
+    assert values["detector_rotation_deg"] == pytest.approx(np.degrees(0.78539788256730858))
+    assert values["collection_inner_mrad"] == pytest.approx(0.60253744443432278)
+    assert values["collection_outer_mrad"] == pytest.approx(3.3629874186804848)
+    assert values["step_x_nm"] == pytest.approx(0.099619915558306547)
+    assert values["step_y_nm"] == pytest.approx(0.099619915558306547)
+    assert "flip" not in values  # not recorded by Velox
+    from dpcstem.calibration import Calibration
+
+    cal = Calibration(**values)  # everything the file gives is a valid calibration
+    assert cal.kv == 300.0
+
+
+def test_real_velox_through_hyperspy_signals():
+    _need(VELOX_DPC)
+    import hyperspy.api as hs
+
+    signals = hs.load(VELOX_DPC)
+    acq = read_segments(signals)
+    np.testing.assert_array_equal(acq.segments, read_segments(VELOX_DPC).segments)
+    assert acq.calibration_values == pytest.approx(read_segments(VELOX_DPC).calibration_values)
+
+
+def test_real_velox_summed_df4_is_refused():
+    _need(VELOX_SUMMED)
+    with pytest.raises(MissingMetadataError,
+                       match=r"segment images DF4-A, DF4-B, DF4-C, DF4-D are missing.*'DF4' \(whole DF4 detector"):
+        read_segments(VELOX_SUMMED)
