@@ -10,6 +10,7 @@ import importlib
 
 _WHERE = {
     "read_segments": "segments",
+    "SegmentAcquisition": "segments",
     "read_thickness_map": "results",
     "write_result": "results",
     "load_result_arrays": "results",
