@@ -11,6 +11,7 @@ import importlib
 _WHERE = {
     "read_segments": "segments",
     "SegmentAcquisition": "segments",
+    "read_spectrum": "spectra",
     "read_thickness_map": "results",
     "write_result": "results",
     "load_result_arrays": "results",
