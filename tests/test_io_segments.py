@@ -409,3 +409,92 @@ def test_real_velox_summed_df4_is_refused():
     with pytest.raises(MissingMetadataError,
                        match=r"segment images DF4-A, DF4-B, DF4-C, DF4-D are missing.*'DF4' \(whole DF4 detector"):
         read_segments(VELOX_SUMMED)
+
+
+# -- Gatan DigitalMicrograph --------------------------------------------------------------
+
+def _dm3(path, images, *, voltage_v=None, scale_nm=None):
+    """A minimal DM3 file (version 3, little-endian data) holding ``images``: title → 2-D array.
+
+    Written tag by tag after the layout rosettasciio's reader parses: an ``ImageList`` of
+    unnamed groups, each with ``ImageData`` (calibrations, data, dtype code, dimensions),
+    ``ImageTags`` and ``Name``.
+    """
+    import struct
+
+    dm_types = {np.dtype(np.uint16): (10, 4), np.dtype(np.float32): (2, 6)}  # image code, array element code
+
+    def name(text):
+        raw = text.encode()
+        return struct.pack(">h", len(raw)) + raw
+
+    def group(label, tags):
+        return b"\x14" + name(label) + b"\x00\x00" + struct.pack(">i", len(tags)) + b"".join(tags)
+
+    def data(label, info, payload):
+        return b"\x15" + name(label) + b"%%%%" + struct.pack(">i", len(info)) + \
+            b"".join(struct.pack(">i", v) for v in info) + payload
+
+    def f32(label, value):
+        return data(label, [6], struct.pack("<f", value))
+
+    def f64(label, value):
+        return data(label, [7], struct.pack("<d", value))
+
+    def i32(label, value):
+        return data(label, [3], struct.pack("<i", value))
+
+    def text(label, value):  # DM strings are arrays of 2-byte characters
+        return data(label, [20, 4, len(value)], b"".join(struct.pack("<H", ord(c)) for c in value))
+
+    entries = []
+    for title, image in images.items():
+        image = np.ascontiguousarray(image)
+        code, element = dm_types[image.dtype]
+        ny, nx = image.shape
+        dims = [group("", [f32("Origin", 0.0), f32("Scale", scale_nm or 1.0), text("Units", "nm" if scale_nm else "")])
+                for _ in range(2)]
+        calibrations = group("Calibrations", [
+            group("Brightness", [f32("Origin", 0.0), f32("Scale", 1.0), text("Units", "")]),
+            group("Dimension", dims)])
+        n_elements = image.size * image.itemsize // {4: 2, 6: 4}[element]
+        image_data = group("ImageData", [
+            calibrations,
+            data("Data", [20, element, n_elements], image.astype(image.dtype.newbyteorder("<")).tobytes()),
+            i32("DataType", code),
+            group("Dimensions", [i32("", nx), i32("", ny)]),
+        ])
+        tags = [] if voltage_v is None else [group("Microscope Info", [f64("Voltage", voltage_v)])]
+        entries.append(group("", [image_data, group("ImageTags", tags), text("Name", title)]))
+    root = b"\x00\x00" + struct.pack(">i", 1) + group("ImageList", entries)
+    body = root + b"\x00" * 8
+    Path(path).write_bytes(struct.pack(">iii", 3, len(body) + 12, 1) + body)
+    return Path(path)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_dm3_with_four_titled_images(tmp_path, dtype):
+    data = _segments(dtype, shape=(5, 6), seed=4)
+    order = [3, 1, 0, 2]  # stored D, B, A, C: the titles set the order
+    images = {f"DF4-{'ABCD'[k]}": data[k] for k in order}
+    path = _dm3(tmp_path / "dpc.dm3", images, voltage_v=200000.0, scale_nm=0.125)
+    digest = _read_only(path)
+    acq = read_segments(path)
+    np.testing.assert_array_equal(acq.segments, data)
+    assert acq.segments.dtype == dtype
+    assert acq.metadata["titles"] == ["DF4-A", "DF4-B", "DF4-C", "DF4-D"]
+    assert acq.metadata["order"] == "title"
+    assert acq.calibration_values == pytest.approx({"kv": 200.0, "step_x_nm": 0.125, "step_y_nm": 0.125})
+    assert _read_only(path) == digest
+
+
+def test_dm3_untitled_images_in_file_order_and_wrong_count(tmp_path):
+    data = _segments(np.uint16, shape=(3, 4), seed=5)
+    path = _dm3(tmp_path / "plain.dm3", {f"image {k}": data[k] for k in range(4)})
+    acq = read_segments(path)
+    np.testing.assert_array_equal(acq.segments, data)
+    assert acq.metadata["order"] == "file"
+    assert acq.calibration_values == {}  # uncalibrated axes, no voltage
+    path = _dm3(tmp_path / "three.dm3", {f"image {k}": data[k] for k in range(3)})
+    with pytest.raises(InputDataError, match=r"three\.dm3: .*needs 4 images.*got 3"):
+        read_segments(path)

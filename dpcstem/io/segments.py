@@ -327,7 +327,38 @@ def _from_dm(path: Path) -> SegmentAcquisition:
     except Exception as exc:  # the DM parser raises many kinds on a bad file  # noqa: BLE001
         raise UnreadableFileError(
             f"{path}: not a readable Gatan DigitalMicrograph file ({type(exc).__name__}: {exc})") from None
+    for record in records:
+        record["metadata"] = _mapped_metadata(record)
     return _from_records(records, path, (path,), "digitalmicrograph")
+
+
+def _mapped_metadata(record) -> dict:
+    """HyperSpy metadata of a rosettasciio record with the reader's mapping applied.
+
+    rosettasciio leaves the translation of vendor tags (e.g. DigitalMicrograph's
+    ``Microscope Info.Voltage`` in V → ``Acquisition_instrument.TEM.beam_energy`` in keV) to
+    HyperSpy; this does the same for the records read here.
+    """
+    metadata = {k: dict(v) if isinstance(v, Mapping) else v for k, v in (record.get("metadata") or {}).items()}
+    original = record.get("original_metadata") or {}
+    for source, (target, convert) in (record.get("mapping") or {}).items():
+        node = original
+        for part in source.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+            if node is None:
+                break
+        if node is None:
+            continue
+        try:
+            value = convert(node) if convert is not None else node
+        except (TypeError, ValueError, KeyError, AttributeError):
+            continue
+        branch = metadata
+        *parents, leaf = target.split(".")
+        for part in parents:
+            branch = branch.setdefault(part, {})
+        branch[leaf] = value
+    return metadata
 
 
 def _from_records(records, where, paths, source) -> SegmentAcquisition:
