@@ -498,3 +498,34 @@ def test_dm3_untitled_images_in_file_order_and_wrong_count(tmp_path):
     path = _dm3(tmp_path / "three.dm3", {f"image {k}": data[k] for k in range(3)})
     with pytest.raises(InputDataError, match=r"three\.dm3: .*needs 4 images.*got 3"):
         read_segments(path)
+
+
+def test_hdf5_attributes_that_are_not_one_number_are_kept_as_metadata(tmp_path):
+    path = tmp_path / "seg.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("segments", data=np.ones((4, 2, 2), np.float32))
+        ds.attrs["step_x_nm"] = np.array([0.5, 0.6])
+        ds.attrs["kv"] = "unknown"
+        ds.attrs["alpha_mrad"] = "12.5"
+    acq = read_segments(path)
+    assert acq.calibration_values == {"alpha_mrad": 12.5}
+    np.testing.assert_array_equal(acq.metadata["original"]["step_x_nm"], [0.5, 0.6])
+    assert acq.metadata["original"]["kv"] == "unknown"
+
+
+def test_real_velox_dpc_reconstructs():
+    _need(VELOX_DPC)
+    from dpcstem import Calibration
+    from dpcstem.reconstruct import reconstruct
+
+    acq = read_segments(VELOX_DPC)
+    result = reconstruct(acq.segments, Calibration(**acq.calibration_values, thickness_nm=20.0))
+    assert result.valid.all()
+    for name in ("deflection_x", "deflection_y", "field_x", "field_y", "potential"):
+        assert np.isfinite(getattr(result, name)).all()
+    # The deflection lies along the axes the file's rotation gives the A−C, B−D signals.
+    a, b, c, d = acq.segments.astype(np.float64)
+    total = a + b + c + d
+    psi = np.radians(acq.calibration_values["detector_rotation_deg"])
+    along_a = result.deflection_x * np.cos(psi) + result.deflection_y * np.sin(psi)
+    assert np.all(np.sign(along_a) == np.sign((a - c) / total))

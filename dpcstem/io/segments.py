@@ -233,10 +233,10 @@ def _from_hdf5(path: Path, dataset) -> SegmentAcquisition:
     segments = _check_stack(array, f"{path}:{name}")
     values, metadata = {}, {"source": "hdf5", "dataset": name, "titles": list(SEGMENT_NAMES)}
     for key in SCALAR_FIELDS:
-        value = attrs.get(key)
-        if value is None or (isinstance(value, float) and math.isnan(value)) or isinstance(value, str):
-            continue
-        values[key] = bool(value) if key == "flip" else float(value)
+        value = _number(attrs.get(key))
+        if value is None or math.isnan(value):
+            continue  # absent, not one number, or NaN (how result files write "not given")
+        values[key] = bool(value) if key == "flip" else value
     if "bias_v" in attrs:
         metadata["bias_v"] = float(attrs["bias_v"])
     if "title" in attrs:
@@ -631,6 +631,9 @@ def velox_calibration(original_metadata: Mapping, *, detector="DF4") -> tuple[di
 # -- small helpers ------------------------------------------------------------------------
 
 def _number(value):
+    """One number as a float, or None (strings that spell numbers are numbers: Velox writes them)."""
+    if isinstance(value, np.ndarray) and value.ndim != 0:
+        return None
     try:
         return float(value)
     except (TypeError, ValueError):
