@@ -1,0 +1,165 @@
+"""Per-frame reductions of 4D-STEM data in one pass: intensity, first moments, segment sums.
+
+A block of diffraction frames ``(n, ky, kx)`` in its native dtype is reduced, frame by
+frame, to
+
+* the intensity inside a boolean mask (a disc or annulus around the bright-field disc),
+  Σ I, and its first moments Σ kx·I and Σ ky·I, with kx the column and ky the row index
+  of the pixel in the whole frame (the centre of mass is Σ kx·I / Σ I, Σ ky·I / Σ I);
+* the sums of any number of virtual segments given by an integer label image (label 0 is
+  ignored, label j = 1..m adds to segment j).
+
+Each frame is read once. Only the rows and columns inside the bounding box of the mask
+(or of the labelled pixels) are touched. Integer frames are summed in integers (int32 for
+8- and 16-bit frames, int64 for 32-bit frames: exact) and the moments formed in float64;
+float frames are summed in float64. A NaN pixel inside the mask makes that frame's sums
+NaN; a NaN pixel outside the mask is ignored.
+
+The kernels take arrays and scalars only and do no validation: the caller
+(:mod:`dpcstem.fourd`) checks shapes and dtypes and allocates the outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+#: Fast-math flags that allow reassociation (vectorised sums) but keep NaN and inf checks.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+#: Frame dtypes the kernels are compiled for (native byte order).
+FRAME_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32,
+                                            np.float32, np.float64))
+
+
+#: Up to this many segments are summed with one vectorised pass each over a row; more are
+#: summed by scattering each pixel into its segment.
+_FEW_SEGMENTS = 8
+
+
+def _accumulator(frames, size):  # pragma: no cover - compiled code uses the overload
+    raise NotImplementedError
+
+
+@overload(_accumulator)
+def _accumulator_overload(frames, size):
+    """Zeros of the type that sums ``frames`` exactly: int32 (8/16-bit), int64 (32-bit), float64."""
+    dtype = frames.dtype
+    if isinstance(dtype, types.Integer) and dtype.bitwidth <= 16:
+        return lambda frames, size: np.zeros(size, dtype=np.int32)
+    if isinstance(dtype, types.Integer):
+        return lambda frames, size: np.zeros(size, dtype=np.int64)
+    return lambda frames, size: np.zeros(size, dtype=np.float64)
+
+
+def _reduce_frames(frames, mask, labels, boxes, moments, segments):
+    n = frames.shape[0]
+    n_seg = segments.shape[1]
+    my0, my1, mx0, mx1 = boxes[0, 0], boxes[0, 1], boxes[0, 2], boxes[0, 3]
+    ly0, ly1, lx0, lx1 = boxes[1, 0], boxes[1, 1], boxes[1, 2], boxes[1, 3]
+    if n_seg == 0:
+        ly0 = ly1 = 0
+    y0, y1 = frames.shape[1], 0
+    if my1 > my0:
+        y0, y1 = min(y0, my0), max(y1, my1)
+    if ly1 > ly0:
+        y0, y1 = min(y0, ly0), max(y1, ly1)
+    width = max(mx1 - mx0, 0)
+    for i in prange(n):
+        cols = _accumulator(frames, max(width, 1))
+        seg = _accumulator(frames, max(n_seg, 1))
+        zero = cols[0]
+        total = 0.0
+        row_moment = 0.0
+        for r in range(y0, y1):
+            if my0 <= r < my1:
+                fr = frames[i, r, mx0:mx1]
+                mr = mask[r, mx0:mx1]
+                row = zero
+                for c in range(width):
+                    v = fr[c] + zero
+                    t = v if mr[c] else zero
+                    cols[c] += t
+                    row += t
+                total += np.float64(row)
+                row_moment += r * np.float64(row)
+            if ly0 <= r < ly1:
+                fl = frames[i, r, lx0:lx1]
+                lr = labels[r, lx0:lx1]
+                if n_seg <= _FEW_SEGMENTS:  # one vectorised pass per segment over a cached row
+                    for j in range(n_seg):
+                        label = np.uint8(j + 1)
+                        acc = zero
+                        for c in range(lx1 - lx0):
+                            v = fl[c] + zero
+                            acc += v if lr[c] == label else zero
+                        seg[j] += acc
+                else:  # scatter
+                    for c in range(lx1 - lx0):
+                        lab = lr[c]
+                        if lab > 0:
+                            seg[lab - 1] += fl[c] + zero
+        col_moment = 0.0
+        for c in range(width):
+            col_moment += (mx0 + c) * np.float64(cols[c])
+        moments[i, 0] = total
+        moments[i, 1] = col_moment
+        moments[i, 2] = row_moment
+        for j in range(n_seg):
+            segments[i, j] = np.float64(seg[j])
+
+
+_DOC = """Reduce a block of frames to masked moments and virtual-segment sums, in one pass.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (n, ky, kx)
+        Diffraction frames in native byte order, dtype one of :data:`FRAME_DTYPES`
+        (counts; any strides).
+    mask : ndarray of bool, shape (ky, kx)
+        Pixels that enter the intensity and the first moments (detector frame).
+    labels : ndarray of uint8, shape (ky, kx)
+        Virtual segment of each pixel: 0 ignored, j = 1..m adds to ``segments[:, j-1]``
+        (m <= 255). Every label must be <= m.
+    boxes : ndarray of int64, shape (2, 4)
+        ``[[y0, y1, x0, x1] of mask, [y0, y1, x0, x1] of labels]``, half-open bounding boxes
+        inside the frame that hold every True mask pixel and every non-zero label
+        (see :func:`bounding_box`). An empty box (y0 == y1) skips that part.
+    moments : ndarray of float64, shape (n, 3), written
+        Per frame Σ I, Σ kx·I, Σ ky·I over the mask, kx the column and ky the row index
+        of the pixel in the frame (counts, counts·px, counts·px).
+    segments : ndarray of float64, shape (n, m), written
+        Per frame the sum of each virtual segment (counts); m may be 0.
+    """
+
+
+#: Parallel over the frames of the block (numba ``prange``): for one caller on a machine.
+reduce_frames = njit(parallel=True, fastmath=FASTMATH, cache=True, nogil=True)(_reduce_frames)
+reduce_frames.__doc__ = _DOC + "\n    Frames are shared out over Numba's threads.\n"
+
+#: The same kernel on the calling thread only: for workers that already run in parallel
+#: (Dask threads, ``dask.distributed`` workers).
+reduce_frames_serial = njit(parallel=False, fastmath=FASTMATH, cache=True, nogil=True)(_reduce_frames)
+reduce_frames_serial.__doc__ = _DOC + "\n    Runs on the calling thread only and releases the GIL.\n"
+
+
+@njit(cache=True)
+def bounding_box(image):
+    """Half-open bounding box ``[y0, y1, x0, x1]`` (int64) of the non-zero pixels of a 2-D image.
+
+    An image with no non-zero pixel gives ``[0, 0, 0, 0]``.
+    """
+    ny, nx = image.shape
+    y0, y1, x0, x1 = ny, 0, nx, 0
+    for r in range(ny):
+        for c in range(nx):
+            if image[r, c]:
+                y0 = min(y0, r)
+                y1 = max(y1, r + 1)
+                x0 = min(x0, c)
+                x1 = max(x1, c + 1)
+    out = np.zeros(4, dtype=np.int64)
+    if y1 > y0:
+        out[0], out[1], out[2], out[3] = y0, y1, x0, x1
+    return out
