@@ -34,8 +34,10 @@ import numpy as np
 from .errors import CalibrationError, InputDataError
 
 __all__ = [
+    "DIVERGING_CMAP",
     "NAN_COLOUR",
     "ROBUST_PERCENTILE",
+    "SEQUENTIAL_CMAP",
     "add_scale_bar",
     "plot_arrows",
     "plot_bias_panel",
@@ -127,8 +129,8 @@ def _steps(step_nm):
 def pretty_units(units):
     """A unit string as it is printed on a figure: ``"C/m^3"`` → ``"C/m³"``.
 
-    ``^n`` becomes a superscript, ``*`` a middle dot, a leading ``u`` before ``m`` a µ;
-    ``"1"`` (dimensionless) becomes the empty string.
+    ``^n`` becomes a superscript, ``*`` a middle dot, ``um`` becomes ``µm``; ``"1"``
+    (dimensionless) becomes the empty string.
     """
     if units in (None, "", "1"):
         return ""
@@ -390,10 +392,10 @@ def _block_means(values, every):
     return out
 
 
-ARROW_COLOUR = "#ffd21f"
+_ARROW_COLOUR = "#ffd21f"
 
 
-ARROW_WIDTH = 0.006  # shaft width of the arrows, as a fraction of the axes' width
+_ARROW_WIDTH = 0.006  # shaft width of the arrows, as a fraction of the axes' width
 
 
 def _arrow_key(ax, length_px, text, shape, aspect):
@@ -403,12 +405,12 @@ def _arrow_key(ax, length_px, text, shape, aspect):
     from matplotlib.offsetbox import AnchoredOffsetbox, AuxTransformBox, TextArea, VPacker
     from matplotlib.patches import FancyArrow
 
-    width_x = ARROW_WIDTH * shape[1]  # x data units
+    width_x = _ARROW_WIDTH * shape[1]  # x data units
     width_y = width_x / aspect  # the same width on screen, in y data units
     box = AuxTransformBox(ax.transData)
     arrow = FancyArrow(0.0, 0.0, length_px, 0.0, width=width_y, head_width=3.5 * width_y,
                        head_length=min(4.0 * width_x, length_px), length_includes_head=True,
-                       facecolor=ARROW_COLOUR, edgecolor="black", linewidth=0.5)
+                       facecolor=_ARROW_COLOUR, edgecolor="black", linewidth=0.5)
     box.add_artist(arrow)
     label = TextArea(text, textprops=dict(fontsize=9))
     key = AnchoredOffsetbox(loc="lower left", child=VPacker(children=[box, label],
@@ -486,8 +488,8 @@ def plot_arrows(vx, vy, background, *, ax=None, every=None, step_nm=None, units=
     v = mean_y[keep] / sy
     scale = longest / (0.9 * every * min(sx, sy))
     quiver = ax.quiver(cx[keep], cy[keep], u, v, angles="xy", scale_units="xy",
-                       scale=scale, pivot="middle", color=ARROW_COLOUR, edgecolor="black",
-                       linewidth=0.5, width=ARROW_WIDTH, headwidth=3.5, headlength=4,
+                       scale=scale, pivot="middle", color=_ARROW_COLOUR, edgecolor="black",
+                       linewidth=0.5, width=_ARROW_WIDTH, headwidth=3.5, headlength=4,
                        headaxislength=3.5, minlength=0)
     key = _nice_length(longest)
     _arrow_key(ax, key / sx / scale, _format_value(key, units), vx.shape, sy / sx)
@@ -549,8 +551,9 @@ def plot_scalar_map(m, *, ax=None, units="C/m^3", diverging=True, step_nm=None, 
                   if finite.size else (0.0, 1.0))
         vmin = float(lo) if vmin is None else vmin
         vmax = float(hi) if vmax is None else vmax
-        if vmax <= vmin:
-            vmax = vmin + 1.0 if vmax == vmin else vmax
+        if vmax < vmin:
+            raise InputDataError(f"vmax must not be below vmin, got vmin={vmin!r}, "
+                                 f"vmax={vmax!r}")
         cmap = _colormap(SEQUENTIAL_CMAP)
     fig, ax = _new_axes(ax, _map_figsize(m.shape, step, 1.4))
     im = _show_map(ax, m, step, cmap=cmap, vmin=vmin, vmax=vmax)
@@ -728,12 +731,14 @@ def plot_charge_vs_bias(biases_v, values, *, errors=None, ax=None, label=None,
     if errors is not None:
         errors = np.broadcast_to(np.asarray(errors, dtype=np.float64), values.shape)
         errors = errors[np.newaxis] if values.ndim == 1 else errors
-    labels = [label] if label is None or isinstance(label, str) else list(label)
-    if len(labels) == 1 and series.shape[0] > 1:
-        labels = labels * series.shape[0] if labels[0] is None else None
-    if labels is None or len(labels) != series.shape[0]:
-        raise InputDataError(f"label must give one name per series ({series.shape[0]}), "
-                             f"got {label!r}")
+    n_series = series.shape[0]
+    if label is None:
+        labels = [None] * n_series
+    else:
+        labels = [label] if isinstance(label, str) else list(label)
+    if len(labels) != n_series:
+        raise InputDataError(f"label must give one name per series ({n_series}), got "
+                             f"{label!r}")
     fig, ax = _new_axes(ax, (5.0, 3.5))
     markers = "osD^v<>"
     start = len(ax.containers)

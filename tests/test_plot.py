@@ -529,3 +529,19 @@ def test_maps_of_different_shapes_are_refused():
 ])
 def test_units_are_printed_with_superscripts(units, expected):
     assert plot.pretty_units(units) == expected
+
+
+def test_single_pixel_all_invalid_and_tiny_maps_still_draw():
+    fig = plot.plot_vector_map(np.zeros((1, 1)), np.zeros((1, 1)), step_nm=1.0)
+    rendered(fig)
+    fig = plot.plot_scalar_map(np.full((6, 6), np.nan), step_nm=1.0)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(pixel(rendered(fig), fig, ax, 2, 2), plot.NAN_COLOUR,
+                               atol=1 / 255)
+    # a deflection of a few hundred µrad: the rim reads in powers of ten, not 319×10⁻⁶
+    vx = np.full((4, 4), 3.19e-4)
+    fig = plot.plot_vector_map(vx, 0 * vx, units="mrad", max_magnitude=3.19e-4)
+    (wheel,) = fig.axes[0].child_axes
+    assert wheel.get_title().endswith("3.19×10⁻⁴ mrad")
+    with pytest.raises(InputDataError, match=r"vmax must not be below vmin, got vmin=2"):
+        plot.plot_scalar_map(np.ones((3, 3)), diverging=False, vmin=2.0, vmax=1.0)
