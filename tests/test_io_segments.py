@@ -529,3 +529,11 @@ def test_real_velox_dpc_reconstructs():
     psi = np.radians(acq.calibration_values["detector_rotation_deg"])
     along_a = result.deflection_x * np.cos(psi) + result.deflection_y * np.sin(psi)
     assert np.all(np.sign(along_a) == np.sign((a - c) / total))
+
+
+def test_real_velox_summed_df4_through_hyperspy_is_refused():
+    _need(VELOX_SUMMED)
+    import hyperspy.api as hs
+
+    with pytest.raises(MissingMetadataError, match=r"DF4-A, DF4-B, DF4-C, DF4-D are missing"):
+        read_segments(hs.load(VELOX_SUMMED))

@@ -362,19 +362,28 @@ def _mapped_metadata(record) -> dict:
 
 
 def _from_records(records, where, paths, source) -> SegmentAcquisition:
-    """Four images (or a stack of four) from rosettasciio-style dicts: data, axes, metadata."""
+    """Four images (or a stack of four) from rosettasciio-style dicts: data, axes, metadata.
+
+    Images from a Velox file are matched by title and segment index (:func:`_velox_segments`);
+    others by a title ending in A, B, C, D, or else taken in the order given when there are
+    exactly four; a single 3-D image of four planes is a stack A, B, C, D.
+    """
     titles = [_title(r) for r in records]
-    if len(records) == 1 and np.ndim(records[0]["data"]) == 3:
+    velox = any(_looks_velox(r.get("original_metadata") or {}) for r in records)
+    if velox:
+        matched, _ = _velox_segments(records, titles, where)
+        order = "title and segment index"
+    else:
+        matched, order = _match_titles(titles), "title"
+    if not velox and len(records) == 1 and np.ndim(records[0]["data"]) == 3:
         record = records[0]
         segments = _check_stack(np.asarray(record["data"]), where)
         image_axes = [ax for ax in record["axes"] if not ax.get("navigate", False)] or record["axes"][1:]
         chosen, order = [record] * 4, "stack"
         chosen_titles = [f"{titles[0]}[{i}]" for i in range(4)]
     else:
-        matched = _match_titles(titles)
         if matched is not None:
             chosen = [records[i] for i in matched]
-            order = "title"
         elif len(records) == 4:
             chosen, order = list(records), "file"
         else:
@@ -469,14 +478,7 @@ def _from_velox(path: Path) -> SegmentAcquisition:
         records = file_reader(str(path), select_type="images")
     except Exception as exc:  # the Velox reader raises many kinds on a bad file  # noqa: BLE001
         raise UnreadableFileError(f"{path}: not a readable Velox EMD file ({type(exc).__name__}: {exc})") from None
-    titles = [_title(r) for r in records]
-    chosen, prefix = _velox_segments(records, titles, path)
-    images = [np.asarray(records[i]["data"]) for i in chosen]
-    segments = _stack(images, path, [titles[i] for i in chosen])
-    values, original = velox_calibration(records[chosen[0]]["original_metadata"], detector=prefix)
-    metadata = {"source": "velox", "titles": [titles[i] for i in chosen], "order": "title and segment index",
-                "original": original}
-    return SegmentAcquisition(segments, values, (path,), metadata)
+    return _from_records(records, path, (path,), "velox")
 
 
 def _velox_segment_indices(original_metadata: Mapping) -> dict:
