@@ -147,6 +147,7 @@ def reconstruct(segments, calibration: Calibration, *, response="exact", gains=N
     result = reconstruct_deflection(theta_x, theta_y, calibration, valid=valid, **options)
     result.extra["segment_sum"] = (total, "counts")
     result.attrs["response"] = model.name
+    result.attrs["n_bad_input"] = int(valid.size - np.count_nonzero(valid))
     if gains is not None or vacuum is not None:
         result.attrs["segment_gains"] = gains_from_vacuum(vacuum, offsets=offsets) if vacuum is not None else gains
     return result

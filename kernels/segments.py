@@ -78,6 +78,29 @@ def deflection_linear(segments, offset, inv_gain, slope, axes, alpha, theta_x, t
                 _reject(iy, ix, total, theta_x, theta_y, total_out, valid)
 
 
+@numba.njit(inline="always", fastmath=_FAST)
+def _bilinear(table, fi, fj):
+    i = int(fi)
+    j = int(fj)
+    wy = fi - i
+    wx = fj - j
+    return ((1.0 - wy) * ((1.0 - wx) * table[i, j] + wx * table[i, j + 1])
+            + wy * ((1.0 - wx) * table[i + 1, j] + wx * table[i + 1, j + 1]))
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _table_shift(da, db, table_u, table_v, origin, inv_step):
+    """Shift (u, v) for signals (da, db) by bilinear lookup; ok is False outside the table."""
+    n = table_u.shape[0]
+    fj = (da - origin) * inv_step
+    fi = (db - origin) * inv_step
+    if not (fj >= 0.0 and fi >= 0.0 and fj < n - 1 and fi < n - 1):
+        return 0.0, 0.0, False
+    u = _bilinear(table_u, fi, fj)
+    v = _bilinear(table_v, fi, fj)
+    return u, v, not (math.isnan(u) or math.isnan(v))
+
+
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
 def deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step, axes, alpha,
                      theta_x, theta_y, total_out, valid):
@@ -88,28 +111,12 @@ def deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step,
     :func:`deflection_linear`.
     """
     ny, nx = segments.shape[1], segments.shape[2]
-    n = table_u.shape[0]
     inv_step = 1.0 / step
     for iy in numba.prange(ny):
         for ix in range(nx):
             da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain)
-            if ok:
-                fj = (da - origin) * inv_step
-                fi = (db - origin) * inv_step
-                ok = fj >= 0.0 and fi >= 0.0 and fj < n - 1 and fi < n - 1
-            if ok:
-                j = int(fj)
-                i = int(fi)
-                wx = fj - j
-                wy = fi - i
-                w00 = (1.0 - wy) * (1.0 - wx)
-                w01 = (1.0 - wy) * wx
-                w10 = wy * (1.0 - wx)
-                w11 = wy * wx
-                u = w00 * table_u[i, j] + w01 * table_u[i, j + 1] + w10 * table_u[i + 1, j] + w11 * table_u[i + 1, j + 1]
-                v = w00 * table_v[i, j] + w01 * table_v[i, j + 1] + w10 * table_v[i + 1, j] + w11 * table_v[i + 1, j + 1]
-                ok = not (math.isnan(u) or math.isnan(v))
-            if ok:
+            u, v, inside = _table_shift(da, db, table_u, table_v, origin, inv_step)
+            if ok and inside:
                 _store(iy, ix, u, v, total, axes, alpha, theta_x, theta_y, total_out, valid)
             else:
                 _reject(iy, ix, total, theta_x, theta_y, total_out, valid)

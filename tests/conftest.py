@@ -1,0 +1,25 @@
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+    """The folder of reference files beside the project; tests using it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data folder {SHARED_DATA} is absent (it lives beside the project, not in it)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def rng():
+    return __import__("numpy").random.default_rng(20261122)
+
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "2")
