@@ -83,14 +83,18 @@ def read_segments(source, *, dataset=None) -> SegmentAcquisition:
           (``kv``, ``alpha_mrad``, ``step_x_nm``, ...) are read as calibration values, and
           ``bias_v`` (V) into the metadata;
         - a Thermo Fisher Velox ``.emd`` file with the segment images ``DF4-A`` ..
-          ``DF4-D`` (see :func:`velox_calibration` for what is read from its metadata);
+          ``DF4-D``, each found by its title and by the segment index its
+          ``Operations.StemInputOperation`` records (A=0 .. D=3), never by its position
+          in the file (see :func:`velox_calibration` for what is read from the metadata);
+          another ``.emd`` (open EMD) is read as HDF5;
         - a Gatan ``.dm3``/``.dm4`` file holding four images (titles ending in A, B, C, D
           set the order; otherwise the order in the file) or one stack of four;
         - four single-image files (TIFF, PNG, ``.npy``), as a sequence of four paths or
           one string ``"A.tif,B.tif,C.tif,D.tif"``, in the order A, B, C, D;
         - a HyperSpy signal holding a stack of four images (data shape (4, ny, nx)), or a
           list of signals: four in the order A, B, C, D, or any number among which four
-          are titled ``<name>-A`` .. ``<name>-D``.
+          are titled ``<name>-A`` .. ``<name>-D`` (signals loaded from a Velox file are
+          matched as the file is).
     dataset : str, optional
         HDF5 only: path of the dataset holding the (4, ny, nx) stack.
 
@@ -107,6 +111,16 @@ def read_segments(source, *, dataset=None) -> SegmentAcquisition:
     MissingMetadataError
         The file lacks the segment images (a Velox file without the four DF4 segments,
         an HDF5 file without the dataset).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "segments.npy")
+    >>> np.save(path, np.ones((4, 3, 5), np.uint16))
+    >>> acq = read_segments(path)
+    >>> acq.segments.shape, acq.segments.dtype
+    ((4, 3, 5), dtype('uint16'))
     """
     if _is_signal(source):
         return _from_signals([source])
@@ -312,8 +326,10 @@ def _from_signals(signals) -> SegmentAcquisition:
     """HyperSpy signals → dict records shared with the DigitalMicrograph path."""
     records = []
     for s in signals:
-        axes = [{"name": ax.name, "scale": ax.scale, "units": ax.units, "navigate": ax.navigate}
-                for ax in s.axes_manager._axes]
+        in_array_order = sorted((*s.axes_manager.navigation_axes, *s.axes_manager.signal_axes),
+                                key=lambda ax: ax.index_in_array)
+        axes = [{"name": ax.name, "scale": getattr(ax, "scale", None), "units": ax.units, "navigate": ax.navigate}
+                for ax in in_array_order]
         records.append({"data": s.data, "axes": axes, "metadata": s.metadata.as_dictionary(),
                         "original_metadata": s.original_metadata.as_dictionary()})
     return _from_records(records, "HyperSpy signal" + ("s" if len(signals) > 1 else ""), (), "hyperspy")
