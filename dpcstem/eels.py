@@ -576,9 +576,9 @@ class LogRatioResult:
         I_t, the counts in the total window.
     zlp_window_ev : ndarray, shape (..., 2)
         Low and high energy (eV) of the zero-loss window: outer edges of the first and last
-        channels summed. Each edge is the first minimum of the (lightly smoothed) spectrum
-        below half the peak on that side of the zero-loss maximum (the spectrum's end where
-        there is none).
+        channels summed. Each edge is the first minimum of the spectrum below half the peak
+        on that side of the zero-loss maximum (the spectrum's end where there is none); see
+        :func:`log_ratio`.
     total_window_ev : ndarray, shape (..., 2)
         Low and high energy (eV) of the total window: from the zero-loss window's low edge
         to the end of the spectrum (or ``energy_max_ev``).
@@ -602,8 +602,30 @@ class LogRatioResult:
         return np.isfinite(self.t_over_lambda)
 
 
-_SMOOTH_SIGMA_CHANNELS = 1.0
+_SMOOTH_PER_FWHM = 0.25  # Gaussian σ of the smoothing, in zero-loss FWHMs
 _N_OUT = 8  # t/λ, I0, It, zlp low, zlp high, total high, position, fwhm
+
+
+def _half_max_crossings(values, peak, half):
+    """Half-maximum crossings (fractional channels) left and right of ``peak`` in each row, NaN if none."""
+    m, n = values.shape
+    rows = np.arange(m)
+    idx = np.arange(n)
+    under = values < half[:, None]
+    right = under & (idx > peak[:, None])
+    left = under & (idx < peak[:, None])
+    jr = np.where(right.any(axis=1), right.argmax(axis=1), n - 1)
+    jl = np.where(left.any(axis=1), n - 1 - left[:, ::-1].argmax(axis=1), 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xr = jr - 1 + (values[rows, jr - 1] - half) / (values[rows, jr - 1] - values[rows, jr])
+        xl = jl + (half - values[rows, jl]) / (values[rows, jl + 1] - values[rows, jl])
+    return np.where(left.any(axis=1), xl, np.nan), np.where(right.any(axis=1), xr, np.nan)
+
+
+def _zlp_peak(smooth, lo_search, hi_search):
+    segment = smooth[:, lo_search:hi_search + 1]
+    peak = lo_search + np.where(np.isfinite(segment), segment, -np.inf).argmax(axis=1)
+    return peak, smooth[np.arange(smooth.shape[0]), peak]
 
 
 def _log_ratio_rows(counts, offset, step, lo_search, hi_search, end):
@@ -615,16 +637,21 @@ def _log_ratio_rows(counts, offset, step, lo_search, hi_search, end):
     out = np.full((m, _N_OUT), np.nan)
     if m == 0:
         return out
-    smooth = gaussian_filter1d(data, _SMOOTH_SIGMA_CHANNELS, axis=-1, mode="nearest")
-    bad = ~np.isfinite(data[:, :end]).all(axis=1)
-    segment = np.where(np.isfinite(smooth[:, lo_search:hi_search + 1]), smooth[:, lo_search:hi_search + 1], -np.inf)
-    peak = lo_search + segment.argmax(axis=1)
     rows = np.arange(m)
-    height = smooth[rows, peak]
-    bad |= ~(height > 0)
-    half = height / 2.0
     idx = np.arange(n)
-    below = smooth < half[:, None]
+    bad = ~np.isfinite(data[:, :end]).all(axis=1)
+    # The zero-loss width, from the spectrum smoothed over one channel, sets the smoothing
+    # under which the minima are looked for: wide enough that counting noise makes no false
+    # minimum on the peak's flanks, narrow beside the plasmon valley.
+    light = gaussian_filter1d(data, 1.0, axis=-1, mode="nearest")
+    peak, height = _zlp_peak(light, lo_search, hi_search)
+    xl, xr = _half_max_crossings(light, peak, height / 2.0)
+    widths = (xr - xl)[~bad & np.isfinite(xr - xl)]
+    sigma = max(1.0, _SMOOTH_PER_FWHM * float(np.median(widths))) if widths.size else 1.0
+    smooth = gaussian_filter1d(data, sigma, axis=-1, mode="nearest")
+    peak, height = _zlp_peak(smooth, lo_search, hi_search)
+    bad |= ~(height > 0)
+    below = smooth < (height / 2.0)[:, None]
     # Right edge: first channel past the peak, below half maximum, after which the spectrum rises.
     rises = np.zeros_like(below)
     rises[:, :-1] = smooth[:, 1:] > smooth[:, :-1]
@@ -635,6 +662,13 @@ def _log_ratio_rows(counts, offset, step, lo_search, hi_search, end):
     falls[:, 1:] = smooth[:, :-1] > smooth[:, 1:]
     left = below & falls & (idx < peak[:, None])
     lo = np.where(left.any(axis=1), n - 1 - left[:, ::-1].argmax(axis=1), 0)
+    # The smoothing moves a minimum by up to about σ: take the lowest lightly smoothed channel
+    # within 2σ of each edge, on the same side of the peak.
+    reach = np.arange(-math.ceil(2 * sigma), math.ceil(2 * sigma) + 1)
+    near = np.clip(hi[:, None] + reach, np.minimum(peak + 1, end - 1)[:, None], end - 1)
+    hi = np.where(right.any(axis=1), near[rows, light[rows[:, None], near].argmin(axis=1)], hi)
+    near = np.clip(lo[:, None] + reach, 0, np.maximum(peak - 1, 0)[:, None])
+    lo = np.where(left.any(axis=1), near[rows, light[rows[:, None], near].argmin(axis=1)], lo)
 
     cumulative = np.zeros((m, n + 1))
     np.cumsum(np.nan_to_num(data), axis=1, out=cumulative[:, 1:])
@@ -643,21 +677,8 @@ def _log_ratio_rows(counts, offset, step, lo_search, hi_search, end):
     bad |= ~(i0 > 0) | ~(it > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         t_over_lambda = np.log(it / i0)
-
-    # FWHM from the raw counts: half-maximum crossings interpolated linearly.
-    raw_peak = data[rows, peak]
-    half_raw = raw_peak / 2.0
-    above = data >= half_raw[:, None]
-    # first channel right of the peak below half; last channel left of the peak below half
-    r_cross = (~above) & (idx > peak[:, None])
-    l_cross = (~above) & (idx < peak[:, None])
-    has_r, has_l = r_cross.any(axis=1), l_cross.any(axis=1)
-    jr = np.where(has_r, r_cross.argmax(axis=1), n - 1)
-    jl = np.where(has_l, n - 1 - l_cross[:, ::-1].argmax(axis=1), 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xr = jr - 1 + (data[rows, jr - 1] - half_raw) / (data[rows, jr - 1] - data[rows, jr])
-        xl = jl + (half_raw - data[rows, jl]) / (data[rows, jl + 1] - data[rows, jl])
-    fwhm = np.where(has_r & has_l, (xr - xl) * step, np.nan)
+    # FWHM reported from the counts themselves (half-maximum crossings interpolated linearly).
+    raw_xl, raw_xr = _half_max_crossings(data, peak, data[rows, peak] / 2.0)
 
     out[:, 0] = t_over_lambda
     out[:, 1] = i0
@@ -666,7 +687,7 @@ def _log_ratio_rows(counts, offset, step, lo_search, hi_search, end):
     out[:, 4] = offset + (hi + 0.5) * step
     out[:, 5] = offset + (end - 0.5) * step
     out[:, 6] = offset + peak * step
-    out[:, 7] = fwhm
+    out[:, 7] = (raw_xr - raw_xl) * step
     out[bad] = np.nan
     return out
 
@@ -702,9 +723,11 @@ def log_ratio(spectrum, *, energy_axis=None, zlp_search_ev=5.0, energy_max_ev=No
     Notes
     -----
     I_0 is the sum of the counts between the first minima either side of the zero-loss
-    maximum (found on the spectrum smoothed with a Gaussian of σ = 1 channel and taken below
-    half the peak height, so that counting noise on the peak makes no false minimum); I_t is
-    the sum from the same low edge to the end. The method assumes Poisson statistics of
+    maximum, I_t the sum from the same low edge to the end. The minima are looked for below
+    half the peak height on the spectrum smoothed by a Gaussian of σ = FWHM/4 (the zero-loss
+    width measured on the spectrum smoothed over one channel), so that counting noise on the
+    peak's flanks makes no false minimum, then placed at the lowest channel of the spectrum
+    smoothed over one channel within 2σ. The method assumes Poisson statistics of
     the inelastic events (Egerton 2011, §5.1.1); the spectrum should extend to several plasmon
     energies beyond the last significant multiple-scattering peak (for t/λ ≈ 3, beyond
     about 10 plasmon energies) or I_t is short.
