@@ -1,0 +1,280 @@
+"""In-situ bias series: net field and net charge accumulation against a reference bias.
+
+Each acquisition is inverted through the detector response to a deflection map first; the
+maps are registered to the reference acquisition (from their segment-sum images) and
+subtracted **in deflection space**, θ_net = θ(V) − θ(V_ref), before the net field and net
+charge density are computed. Subtracting raw difference signals instead would carry the
+response's nonlinearity into the net map wherever a bias-independent deflection (the
+mean-inner-potential step, thickness gradients, diffraction contrast) is large.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .calibration import Calibration
+from .errors import InputDataError
+from .reconstruct import reconstruct_deflection, response_model, segment_deflection
+from .result import UNITS
+
+#: A direction of the segment-sum image is taken as structureless when its gradient energy
+#: is below this fraction of the strongest direction's; no shift is measured along it.
+STRUCTURE_THRESHOLD = 0.02
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Shift (dy, dx) in pixels that aligns a moving image onto the reference, and how it was found.
+
+    ``constrained`` is True when the image had structure in one direction only and the
+    shift was kept to that direction.
+    """
+
+    shift_px: tuple
+    error: float
+    constrained: bool
+
+
+def register(reference, moving, *, upsample=20, valid=None) -> Registration:
+    """Sub-pixel shift that brings ``moving`` onto ``reference`` (phase correlation).
+
+    The shift is measured only along directions in which the reference image has
+    structure: the structure tensor (mean outer product of the image gradient) gives the
+    image's principal directions, and the shift component along a direction whose gradient
+    energy is below :data:`STRUCTURE_THRESHOLD` of the strongest is set to zero. A straight
+    interface thus gives a shift across it and none along it.
+
+    Parameters
+    ----------
+    reference, moving : ndarray, shape (ny, nx)
+        Segment-sum (or any structural) images.
+    upsample : int
+        Sub-pixel precision 1/upsample (scikit-image's phase correlation).
+    valid : ndarray of bool, optional
+        Pixels to use; the others are replaced by the mean.
+
+    Returns
+    -------
+    Registration
+    """
+    from skimage.registration import phase_cross_correlation
+
+    ref = _fill(reference, valid)
+    mov = _fill(moving, valid)
+    window = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1])) if min(ref.shape) > 2 else 1.0
+    shift, error, _ = phase_cross_correlation((ref - ref.mean()) * window, (mov - mov.mean()) * window,
+                                              upsample_factor=upsample, normalization=None)
+    shift = np.asarray(shift, dtype=float)
+    gy, gx = np.gradient(ref)
+    tensor = np.array([[np.mean(gy * gy), np.mean(gy * gx)], [np.mean(gx * gy), np.mean(gx * gx)]])
+    energies, directions = np.linalg.eigh(tensor)
+    constrained = bool(energies[-1] > 0 and energies[0] < STRUCTURE_THRESHOLD * energies[-1])
+    if energies[-1] <= 0:
+        shift[:] = 0.0
+    elif constrained:
+        strong = directions[:, -1]  # (y, x) components of the one direction with structure
+        shift = strong * float(strong @ shift)
+    return Registration((float(shift[0]), float(shift[1])), float(error), constrained)
+
+
+def _fill(image, valid):
+    image = np.asarray(image, dtype=float)
+    ok = np.isfinite(image) if valid is None else (np.asarray(valid, bool) & np.isfinite(image))
+    if not ok.any():
+        raise InputDataError("an image for registration has no valid pixel")
+    return np.where(ok, image, image[ok].mean())
+
+
+def shift_map(values, shift_px, valid=None):
+    """Shift a map by (dy, dx) pixels (linear interpolation); pixels that leave the scan become NaN.
+
+    Returns the shifted map and its validity (a pixel is valid where the interpolation used
+    only valid pixels).
+    """
+    values = np.asarray(values, dtype=float)
+    ok = np.isfinite(values) if valid is None else (np.asarray(valid, bool) & np.isfinite(values))
+    if shift_px == (0.0, 0.0):
+        return np.where(ok, values, np.nan), ok
+    filled = ndimage.shift(np.where(ok, values, 0.0), shift_px, order=1, mode="constant", cval=0.0)
+    weight = ndimage.shift(ok.astype(float), shift_px, order=1, mode="constant", cval=0.0)
+    good = weight > 1 - 1e-6
+    return np.where(good, filled, np.nan), good
+
+
+@dataclass
+class BiasSeriesResult:
+    """Every bias's maps and the net maps against the reference bias.
+
+    Attributes
+    ----------
+    biases_v : ndarray, shape (n,)
+    reference_index : int
+    maps : list of DPCResult
+        Each acquisition's own reconstruction, registered onto the reference.
+    net : list of DPCResult
+        Net maps θ(V) − θ(V_ref) → net field and net charge (the reference's own is zero).
+    registration : list of Registration
+    calibration : Calibration
+    """
+
+    biases_v: np.ndarray
+    reference_index: int
+    maps: list
+    net: list
+    registration: list
+    calibration: Calibration
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def reference_bias_v(self) -> float:
+        return float(self.biases_v[self.reference_index])
+
+    def stacked(self, name, *, net=False):
+        """One quantity over the series, shape (n, ny, nx)."""
+        source = self.net if net else self.maps
+        return np.stack([getattr(r, name) for r in source])
+
+    def file_maps(self) -> dict:
+        """The result-file layout of DESIGN.md §4 for a bias series: name → (array, unit)."""
+        out = {}
+        for name in ("deflection_x", "deflection_y", "field_x", "field_y", "charge_density",
+                     "free_charge_density", "potential"):
+            if getattr(self.maps[0], name) is not None:
+                out[name] = (self.stacked(name), UNITS[name])
+        out["valid"] = (self.stacked("valid").astype(np.uint8), "1")
+        for name in ("field_x", "field_y", "charge_density", "free_charge_density"):
+            if getattr(self.net[0], name) is not None:
+                out[f"net_{name}"] = (self.stacked(name, net=True), UNITS[name])
+        out["net_deflection_x"] = (self.stacked("deflection_x", net=True), "mrad")
+        out["net_deflection_y"] = (self.stacked("deflection_y", net=True), "mrad")
+        out["net_valid"] = (self.stacked("valid", net=True).astype(np.uint8), "1")
+        out["bias"] = (self.biases_v.astype(np.float64), "V")
+        out["registration_shift"] = (np.array([r.shift_px for r in self.registration]), "px")
+        return out
+
+    def file_attrs(self) -> dict:
+        return {**self.calibration.to_attrs(), "reference_bias_v": self.reference_bias_v,
+                "registration_constrained": np.array([r.constrained for r in self.registration], np.uint8),
+                **self.attrs}
+
+
+def check_biases(biases_v, count, reference_bias_v):
+    """Validate the biases of a series; return them as an array and the reference's index."""
+    biases = np.asarray(biases_v, dtype=float).ravel()
+    if biases.size != count:
+        raise InputDataError(f"a bias series of {count} acquisitions needs {count} biases, got {biases.size}")
+    if not np.all(np.isfinite(biases)):
+        raise InputDataError(f"biases must be finite numbers in V, got {biases.tolist()}")
+    values, counts = np.unique(biases, return_counts=True)
+    if np.any(counts > 1):
+        raise InputDataError(f"duplicate bias values {values[counts > 1].tolist()} V: give each acquisition its own bias")
+    matches = np.flatnonzero(np.isclose(biases, reference_bias_v, rtol=0, atol=1e-9))
+    if matches.size == 0:
+        raise InputDataError(
+            f"the reference bias {reference_bias_v} V is not among the biases {biases.tolist()} V "
+            "(give --reference-bias)")
+    return biases, int(matches[0])
+
+
+def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, reference_bias_v=0.0,
+                       response="exact", gains=None, offsets=None, vacuum=None, shifts_px=None, register_maps=True,
+                       upsample=20, progress=False, **options) -> BiasSeriesResult:
+    """Reconstruct a bias series and its net maps against the reference bias.
+
+    Parameters
+    ----------
+    segments_list : sequence of array_like, each (4, ny, nx)
+        The acquisitions, A, B, C, D in counts, all of one shape.
+    biases_v : sequence of float
+        Applied bias of each acquisition, V (distinct).
+    calibration : Calibration
+    reference_bias_v : float
+        The bias whose map is subtracted (default 0 V).
+    response, gains, offsets, vacuum
+        As in :func:`dpcstem.reconstruct.segment_deflection`.
+    shifts_px : sequence of (dy, dx), optional
+        Registration shifts given by hand (pixels, applied to each map); overrides the
+        measured ones.
+    register_maps : bool
+        Measure the shifts from the segment-sum images (default) or apply none.
+    upsample : int
+        Sub-pixel precision of the registration.
+    progress : bool
+        Show a progress bar over the series.
+    **options
+        Passed to :func:`dpcstem.reconstruct.reconstruct_deflection`.
+
+    Returns
+    -------
+    BiasSeriesResult
+    """
+    segments_list = list(segments_list)
+    if not segments_list:
+        raise InputDataError("a bias series needs at least one acquisition")
+    biases, ref = check_biases(biases_v, len(segments_list), reference_bias_v)
+    shapes = {np.shape(s) for s in segments_list}
+    if len(shapes) > 1:
+        raise InputDataError(f"the acquisitions of a bias series have different shapes: {sorted(shapes)}")
+    if shifts_px is not None and len(shifts_px) != len(segments_list):
+        raise InputDataError(f"give one shift (dy, dx) per acquisition: {len(shifts_px)} for {len(segments_list)}")
+
+    iterator = range(len(segments_list))
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="bias series", unit="map")
+    deflections = [None] * len(segments_list)
+    for i in iterator:
+        deflections[i] = segment_deflection(segments_list[i], calibration, response=response, gains=gains,
+                                            offsets=offsets, vacuum=vacuum)
+    reference_total, reference_valid = deflections[ref][2], deflections[ref][3]
+
+    registrations, maps, net = [], [], []
+    for i, (tx, ty, total, valid) in enumerate(deflections):
+        if shifts_px is not None:
+            reg = Registration(tuple(float(v) for v in shifts_px[i]), math.nan, False)
+        elif register_maps and i != ref:
+            reg = register(reference_total, total, upsample=upsample, valid=reference_valid & valid)
+        else:
+            reg = Registration((0.0, 0.0), 0.0, False)
+        registrations.append(reg)
+        sx, ok_x = shift_map(tx, reg.shift_px, valid)
+        sy, ok_y = shift_map(ty, reg.shift_px, valid)
+        maps.append((sx, sy, ok_x & ok_y))
+    ref_x, ref_y, ref_ok = maps[ref]
+    results = []
+    for sx, sy, ok in maps:
+        results.append(reconstruct_deflection(sx, sy, calibration, valid=ok, **options))
+        both = ok & ref_ok
+        net.append(reconstruct_deflection(sx - ref_x, sy - ref_y, calibration, valid=both, **options))
+    return BiasSeriesResult(biases, ref, results, net, registrations, calibration,
+                            attrs={"response": response_model(response, calibration).name})
+
+
+def interface_table(series: BiasSeriesResult, interface, *, half_range_nm=None, side=None, counter_nm=None,
+                    net=True):
+    """Layer figures for each bias from the (net) maps: a list of dicts with ``bias_v``.
+
+    Each row holds the :class:`~dpcstem.interface.LayerFigures` of the net field (the field
+    component along the interface normal) and the net charge density.
+    """
+    from .interface import layer_figures, profile_across
+
+    step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
+    rows = []
+    source = series.net if net else series.maps
+    for bias, result in zip(series.biases_v, source):
+        if net and bias == series.reference_bias_v:
+            continue
+        normal = interface.normal_component(result.field_x, result.field_y)
+        fp = profile_across(normal, interface, step, half_range_nm=half_range_nm, valid=result.valid, units="V/m")
+        cp = profile_across(result.charge_density, interface, step, half_range_nm=half_range_nm,
+                            valid=result.valid, units="C/m^3")
+        figures = layer_figures(fp, cp, side=side, counter_nm=counter_nm)
+        rows.append({"bias_v": float(bias), **figures.as_dict(), "field_profile": fp, "charge_profile": cp})
+    return rows
+
