@@ -771,19 +771,18 @@ def log_ratio(spectrum, *, energy_axis=None, zlp_search_ev=5.0, energy_max_ev=No
 
     nav = shape[:-1]
     args = (offset, step, lo_search, hi_search, end)
+
+    def rows_of(block):  # spectra in slabs of about a million channels: small temporaries
+        flat = np.asarray(block).reshape(-1, n)
+        rows = max(1, (1 << 20) // n)
+        out = [_log_ratio_rows(flat[i:i + rows], *args) for i in range(0, flat.shape[0], rows)]
+        return (np.concatenate(out) if out else np.empty((0, _N_OUT))).reshape(*block.shape[:-1], _N_OUT)
+
     if _is_dask(spec.counts):
         counts = spec.counts.rechunk({len(shape) - 1: -1})
-
-        def block(b):
-            return _log_ratio_rows(np.asarray(b).reshape(-1, n), *args).reshape(*b.shape[:-1], _N_OUT)
-
-        out = counts.map_blocks(block, dtype=np.float64, chunks=counts.chunks[:-1] + ((_N_OUT,),)).compute()
+        out = counts.map_blocks(rows_of, dtype=np.float64, chunks=counts.chunks[:-1] + ((_N_OUT,),)).compute()
     else:
-        flat = np.asarray(spec.counts).reshape(-1, n)
-        rows = max(1, (1 << 21) // n)
-        out = np.concatenate([_log_ratio_rows(flat[i:i + rows], *args) for i in range(0, flat.shape[0], rows)]
-                             or [np.empty((0, _N_OUT))])
-        out = out.reshape(*nav, _N_OUT)
+        out = rows_of(spec.counts)
 
     if not nav:
         if not np.isfinite(out[0]):

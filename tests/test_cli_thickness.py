@@ -109,6 +109,25 @@ def test_spectrum_image_writes_the_thickness_map_that_reconstruct_reads(image_dm
         assert f.attrs["alpha_mrad"] == 20.0  # the DM3 file's convergence angle
 
 
+def test_vacuum_and_dead_pixels_are_reported(tmp_path, capsys):
+    rng = np.random.default_rng(23)
+    cube = np.stack([synthetic_low_loss(t, rng=rng, total_counts=2e5, n=1024, step_ev=0.3)[0]
+                     for t in (0.5, 1.0, 1.5, 2.0)]).reshape(2, 2, 1024)
+    cube[0, 1] = synthetic_low_loss(0.0, rng=rng, total_counts=2e5, n=1024, step_ev=0.3, noise=False)[0]
+    cube[1, 1] = np.nan
+    np.save(tmp_path / "si.npy", cube)
+    out_path = tmp_path / "t.h5"
+    assert main(["thickness", str(tmp_path / "si.npy"), "--energy-axis", "-10", "0.3", "--kv", "200", "--beta", "15",
+                 "--composition", "LiCoO2", "-o", str(out_path)]) == 0
+    out = capsys.readouterr().out
+    assert "over 3 pixels" in out
+    assert "1 of 4 pixels gave no thickness (NaN in the map)" in out
+    assert "1 pixels have t <= 0 nm (vacuum)" in out
+    with h5py.File(out_path, "r") as f:
+        assert f["valid"][()].tolist() == [[1, 1], [1, 0]]
+        assert f["thickness"][0, 1] == 0.0 and np.isnan(f["thickness"][1, 1])
+
+
 def test_given_values_override_the_file_with_a_warning(image_dm3, capsys):
     path, _ = image_dm3
     with pytest.warns(UserWarning, match="records the beam energy 200, using the given --kv 300"):

@@ -111,6 +111,9 @@ def run(args):
                   f"edges); total window to {float(np.nanmax(ratio.total_window_ev[..., 1])):.2f} eV"]
         if n_valid < valid.size:
             lines.append(f"{valid.size - n_valid} of {valid.size} pixels gave no thickness (NaN in the map)")
+        if (t <= 0).any():
+            lines.append(f"{int((t <= 0).sum())} pixels have t <= 0 nm (vacuum): a thickness map given to "
+                         "reconstruct must be positive everywhere")
     if output is not None:
         maps2d = {
             "thickness": (thickness_nm, "nm"),
