@@ -39,46 +39,69 @@ class Registration:
     constrained: bool
 
 
-def register(reference, moving, *, upsample=20, valid=None) -> Registration:
-    """Sub-pixel shift that brings ``moving`` onto ``reference`` (phase correlation).
+def register(reference, moving, *, upsample=20, valid=None, iterations=20) -> Registration:
+    """Sub-pixel shift that brings ``moving`` onto ``reference``.
 
-    The shift is measured only along directions in which the reference image has
-    structure: the structure tensor (mean outer product of the image gradient) gives the
-    image's principal directions, and the shift component along a direction whose gradient
-    energy is below :data:`STRUCTURE_THRESHOLD` of the strongest is set to zero. A straight
-    interface thus gives a shift across it and none along it.
+    A windowed phase correlation (scikit-image) gives a first estimate; Gauss–Newton
+    least squares then refines it, minimising Σ (moving shifted by s − reference)² over the
+    pixels that stay inside the scan, with cubic-spline shifts. The normal matrix of that
+    fit is the images' structure tensor: along a direction whose gradient energy is below
+    :data:`STRUCTURE_THRESHOLD` of the strongest there is nothing to measure, so the shift
+    is kept to the other direction (a straight interface gives a shift across it and none
+    along it) and ``constrained`` is set.
 
     Parameters
     ----------
     reference, moving : ndarray, shape (ny, nx)
         Segment-sum (or any structural) images.
     upsample : int
-        Sub-pixel precision 1/upsample (scikit-image's phase correlation).
+        Precision 1/upsample of the first estimate.
     valid : ndarray of bool, optional
         Pixels to use; the others are replaced by the mean.
+    iterations : int
+        Largest number of Gauss–Newton steps.
 
     Returns
     -------
     Registration
+        ``shift_px`` (dy, dx) to apply to ``moving`` (e.g. with :func:`shift_map`).
     """
     from skimage.registration import phase_cross_correlation
 
     ref = _fill(reference, valid)
     mov = _fill(moving, valid)
-    window = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1])) if min(ref.shape) > 2 else 1.0
-    shift, error, _ = phase_cross_correlation((ref - ref.mean()) * window, (mov - mov.mean()) * window,
-                                              upsample_factor=upsample, normalization=None)
-    shift = np.asarray(shift, dtype=float)
+    ref = ref - ref.mean()
+    mov = mov - mov.mean()
     gy, gx = np.gradient(ref)
     tensor = np.array([[np.mean(gy * gy), np.mean(gy * gx)], [np.mean(gx * gy), np.mean(gx * gx)]])
     energies, directions = np.linalg.eigh(tensor)
-    constrained = bool(energies[-1] > 0 and energies[0] < STRUCTURE_THRESHOLD * energies[-1])
     if energies[-1] <= 0:
-        shift[:] = 0.0
-    elif constrained:
-        strong = directions[:, -1]  # (y, x) components of the one direction with structure
-        shift = strong * float(strong @ shift)
-    return Registration((float(shift[0]), float(shift[1])), float(error), constrained)
+        return Registration((0.0, 0.0), math.nan, True)
+    constrained = bool(energies[0] < STRUCTURE_THRESHOLD * energies[-1])
+    keep = directions[:, energies >= STRUCTURE_THRESHOLD * energies[-1]]  # (2, k): directions with structure
+
+    window = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1])) if min(ref.shape) > 4 else 1.0
+    shift, _, _ = phase_cross_correlation(ref * window, mov * window, upsample_factor=upsample,
+                                          normalization=None)
+    shift = keep @ (keep.T @ np.asarray(shift, dtype=float))
+    residual = math.nan
+    for _ in range(iterations):
+        warped = ndimage.shift(mov, shift, order=3, mode="nearest")
+        margin = int(np.ceil(np.abs(shift).max())) + 2
+        inner = (slice(margin, -margin or None), slice(margin, -margin or None))
+        wy, wx = np.gradient(warped)
+        wy, wx, diff = wy[inner], wx[inner], (warped - ref)[inner]
+        if diff.size == 0:
+            break
+        normal = np.array([[np.sum(wy * wy), np.sum(wy * wx)], [np.sum(wx * wy), np.sum(wx * wx)]])
+        rhs = np.array([np.sum(wy * diff), np.sum(wx * diff)])
+        reduced = keep.T @ normal @ keep
+        step = keep @ np.linalg.solve(reduced, keep.T @ rhs)
+        shift = shift + step
+        residual = float(np.sqrt(np.mean(diff**2)) / (np.std(ref) or 1.0))
+        if np.max(np.abs(step)) < 1e-4:
+            break
+    return Registration((float(shift[0]), float(shift[1])), residual, constrained)
 
 
 def _fill(image, valid):
