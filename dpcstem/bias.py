@@ -24,6 +24,8 @@ from .result import UNITS
 #: A direction of the segment-sum image is taken as structureless when its gradient energy
 #: is below this fraction of the strongest direction's; no shift is measured along it.
 STRUCTURE_THRESHOLD = 0.02
+#: Gaussian smoothing (pixels) of the image whose gradients judge its structure.
+STRUCTURE_SMOOTHING_PX = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ def register(reference, moving, *, upsample=20, valid=None, iterations=20) -> Re
     mov = _fill(moving, valid)
     ref = ref - ref.mean()
     mov = mov - mov.mean()
-    gy, gx = np.gradient(ref)
+    # Structure is judged on a smoothed image, so that counting noise does not pass for it.
+    gy, gx = np.gradient(ndimage.gaussian_filter(ref, STRUCTURE_SMOOTHING_PX, mode="nearest"))
     tensor = np.array([[np.mean(gy * gy), np.mean(gy * gx)], [np.mean(gx * gy), np.mean(gx * gx)]])
     energies, directions = np.linalg.eigh(tensor)
     if energies[-1] <= 0:
@@ -90,15 +93,16 @@ def register(reference, moving, *, upsample=20, valid=None, iterations=20) -> Re
         margin = int(np.ceil(np.abs(shift).max())) + 2
         inner = (slice(margin, -margin or None), slice(margin, -margin or None))
         wy, wx = np.gradient(warped)
-        wy, wx, diff = wy[inner], wx[inner], (warped - ref)[inner]
+        diff = (warped - ref)[inner].ravel()
         if diff.size == 0:
             break
-        normal = np.array([[np.sum(wy * wy), np.sum(wy * wx)], [np.sum(wx * wy), np.sum(wx * wx)]])
-        rhs = np.array([np.sum(wy * diff), np.sum(wx * diff)])
-        reduced = keep.T @ normal @ keep
-        step = keep @ np.linalg.solve(reduced, keep.T @ rhs)
+        # Unknowns: the shift step along the kept directions and an intensity offset.
+        gradients = np.column_stack([wy[inner].ravel(), wx[inner].ravel()]) @ keep
+        design = np.column_stack([gradients, np.ones_like(diff)])
+        solution = np.linalg.lstsq(design, diff, rcond=None)[0]
+        step = keep @ solution[:-1]
         shift = shift + step
-        residual = float(np.sqrt(np.mean(diff**2)) / (np.std(ref) or 1.0))
+        residual = float(np.sqrt(np.mean((diff - solution[-1]) ** 2)) / (np.std(ref) or 1.0))
         if np.max(np.abs(step)) < 1e-4:
             break
     return Registration((float(shift[0]), float(shift[1])), residual, constrained)

@@ -34,7 +34,7 @@ def test_registration_invents_no_shift_along_a_straight_interface(rng):
     reg = register(ref, moved)
     assert reg.constrained
     assert reg.shift_px[1] == pytest.approx(-1.4, abs=0.1)
-    assert reg.shift_px[0] == 0.0 or abs(reg.shift_px[0]) < 1e-9
+    assert abs(reg.shift_px[0]) < 0.01  # none invented along the interface
 
 
 def test_shift_map_marks_pixels_that_leave_the_scan():
