@@ -91,3 +91,13 @@ def field_v_per_m_from_deflection(theta_mrad, kv, thickness_nm):
 def deflection_mrad_from_field(field_v_per_m, kv, thickness_nm):
     """Deflection θ = −(e t / pv)·E⊥ in mrad from an in-plane field in V/m (inverse of the above)."""
     return -np.asarray(field_v_per_m) * (np.asarray(thickness_nm) * NM_TO_M) / pv_over_e_v(kv) / MRAD_TO_RAD
+
+
+def deflection_mrad_from_projected_potential_gradient(gradient_v, kv):
+    """Deflection θ = (e/pv)·∇V_proj in mrad from the gradient of the projected potential.
+
+    ``gradient_v`` is ∇(V·t), the in-plane gradient of the projected potential (V·nm per
+    nm, i.e. volts), one component or an array of them; the deflection points up the
+    gradient (electrons are pulled toward higher potential).
+    """
+    return np.asarray(gradient_v) / pv_over_e_v(kv) / MRAD_TO_RAD
