@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputDataError, OutputExistsError, UnreadableFileError
+from .signals import write_nexus_view
 
 
 def sha256_file(path, *, block=1 << 20) -> str:
@@ -61,6 +62,10 @@ def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, a
         Input files; the SHA-256 of each is recorded as ``sha256:<name>``.
     axes : dict, optional
         Extra root attributes describing axes (e.g. ``bias``), written as given.
+
+    The file also carries a NeXus view of the maps (links, no copies) so that
+    ``hyperspy.api.load(path, file_format="NeXus", nxdata_only=True)`` opens it with
+    calibrated axes; :func:`dpcstem.io.load_result` is the simpler way back.
     """
     from .. import __version__
 
@@ -88,6 +93,7 @@ def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, a
                 ds = f.create_dataset(name, data=array, chunks=chunks if array.size else None,
                                       compression="gzip" if array.size > 4096 else None, shuffle=array.size > 4096)
                 ds.attrs["units"] = unit
+            write_nexus_view(f, maps, {**attrs, **(axes or {})})
     return Path(path)
 
 
