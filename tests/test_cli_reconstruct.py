@@ -167,3 +167,21 @@ def test_thickness_field_relation_reaches_the_file(acquisition, tmp_path):
             fields.append(f["field_x"][()])
     np.testing.assert_allclose(fields[1], fields[0] / 2, rtol=1e-5, atol=1e-3)
     assert physics.pv_over_e_v(KV) > 0
+
+
+def test_thickness_map_option(acquisition, tmp_path):
+    segments, _ = acquisition
+    np.save(tmp_path / "seg.npy", segments)
+    np.save(tmp_path / "t.npy", np.full(segments.shape[1:], 262.0))
+    opts = [o for o in OPTIONS]
+    i = opts.index("--thickness")
+    opts[i : i + 2] = ["--thickness-map", str(tmp_path / "t.npy")]
+    assert dpcstem("reconstruct", tmp_path / "seg.npy", *opts, "-o", tmp_path / "map.h5").returncode == 0
+    assert dpcstem("reconstruct", tmp_path / "seg.npy", *OPTIONS, "-o", tmp_path / "one.h5").returncode == 0
+    with h5py.File(tmp_path / "map.h5") as f, h5py.File(tmp_path / "one.h5") as g:
+        assert f.attrs["thickness_nm"] == "map"
+        np.testing.assert_allclose(f["field_x"][()], g["field_x"][()] * THICKNESS / 262.0, rtol=1e-5, atol=1e-3)
+    np.save(tmp_path / "bad.npy", np.full((3, 3), 100.0))
+    opts[i + 1] = str(tmp_path / "bad.npy")
+    one_line_error(dpcstem("reconstruct", tmp_path / "seg.npy", *opts, "-o", tmp_path / "bad.h5"),
+                   "thickness map shape (3, 3)")

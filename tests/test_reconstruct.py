@@ -140,3 +140,28 @@ def test_edge_pixel_without_a_valid_neighbour_has_no_charge_density():
     result = reconstruct(seg, cal)
     assert result.attrs["n_bad_input"] == 1
     assert not result.valid[0, 2] and result.n_invalid == 2
+
+
+def test_thickness_map_recovers_the_field_across_a_thickness_step():
+    """Two materials of different thickness: the map gives the field; one number is off by the ratio."""
+    step = 0.5
+    layer = MottSchottky(density_per_m3=5e25, eps_r=12, potential_drop_v=1.0, sheet_nm=2.0)
+    truth = layer_truth(layer, (16, 80), step, point_nm=(20.25, 4.0), normal_deg=0.0)
+    thickness = np.where(truth.distance_nm < 0, 270.0, 131.0)  # coated side thicker
+    tx, ty = deflection_from_truth(truth, KV, thickness)
+    cal_map = Calibration(kv=KV, alpha_mrad=1.0, step_x_nm=step, thickness_nm=thickness)
+    with_map = reconstruct(segments_from_deflection(tx, ty, cal_map), cal_map)
+    peak = np.abs(truth.field_x).max()
+    assert np.nanmax(np.abs(with_map.field_x - truth.field_x)) < 5e-3 * peak
+    single = reconstruct(segments_from_deflection(tx, ty, cal_map), cal_map.replace(thickness_nm=131.0))
+    thick_side = (truth.distance_nm < 0) & (np.abs(truth.field_x) > 0.05 * peak)
+    ratio = single.field_x[thick_side] / truth.field_x[thick_side]
+    np.testing.assert_allclose(ratio, 270.0 / 131.0, rtol=5e-3)
+
+
+def test_thickness_map_of_the_wrong_shape_is_refused():
+    cal = Calibration(kv=KV, alpha_mrad=1.0, step_x_nm=1.0, thickness_nm=np.full((3, 3), 100.0))
+    from dpcstem import CalibrationError
+
+    with pytest.raises(CalibrationError, match=r"thickness map shape \(3, 3\) does not match the scan \(4, 4\)"):
+        reconstruct_deflection(np.zeros((4, 4)), np.zeros((4, 4)), cal)
