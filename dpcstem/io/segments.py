@@ -25,6 +25,7 @@ import numpy as np
 
 from ..calibration import SCALAR_FIELDS
 from ..errors import InputDataError, MissingMetadataError, UnreadableFileError
+from ..memory import bytes_of, require_memory
 from ..physics import KV_TO_V, M_TO_NM, MRAD_TO_RAD
 
 #: Segment names in stack order.
@@ -202,7 +203,9 @@ def _from_file(path: Path, dataset) -> SegmentAcquisition:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        require_memory(mapped.nbytes, f"{path}")
+        return np.array(mapped)
     except (OSError, ValueError, EOFError) as exc:
         raise UnreadableFileError(f"{path}: not a readable .npy array file ({exc})") from None
 
@@ -223,6 +226,7 @@ def _read_tiff_pages(path: Path) -> list:
 
     try:
         with tifffile.TiffFile(path) as tif:
+            require_memory(sum(bytes_of(p.shape, p.dtype) for p in tif.pages), f"{path}")
             return [page.asarray() for page in tif.pages]
     except (OSError, ValueError, EOFError) as exc:  # TiffFileError is a ValueError
         raise UnreadableFileError(f"{path}: not a readable TIFF file ({exc})") from None
@@ -240,6 +244,7 @@ def _from_hdf5(path: Path, dataset) -> SegmentAcquisition:
                 raise MissingMetadataError(
                     f"{path}: dataset {name!r} (the (4, ny, nx) segment stack) {what}; the file holds "
                     f"{', '.join(found[:12]) or 'no dataset'}; give dataset=PATH (--dataset PATH)")
+            require_memory(bytes_of(node.shape, node.dtype), f"{path}: dataset {name!r}")
             array = node[()]
             attrs = {**_plain_attrs(f.attrs), **_plain_attrs(node.attrs)}
     except OSError as exc:
