@@ -95,7 +95,9 @@ def _integrate_dct(gx, gy, step_x, step_y):
 def spectral_divergence(fx, fy, *, step_x, step_y, cutoff=None, valid=None):
     """∂fx/∂x + ∂fy/∂y by Fourier differentiation with an explicit low-pass window.
 
-    The maps are mirror-extended (fx odd in x, fy odd in y) so the edges do not ring.
+    Each component is extended evenly about both edges before the transform: the extension
+    then has at most a kink at the edges, never a jump (an odd extension of a component that
+    does not vanish at the edge would put a line of false charge there).
 
     Parameters
     ----------
@@ -115,11 +117,15 @@ def spectral_divergence(fx, fy, *, step_x, step_y, cutoff=None, valid=None):
     fx = _fill_invalid(fx, valid)
     fy = _fill_invalid(fy, valid)
     ny, nx = fx.shape
-    ex = np.block([[fx, -fx[:, ::-1]], [fx[::-1, :], -fx[::-1, ::-1]]])
-    ey = np.block([[fy, fy[:, ::-1]], [-fy[::-1, :], -fy[::-1, ::-1]]])
+    ex = _even(fx)
+    ey = _even(fy)
     ky, kx = _wavenumbers(2 * ny, 2 * nx, step_y, step_x)
     spectrum = 2j * np.pi * (kx * fft.fft2(ex) + ky * fft.fft2(ey)) * lowpass_window(np.hypot(kx, ky), cutoff)
     return fft.ifft2(spectrum).real[:ny, :nx]
+
+
+def _even(f):
+    return np.block([[f, f[:, ::-1]], [f[::-1, :], f[::-1, ::-1]]])
 
 
 def lowpass_window(k, cutoff):
