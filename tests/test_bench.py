@@ -1,0 +1,251 @@
+"""The benchmark harness on tiny sizes: the record's schema, ratios taken from the measured
+times, and NumPy references that compute what the kernels compute. No wall-clock limits."""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dpcstem import bench
+from dpcstem.cli import main
+from dpcstem.detector import QuadrantResponse
+from dpcstem.kernels import deflection_linear, deflection_table
+
+TINY = bench.BenchConfig(segment_sizes=(16, 24), derivative_size=17, fourier_size=12, com_scans=(2, 3),
+                         frame_size=8, bias_maps=2, bias_size=16, bandwidth_mib=1, repeats=2, bias_repeats=1,
+                         peer_repeats=1)
+
+RESULT_KEYS = {"name", "shape", "dtype", "median_s", "gbps", "bandwidth_fraction", "ratio_vs_numpy", "peak_mb",
+               "peers"}
+MACHINE_KEYS = {"cores", "versions", "bandwidth_read_gbps", "bandwidth_triad_gbps", "bandwidth_read_1thread_gbps",
+                "bandwidth_triad_1thread_gbps", "date"}
+
+
+@pytest.fixture(scope="module")
+def run_record(tmp_path_factory):
+    """One tiny run, with a peers environment that does not exist, and its progress lines."""
+    lines = []
+    absent = tmp_path_factory.mktemp("nopeers") / "bin" / "python"
+    record = bench.run(TINY, peers_python=absent, log=lines.append)
+    return record, lines
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return {case.name: case for case in bench._build_cases(TINY, None)}
+
+
+def test_record_has_the_schema_and_survives_json(run_record, tmp_path):
+    record, lines = run_record
+    assert MACHINE_KEYS <= set(record["machine"])
+    assert record["machine"]["cores"] >= 1
+    assert {"numpy", "numba", "scipy", "dpcstem", "python"} <= set(record["machine"]["versions"])
+    names = [r["name"] for r in record["results"]]
+    assert names == [n for n in bench.case_names(TINY) if n != "threads"]
+    assert "segments_linear_float32_24" in names and "segments_exact_uint16_16" in names
+    assert "com_uint16_3x3x8x8" in names and "bias_series_uint16_2x16x16" in names
+    for r in record["results"]:
+        assert RESULT_KEYS <= set(r), r["name"]
+        assert set(r["peers"]) == set(bench.PEERS)
+        assert isinstance(r["shape"], list) and r["median_s"] > 0 and r["peak_mb"] >= 0
+    path = bench.write_json(record, tmp_path / "bench.json")
+    assert json.loads(path.read_text()) == json.loads(json.dumps(record))
+    assert len(lines) == len(bench.thread_counts()) + len(names)  # one per bandwidth, one per benchmark
+    assert all(line.startswith("bandwidth on") for line in lines[:len(bench.thread_counts())])
+
+
+def test_every_reference_agreed_with_its_kernel_in_the_run(run_record):
+    record, _ = run_record
+    disagree = [r["name"] for r in record["results"] if not r["agrees_with_numpy"]]
+    assert disagree == []
+
+
+def test_ratios_and_rates_are_computed_from_the_measured_times(run_record):
+    record, _ = run_record
+    m = record["machine"]
+    for r in record["results"]:
+        assert r["median_s"] == statistics.median(r["times_s"])
+        assert r["ratio_vs_numpy"] == pytest.approx(r["numpy_median_s"] / r["median_s"], rel=1e-12)
+        assert r["gbps"] == pytest.approx(r["bytes_read"] / r["median_s"] / 1e9, rel=1e-12)
+        assert r["bandwidth_fraction"] == pytest.approx(r["gbps"] / m["bandwidth_read_gbps"], rel=1e-12)
+        assert r["pixels_per_s"] == pytest.approx(r["pixels"] / r["median_s"], rel=1e-12)
+        moved = (r["bytes_read"] + r["bytes_written"]) / r["median_s"] / 1e9
+        assert r["moved_fraction"] == pytest.approx(moved / m["bandwidth_triad_gbps"], rel=1e-12)
+
+
+def test_bytes_read_are_the_inputs(run_record):
+    record, _ = run_record
+    by_name = {r["name"]: r for r in record["results"]}
+    assert by_name["segments_linear_float32_24"]["bytes_read"] == 4 * 24 * 24 * 4
+    assert by_name["segments_exact_uint16_16"]["bytes_read"] == 4 * 16 * 16 * 2
+    assert by_name["com_uint16_3x3x8x8"]["bytes_read"] == 9 * 64 * 2
+    assert by_name["com_uint16_3x3x8x8"]["pixels"] == 9 * 64
+
+
+def test_scaling_and_threads_sections(run_record):
+    record, _ = run_record
+    seg = record["scaling"]["segments_linear_float32"]
+    assert seg["pixels"] == [16 * 16, 24 * 24]
+    assert seg["exponent"] == pytest.approx(bench.scaling_exponent(seg["pixels"], seg["median_s"]))
+    assert record["scaling"]["com_uint16"]["pixels"] == [4 * 64, 9 * 64]
+    counts = bench.thread_counts()
+    for row in record["threads"].values():
+        assert {str(t) for t in counts} <= set(row)
+        if len(counts) > 1:
+            assert row["speedup"] == pytest.approx(row["1"]["median_s"] / row[str(counts[-1])]["median_s"])
+
+
+def test_absent_peers_are_null_and_said_to_be_not_installed(run_record):
+    record, _ = run_record
+    headline = next(r for r in record["results"] if r["name"] == "com_uint16_3x3x8x8")
+    assert headline["peers"] == {p: None for p in bench.PEERS}
+    assert all(headline["peer_details"][p]["error"].startswith("not installed") for p in bench.PEERS)
+    table = bench.format_table(record)
+    for peer in bench.PEERS:
+        assert f"- {peer}: not installed" in table
+    assert "the figures to compare" in table
+
+
+def test_peers_script_says_not_installed_where_the_packages_are_absent():
+    """Run benchmarks/peers.py for real in this environment, which has none of the peers."""
+    pytest.importorskip("numpy")
+    for module in ("libertem", "py4DSTEM", "pyxem"):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        pytest.skip(f"{module} is installed in the test environment")
+    frames = bench.synthetic_frames(2, 8, np.random.default_rng(0))
+    com_x, com_y = bench.numpy_centre_of_mass(frames.reshape(-1, 8, 8))
+    report = bench.run_peers(frames, com_x, com_y, python=Path(sys.executable), repeats=1, threads=1)
+    assert report == {p: {"error": "not installed"} for p in bench.PEERS}
+
+
+@pytest.mark.parametrize("name", [n for n in bench.case_names(TINY) if n != "threads"])
+def test_numpy_reference_equals_the_kernel(cases, name):
+    case = cases[name]
+    got = case.kernel()()
+    want = case.numpy()()
+    case.check(got, want)
+    assert any(np.isfinite(np.asarray(w, dtype=float)).any() for w in want)
+
+
+@pytest.mark.parametrize("name", ["segments_exact_float32_16", "com_uint16_2x2x8x8", "integrate_dct_float64_12",
+                                  "bias_series_uint16_2x16x16"])
+def test_the_check_finds_a_difference(cases, name):
+    case = cases[name]
+    got = [np.array(g, dtype=float) for g in case.kernel()()]
+    want = case.numpy()()
+    got[0].flat[-1] += 1.0 + abs(got[0].flat[-1])
+    with pytest.raises(AssertionError, match="Not equal to tolerance|Mismatched"):
+        case.check(got, want)
+
+
+def _dead_pixel_segments(rng, shape, dtype):
+    seg = rng.uniform(200, 1200, (4, *shape))
+    if shape[0] * shape[1] > 1:
+        seg[:, 0, 0] = 0.0  # zero sum
+        seg[0, -1, -1] = 5e4  # |dA| near 1: outside the exact response
+        seg[2, -1, -1] = 0.0
+    if np.dtype(dtype).kind == "f" and shape[0] * shape[1] > 3:
+        seg[1, 0, 1] = np.nan
+        seg[3, 1, 0] = np.inf
+    return seg.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (9, 4)])
+def test_segment_references_on_dead_pixels_odd_shapes_and_one_pixel(dtype, shape):
+    rng = np.random.default_rng([3, *shape, np.dtype(dtype).num])
+    seg = _dead_pixel_segments(rng, shape, dtype)
+    offset = np.array([3.0, 1.0, 2.0, 0.5])
+    inv_gain = 1 / np.array([1.1, 0.9, 1.0, 1.05])
+    axes = np.array([[0.6, 0.8], [-0.8, 0.6]])
+    table = QuadrantResponse().inverse_table()
+    outputs = [np.empty(shape, np.float32) for _ in range(3)] + [np.empty(shape, np.uint8)]
+    deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, *outputs)
+    bench._check_deflection(outputs, bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0))
+    deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0, *outputs)
+    want = bench.numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0)
+    bench._check_deflection(outputs, want)
+    if shape != (1, 1):
+        assert want[3][0, 0] == 0 and want[3][-1, -1] == 0 and want[3].sum() > 0
+
+
+def test_numpy_integrations_recover_a_known_potential():
+    """The references are right, not merely equal to the library: a smooth f from its gradient."""
+    ny, nx = 40, 56
+    y, x = np.mgrid[0:ny, 0:nx] * 0.5
+    f = np.cos(2 * np.pi * x / (nx * 0.5) * 1.5) * np.cos(2 * np.pi * y / (ny * 0.5) * 0.5) + 0.02 * x * y
+    gy, gx = np.gradient(f, 0.5)
+    for integrate in (bench.numpy_integrate_mirror, bench.numpy_integrate_dct):
+        got = integrate(gx, gy, 0.5, 0.5)
+        np.testing.assert_allclose(got, f - f.mean(), atol=0.03 * np.ptp(f))
+
+
+def test_numpy_centre_of_mass_of_a_single_bright_pixel():
+    frames = np.zeros((3, 6, 9), np.uint16)
+    frames[0, 2, 7] = 10
+    frames[1, 5, 0] = 3
+    frames[2, 1, 1] = frames[2, 3, 5] = 4
+    cx, cy = bench.numpy_centre_of_mass(frames)
+    np.testing.assert_array_equal(cx, [7, 0, 3])
+    np.testing.assert_array_equal(cy, [2, 5, 2])
+
+
+def test_quadrant_labels_cover_the_frame_in_segment_order():
+    labels = bench.quadrant_labels(8)
+    assert set(np.unique(labels)) == {1, 2, 3, 4}
+    assert labels[4, 7] == 1 and labels[7, 4] == 2 and labels[4, 0] == 3 and labels[0, 4] == 4  # A +x, B +y
+
+
+@pytest.mark.parametrize("size", [1, 4095, 4096, 3 * 4096 + 17])
+def test_bandwidth_probes_compute_what_they_time(size):
+    a = np.random.default_rng(size).random(size)
+    assert bench._stream_sum(a) == pytest.approx(a.sum(), rel=1e-12)
+    b, c, out = a[::-1].copy(), a * 2, np.empty(size)
+    bench._triad(out, b, c, 3.0)
+    np.testing.assert_allclose(out, b + 3.0 * c, rtol=1e-15)
+
+
+def test_measure_bandwidth_reports_both_rates():
+    rates = bench.measure_bandwidth(1 << 20, threads=1, repeats=2)
+    assert set(rates) == {"read_gbps", "triad_gbps"}
+    assert all(v > 0 and np.isfinite(v) for v in rates.values())
+
+
+@pytest.mark.parametrize("sizes, times, exponent", [([1, 2, 4], [3, 6, 12], 1.0), ([10, 100], [1, 100], 2.0)])
+def test_scaling_exponent(sizes, times, exponent):
+    assert bench.scaling_exponent(sizes, times) == pytest.approx(exponent)
+
+
+def test_peak_memory_sees_numpy_allocations():
+    assert bench.peak_memory_mb(lambda: lambda: np.ones(2_000_000)) == pytest.approx(16.0, rel=0.05)
+
+
+def test_cli_rejects_an_unknown_benchmark_name(capsys):
+    assert main(["bench", "--quick", "--only", "segmnts"]) == 2
+    err = capsys.readouterr().err
+    assert "--only segmnts" in err and "segments_linear_uint16_512" in err
+
+
+def test_cli_refuses_to_replace_a_json_record(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    out.write_text("{}")
+    assert main(["bench", "--quick", "--only", "divergence", "--json", str(out)]) == 2
+    assert "output exists" in capsys.readouterr().err
+    assert out.read_text() == "{}"
+
+
+def test_cli_runs_a_selection_and_writes_the_record(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "curl", "--json", str(out),
+                 "--peers-python", str(tmp_path / "none")]) == 0
+    text = capsys.readouterr().out
+    assert "| curl_float64_1024 |" in text and "the figures to compare" in text
+    record = json.loads(out.read_text())
+    assert [r["name"] for r in record["results"]] == ["curl_float64_1024"]
+    assert record["threads"] == {} and record["machine"]["bandwidth_array_mib"] == 256
