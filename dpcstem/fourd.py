@@ -110,14 +110,21 @@ def quadrant_labels(frame_shape, centre_yx, radius_px, inner_radius_px=0.0) -> n
     """Virtual four-segment detector: labels 1..4 = A, B, C, D, 0 outside, shape (ky, kx) uint8.
 
     Segment A is centred on the detector's +kx axis, B on +ky, C on −kx and D on −ky (each
-    spans 90°). With the calibration's ``detector_rotation_deg`` and ``flip`` describing the
+    spans 90°; the pixel at the centre belongs to none). With the calibration's ``detector_rotation_deg`` and ``flip`` describing the
     detector's axes against the scan, these are the segments of DESIGN.md §2 and their sums
     can go to :func:`dpcstem.reconstruct.reconstruct`.
     """
     mask = disc_mask(frame_shape, centre_yx, radius_px, inner_radius_px)
     y, x = np.indices(mask.shape)
-    azimuth = np.mod(np.arctan2(y - centre_yx[0], x - centre_yx[1]) + np.pi / 4, 2 * np.pi)
-    labels = (np.floor(azimuth / (np.pi / 2)).astype(np.int64) % 4 + 1).astype(np.uint8)
+    dy = y - centre_yx[0]
+    dx = x - centre_yx[1]
+    # pixels on a diagonal go to the segment after them counter-clockwise (A keeps −45°, B +45°,
+    # C 135°, D −135°), which keeps the four segments images of each other under 90° rotations
+    labels = np.zeros(mask.shape, np.uint8)
+    labels[(dx > 0) & (-dx <= dy) & (dy < dx)] = 1
+    labels[(dy > 0) & (-dy < dx) & (dx <= dy)] = 2
+    labels[(dx < 0) & (dx < dy) & (dy <= -dx)] = 3
+    labels[(dy < 0) & (dy <= dx) & (dx < -dy)] = 4
     labels[~mask] = 0
     return labels
 
@@ -436,7 +443,7 @@ def _client(scheduler, workers):
     workers = int(workers)
     if workers < 1:
         raise InputDataError(f"workers must be a positive number of processes, got {workers}")
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         yield client
 
