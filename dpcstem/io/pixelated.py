@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import physics
-from ..errors import InputDataError, MissingMetadataError, UnreadableFileError
+from ..errors import DPCError, InputDataError, MissingMetadataError, UnreadableFileError
 
 #: Target size of one Dask chunk of frames, in bytes.
 CHUNK_BYTES = 64 * 2**20
@@ -130,9 +130,9 @@ def open_pixelated(path, *, dataset=None, scan_shape=None, shape=None, dtype=Non
         The scan shape, the dataset or the raw layout cannot be told from the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UnreadableFileError(f"{path}: 4D-STEM file not found")
     suffix = path.suffix.lower()
+    if not (path.is_file() or (suffix == ".zspy" and path.is_dir())):  # a zarr store is a folder
+        raise UnreadableFileError(f"{path}: 4D-STEM file not found")
     if suffix != "" and suffix not in (".raw", ".bin", ".dat") and (shape is not None or dtype is not None):
         raise InputDataError(f"{path}: shape= and dtype= describe raw binary files only, not {suffix!r} files")
     try:
@@ -148,9 +148,9 @@ def open_pixelated(path, *, dataset=None, scan_shape=None, shape=None, dtype=Non
             out = PixelatedData(np.load(path, mmap_mode="r", allow_pickle=False), path, "npy")
         else:
             out = _open_raw(path, shape, dtype, offset)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        if isinstance(exc, (InputDataError, MissingMetadataError, UnreadableFileError)):
-            raise
+    except DPCError:
+        raise
+    except Exception as exc:  # a reader's own failure on a file it cannot parse
         raise UnreadableFileError(f"{path}: cannot read it as a {suffix or 'raw'} 4D-STEM file ({exc})") from None
     out.data = _to_four_d(out.data, path, scan_shape)
     if out.kind not in ("npy", "raw") and out.data.dtype.byteorder not in ("=", "|"):
@@ -178,17 +178,17 @@ def _open_mib(path, scan_shape, chunk_bytes):
 def _open_rsciio(kind, path, chunk_bytes):
     import importlib
 
-    try:
-        module = importlib.import_module(f"rsciio.{kind}")
-    except ImportError as exc:
-        raise UnreadableFileError(f"{path}: reading {path.suffix} files needs the package {exc.name!r} "
-                                  f"(pip install {exc.name})") from None
     if kind == "zspy":
         try:
             import zarr  # noqa: F401
         except ImportError:
             raise UnreadableFileError(f"{path}: reading .zspy files needs the package 'zarr' (pip install zarr)") \
                 from None
+    try:
+        module = importlib.import_module(f"rsciio.{kind}")
+    except ImportError as exc:
+        raise UnreadableFileError(f"{path}: reading {path.suffix} files needs the package {exc.name!r} "
+                                  f"(pip install {exc.name})") from None
     def read(chunks):
         with _chunk_limit(chunk_bytes):
             return module.file_reader(str(path), lazy=True, **({"chunks": chunks} if kind == "blockfile" else {}))[0]
