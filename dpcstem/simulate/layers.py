@@ -16,15 +16,32 @@ Bard & Faulkner, *Electrochemical Methods*, 2nd ed. (2001), §13.3 (Gouy–Chapm
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import physics
+from ..errors import InputDataError
 
 _EPS0 = physics.VACUUM_PERMITTIVITY_F_M
 _E = physics.ELEMENTARY_CHARGE_C
+
+
+def _check(layer, *, positive=(), finite=()):
+    """Refuse a layer whose densities, permittivities or lengths are not positive numbers."""
+    for name in positive + finite:
+        value = getattr(layer, name)
+        if value is None and name.startswith("counter_"):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or (name in positive and number <= 0):
+            kind = "positive and finite" if name in positive else "finite"
+            raise InputDataError(f"{type(layer).__name__}: {name} must be {kind}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,10 @@ class MottSchottky:
     counter_density_per_m3: float | None = None
     counter_eps_r: float | None = None
     sheet_nm: float = 1.0
+
+    def __post_init__(self):
+        _check(self, positive=("density_per_m3", "eps_r", "counter_density_per_m3", "counter_eps_r", "sheet_nm"),
+               finite=("potential_drop_v",))
 
     @property
     def _eps(self):
@@ -132,7 +153,8 @@ class MottSchottky:
         else:
             left = (x < 0) & (x > -w1)
             e_left = e_peak * self.eps_r / (self.counter_eps_r or self.eps_r)  # D continuous
-            field = field + np.where(left, e_left * (x + w1) / w1, 0.0)
+            if w1 > 0:
+                field = field + np.where(left, e_left * (x + w1) / w1, 0.0)
             free = free + np.where(left, sign * _E * self.counter_density_per_m3, 0.0)
             eps_side = np.where(x < 0, self.counter_eps_r or self.eps_r, self.eps_r)
             total = free / eps_side
@@ -165,6 +187,9 @@ class GouyChapman:
     potential_drop_v: float
     temperature_k: float = 298.15
     sheet_nm: float = 1.0
+
+    def __post_init__(self):
+        _check(self, positive=("ion_density_per_m3", "eps_r", "temperature_k", "sheet_nm"), finite=("potential_drop_v",))
 
     @property
     def thermal_voltage_v(self) -> float:
@@ -208,6 +233,44 @@ class GouyChapman:
         total = np.where(right, _EPS0 * d_field, sheet_charge)
         free = total * self.eps_r
         return LayerProfile(x, field, total, free, _potential_from_field(x, field))
+
+
+def layer_at_bias(layer, bias_v, *, built_in_v=None, share=1.0):
+    """The layer under an applied bias: its potential drop is ``built_in_v + share·bias_v``.
+
+    Parameters
+    ----------
+    layer : MottSchottky or GouyChapman
+        The layer at zero bias.
+    bias_v : float
+        Applied bias in V.
+    built_in_v : float, optional
+        Potential drop across the layer at zero bias, in V; default the layer's own
+        ``potential_drop_v``.
+    share : float
+        Fraction of the applied bias that drops across this layer (the rest drops
+        elsewhere in the cell: the other electrode, the electrolyte bulk, contacts).
+
+    Returns
+    -------
+    The same kind of layer with ``potential_drop_v = built_in_v + share·bias_v``.
+
+    Examples
+    --------
+    >>> layer = MottSchottky(density_per_m3=5e25, eps_r=12, potential_drop_v=0.1)
+    >>> layer_at_bias(layer, 2.0, share=0.5).potential_drop_v
+    1.1
+    """
+    built_in_v = layer.potential_drop_v if built_in_v is None else built_in_v
+    values = {"bias_v": bias_v, "built_in_v": built_in_v, "share": share}
+    for name, value in values.items():
+        try:
+            values[name] = float(value)
+        except (TypeError, ValueError):
+            values[name] = math.nan
+        if not math.isfinite(values[name]):
+            raise InputDataError(f"{name} must be a finite number (V, or a fraction for share), got {value!r}")
+    return dataclasses.replace(layer, potential_drop_v=values["built_in_v"] + values["share"] * values["bias_v"])
 
 
 def _potential_from_field(x_nm, field):

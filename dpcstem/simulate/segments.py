@@ -9,7 +9,7 @@ from ..detector import segment_areas
 
 
 def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=None, gains=None,
-                             offsets=None, rng=None, dtype=None):
+                             offsets=None, rng=None, dtype=None, edge_blur=0.0):
     """Segment images A, B, C, D for a deflection map, through the exact detector response.
 
     Parameters
@@ -28,6 +28,10 @@ def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibratio
     dtype : numpy dtype, optional
         Output type; integer types are rounded and clipped to their range (uint16 as a
         detector writes it).
+    edge_blur : float
+        Blur of the disc edge, Gaussian standard deviation in units of α; 0 (default) is
+        the sharp disc of the exact response, a blur is computed numerically
+        (:func:`dpcstem.simulate.instrument.blurred_segment_areas`).
 
     Returns
     -------
@@ -39,7 +43,14 @@ def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibratio
     # Shift along the segment axes, in units of α (axes are orthonormal).
     u = (tx * axes[0, 0] + ty * axes[0, 1]) / calibration.alpha_mrad
     v = (tx * axes[1, 0] + ty * axes[1, 1]) / calibration.alpha_mrad
-    expected = segment_areas(u, v, inner=calibration.inner_over_alpha, outer=calibration.outer_over_alpha) / np.pi
+    if edge_blur:
+        from .instrument import blurred_segment_areas
+
+        areas = blurred_segment_areas(u, v, inner=calibration.inner_over_alpha, outer=calibration.outer_over_alpha,
+                                      blur=edge_blur)
+    else:
+        areas = segment_areas(u, v, inner=calibration.inner_over_alpha, outer=calibration.outer_over_alpha)
+    expected = areas / np.pi
     if dose is None:
         counts = expected
     else:

@@ -1,0 +1,357 @@
+"""The instrument between the specimen and the file: detector, scan, counting.
+
+- :class:`Descan`: a deflection that follows the scan coils (linear or quadratic across the
+  scan), added at the detector whatever the specimen does.
+- :func:`blurred_segment_areas`: the segment response of a bright-field disc whose edge is
+  blurred (probe aberrations, partial coherence, inelastic scattering), computed
+  numerically on a fine grid of the detector plane.
+- :func:`detect`: segment images from a deflection map: response, Poisson counting at a
+  dose, unequal segment gains and offsets, the detector's integer type.
+- :func:`simulate_vacuum`: a vacuum reference scan (descan only).
+- :func:`simulate_tilt_series`: segment signals at known beam tilts, for an empirical
+  response calibration (Brown et al., Ultramicroscopy 182 (2017) 169,
+  doi:10.1016/j.ultramic.2017.07.002).
+
+Angles are in mrad in the scan frame; segments are stacked A, B, C, D (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import fft, ndimage
+
+from ..calibration import Calibration
+from ..errors import InputDataError
+from .segments import segments_from_deflection
+
+#: Grid points per α of the detector-plane grid of the blurred response.
+POINTS_PER_ALPHA = 256
+
+#: Gaussian tails beyond this many widths are left out of the blurred disc.
+_BLUR_REACH = 5.0
+
+
+@dataclass(frozen=True)
+class Descan:
+    """A descan deflection: follows the scan position, not the specimen.
+
+    The deflection added at scan position (u, w), the fractional position across the scan
+    (u = x / width − ½ and w = y / height − ½, each from −½ to ½), is, for each component,
+
+        θ = offset + a·u + b·w + c·u² + d·u·w + e·w²
+
+    Parameters
+    ----------
+    offset_mrad : (float, float)
+        (θx, θy) at the scan centre, mrad.
+    linear_mrad : ((float, float), (float, float))
+        ((a, b) of θx, (a, b) of θy): the change of each component from one edge of the
+        scan to the other, along x and along y, mrad.
+    quadratic_mrad : ((float, float, float), (float, float, float))
+        ((c, d, e) of θx, (c, d, e) of θy), mrad.
+    """
+
+    offset_mrad: tuple = (0.0, 0.0)
+    linear_mrad: tuple = ((0.0, 0.0), (0.0, 0.0))
+    quadratic_mrad: tuple = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+
+    def __post_init__(self):
+        for name, shape in (("offset_mrad", (2,)), ("linear_mrad", (2, 2)), ("quadratic_mrad", (2, 3))):
+            value = np.asarray(getattr(self, name), dtype=float)
+            if value.shape != shape or not np.all(np.isfinite(value)):
+                raise InputDataError(f"Descan {name} must be finite numbers of shape {shape}, got {getattr(self, name)!r}")
+
+    def __call__(self, shape):
+        """The descan maps (θx, θy) in mrad, float64, of scan shape (ny, nx)."""
+        ny, nx = shape
+        u = (np.arange(nx) / max(nx - 1, 1) - 0.5)[None, :]
+        w = (np.arange(ny) / max(ny - 1, 1) - 0.5)[:, None]
+        maps = []
+        for k in range(2):
+            a, b = self.linear_mrad[k]
+            c, d, e = self.quadratic_mrad[k]
+            maps.append(np.broadcast_to(self.offset_mrad[k] + a * u + b * w + c * u * u + d * u * w + e * w * w,
+                                        (ny, nx)).astype(float))
+        return maps[0], maps[1]
+
+
+# -- the blurred disc ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _BlurredTable:
+    coefficients: np.ndarray  # (4, m, m) cubic-spline coefficients of the segment areas
+    step: float               # grid spacing in units of α
+    centre: float             # index of zero shift
+    reach: float              # largest shift covered, units of α
+
+
+def _quantise_reach(s_max):
+    return max(1.0, math.ceil((float(s_max) + 1e-9) * 4) / 4)
+
+
+@functools.lru_cache(maxsize=8)
+def _blurred_table(inner, outer, blur, reach, points_per_alpha=POINTS_PER_ALPHA):
+    """Segment areas of the blurred disc on a grid of shifts, by FFT correlation.
+
+    Works in the frame turned by 45° from the detector's (a = (u − v)/√2, b = (u + v)/√2),
+    where the quadrant boundaries are the grid axes and the quadrant masks are exact; the
+    disc edge and the collection circles are antialiased by the fraction of each pixel they
+    cover. The disc is blurred by multiplying its transform by a Gaussian's.
+    """
+    half = 1.0 + reach + _BLUR_REACH * blur + 4.0 / points_per_alpha
+    n = fft.next_fast_len(int(math.ceil(2 * half * points_per_alpha)), real=True)
+    n += n % 2
+    h = 2 * half / n
+    c = (np.arange(n) + 0.5 - n / 2) * h  # no point on an axis
+    a = c[:, None]
+    b = c[None, :]
+    r = np.hypot(a, b)
+    edge = h * (np.abs(a) + np.abs(b)) / np.maximum(r, 1e-300)  # pixel width across a circle
+    disc = np.clip(0.5 - (r - 1.0) / edge, 0.0, 1.0)
+    annulus = np.ones_like(r)
+    if inner > 0:
+        annulus *= np.clip(0.5 + (r - inner) / edge, 0.0, 1.0)
+    if math.isfinite(outer):
+        annulus *= np.clip(0.5 - (r - outer) / edge, 0.0, 1.0)
+    del r, edge
+    spectrum = np.conj(fft.rfft2(disc))
+    if blur > 0:
+        fa = fft.fftfreq(n, h)[:, None]
+        fb = fft.rfftfreq(n, h)[None, :]
+        spectrum *= np.exp(-2 * np.pi**2 * blur**2 * (fa**2 + fb**2))
+    keep = int(math.ceil((reach + 0.05) / h)) + 3
+    lo, hi = n // 2 - keep, n // 2 + keep + 1
+    tables = []
+    for sign_a, sign_b in ((1, 1), (-1, 1), (-1, -1), (1, -1)):  # A, B, C, D
+        mask = annulus * ((np.sign(a) == sign_a) & (np.sign(b) == sign_b))
+        # C[m] = Σ_q D(q − m·h) M(q) h²: the area of segment k with the disc shifted by m·h.
+        corr = fft.fftshift(fft.irfft2(spectrum * fft.rfft2(mask), s=(n, n))) * h * h
+        tables.append(ndimage.spline_filter(corr[lo:hi, lo:hi], order=3))
+    return _BlurredTable(np.array(tables), h, float(n // 2 - lo), reach)
+
+
+def blurred_segment_areas(u, v, *, inner=0.0, outer=math.inf, blur=0.0, points_per_alpha=POINTS_PER_ALPHA):
+    """Overlap of a blurred unit disc shifted by (u, v) with the four quadrant segments.
+
+    The disc (radius 1, i.e. α) is convolved with a 2-D Gaussian of standard deviation
+    ``blur`` (in units of α) and its overlap with each segment is computed on a grid of
+    ``points_per_alpha`` points per α, then interpolated (cubic spline) at the shifts.
+    With ``blur = 0`` it reproduces :func:`dpcstem.detector.segment_areas` to a few parts
+    in 10⁵ of the disc area, and, unlike it, it also covers shifts beyond α.
+
+    Parameters
+    ----------
+    u, v : array_like
+        Shift along the A and B segment axes, in units of α.
+    inner, outer : float
+        Collection radii in units of α (``outer`` may be ``inf``).
+    blur : float
+        Gaussian standard deviation of the edge blur, in units of α.
+    points_per_alpha : int
+
+    Returns
+    -------
+    ndarray, float64, shape (4, ...)
+        Areas of A, B, C, D in units of α² (a centred disc on a full detector: π/4 each).
+    """
+    u, v = np.broadcast_arrays(np.asarray(u, dtype=float), np.asarray(v, dtype=float))
+    if not (math.isfinite(blur) and blur >= 0):
+        raise InputDataError(f"edge blur must be zero or positive (units of alpha), got {blur!r}")
+    s = np.hypot(u, v)
+    s_max = float(np.max(s)) if s.size else 0.0
+    if not math.isfinite(s_max) or s_max > 4:
+        raise InputDataError(f"disc shifts must be finite and at most 4 α, got up to {s_max:.4g} α")
+    table = _blurred_table(float(inner), float(outer), float(blur), _quantise_reach(s_max), int(points_per_alpha))
+    ia = (u - v) / math.sqrt(2) / table.step + table.centre
+    ib = (u + v) / math.sqrt(2) / table.step + table.centre
+    coordinates = np.array([ia.ravel(), ib.ravel()])
+    areas = np.array([ndimage.map_coordinates(t, coordinates, order=3, prefilter=False) for t in table.coefficients])
+    return areas.reshape(4, *u.shape)
+
+
+# -- counting ----------------------------------------------------------------------------------
+
+def _four(name, values, default):
+    if values is None:
+        return np.full(4, default)
+    arr = np.asarray(values, dtype=float).ravel()
+    if arr.shape != (4,) or not np.all(np.isfinite(arr)):
+        raise InputDataError(f"{name} must be 4 finite numbers (segments A, B, C, D), got {values!r}")
+    return arr
+
+
+def detect(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=4e4, noise=True, gains=None, offsets=None,
+           edge_blur=0.0, dtype=np.uint16, rng=None):
+    """Segment images as the detector records them for a deflection map.
+
+    Parameters
+    ----------
+    theta_x_mrad, theta_y_mrad : ndarray, shape (ny, nx)
+        Deflection of the bright-field disc at the detector, mrad, scan frame (specimen
+        plus descan).
+    calibration : Calibration
+        α, collection angles, detector rotation and flip.
+    dose : float
+        Mean electrons per probe position in the bright-field disc.
+    noise : bool
+        Poisson counting noise; without it the expected counts (times gains, plus
+        offsets) are returned, rounded when ``dtype`` is an integer type.
+    gains, offsets : array_like, shape (4,), optional
+        raw = gain·electrons + offset for A, B, C, D (default 1 and 0).
+    edge_blur : float
+        Blur of the disc edge, standard deviation in units of α (0: the sharp disc of the
+        exact response, :mod:`dpcstem.detector`).
+    dtype : numpy dtype
+        Output type (uint16 as a detector writes it).
+    rng : numpy.random.Generator or int, optional
+        Random generator (or seed) for the noise.
+
+    Returns
+    -------
+    ndarray, shape (4, ny, nx), ``dtype``
+        Segment images A, B, C, D in counts.
+
+    Raises
+    ------
+    InputDataError
+        A deflection beyond α for the sharp disc, or counts beyond the range of ``dtype``.
+    """
+    tx = np.asarray(theta_x_mrad, dtype=float)
+    ty = np.asarray(theta_y_mrad, dtype=float)
+    dose = float(dose)
+    if not math.isfinite(dose) or dose <= 0:
+        raise InputDataError(f"dose must be positive and finite (electrons per probe position), got {dose!r}")
+    gains = _four("gains", gains, 1.0)
+    offsets = _four("offsets", offsets, 0.0)
+    if np.any(gains <= 0):
+        raise InputDataError(f"gains must be positive, got {gains.tolist()}")
+    s_max = float(np.max(np.hypot(tx, ty))) / calibration.alpha_mrad if tx.size else 0.0
+    if edge_blur == 0 and not s_max < 1:
+        raise InputDataError(
+            f"the deflection reaches {s_max * calibration.alpha_mrad:.4g} mrad, beyond alpha = "
+            f"{calibration.alpha_mrad:.4g} mrad, where the bright-field disc leaves the detector centre; "
+            "lower the field, the mean-inner-potential step or the descan, or raise alpha")
+    if noise:
+        counts = segments_from_deflection(tx, ty, calibration, dose=dose, gains=gains, offsets=offsets,
+                                          rng=np.random.default_rng(rng), edge_blur=edge_blur)
+    else:
+        counts = segments_from_deflection(tx, ty, calibration, gains=gains * dose, offsets=offsets,
+                                          edge_blur=edge_blur)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        top, bottom = float(counts.max()), float(counts.min())
+        if top > info.max or bottom < info.min:
+            raise InputDataError(
+                f"the counts reach {top:.6g} (dose {dose:.6g} e/position, gains up to {gains.max():.4g}, offsets "
+                f"up to {offsets.max():.4g}), beyond the {dtype} range {info.min}..{info.max}: lower the dose")
+        counts = np.rint(counts)
+    return counts.astype(dtype)
+
+
+def simulate_vacuum(calibration: Calibration, shape, *, descan=None, **detector):
+    """A vacuum reference scan: no specimen, the same detector and descan.
+
+    Parameters
+    ----------
+    calibration : Calibration
+    shape : (int, int)
+        Scan shape (ny, nx).
+    descan : Descan, optional
+    **detector
+        As for :func:`detect` (``dose``, ``noise``, ``gains``, ``offsets``, ``edge_blur``,
+        ``dtype``, ``rng``).
+
+    Returns
+    -------
+    ndarray, shape (4, ny, nx)
+    """
+    ny, nx = _shape(shape)
+    tx, ty = (descan or Descan())((ny, nx))
+    return detect(tx, ty, calibration, **detector)
+
+
+def _shape(shape):
+    try:
+        ny, nx = (int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise InputDataError(f"shape must be two positive integers (ny, nx), got {shape!r}") from None
+    if ny < 1 or nx < 1:
+        raise InputDataError(f"shape must be two positive integers (ny, nx), got {shape!r}")
+    return ny, nx
+
+
+@dataclass
+class TiltSeries:
+    """Segment signals recorded at known beam tilts (in vacuum, at one scan position).
+
+    Attributes
+    ----------
+    tilt_x_mrad, tilt_y_mrad : ndarray, float64, (n,)
+        The beam tilt of each measurement, mrad, scan frame.
+    segments : ndarray, (4, n)
+        Counts of A, B, C, D at each tilt.
+    edge_blur : float
+        Edge blur of the disc, units of α.
+    gains, offsets : ndarray, (4,)
+        The detector's gains and offsets that made the counts.
+    """
+
+    tilt_x_mrad: np.ndarray
+    tilt_y_mrad: np.ndarray
+    segments: np.ndarray
+    edge_blur: float = 0.0
+    gains: np.ndarray = field(default_factory=lambda: np.ones(4))
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(4))
+
+    def difference_signals(self, *, gains=None, offsets=None):
+        """(A − C)/S, (B − D)/S and S = A + B + C + D after removing offsets and gains.
+
+        Parameters
+        ----------
+        gains, offsets : array_like, shape (4,), optional
+            Default: none (raw counts). Pass ``self.gains``, ``self.offsets`` for the
+            corrected signals.
+
+        Returns
+        -------
+        d_a, d_b, total : ndarray, float64, (n,)
+        """
+        seg = np.asarray(self.segments, dtype=float)
+        seg = (seg - _four("offsets", offsets, 0.0)[:, None]) / _four("gains", gains, 1.0)[:, None]
+        total = seg.sum(axis=0)
+        return (seg[0] - seg[2]) / total, (seg[1] - seg[3]) / total, total
+
+
+def simulate_tilt_series(calibration: Calibration, tilts_mrad, *, edge_blur=0.0, dose=4e4, noise=False,
+                         gains=None, offsets=None, dtype=np.float64, rng=None) -> TiltSeries:
+    """The segment signals at known beam tilts, for an empirical response calibration.
+
+    Parameters
+    ----------
+    calibration : Calibration
+        α, collection angles, detector rotation and flip.
+    tilts_mrad : array_like, shape (n, 2)
+        Beam tilts (θx, θy) in mrad, scan frame.
+    edge_blur : float
+        Blur of the disc edge, Gaussian standard deviation in units of α; with a blur
+        the response is computed numerically (:func:`blurred_segment_areas`) and tilts
+        may go beyond α.
+    dose, noise, gains, offsets, dtype, rng
+        As for :func:`detect` (default: expected counts, no noise, float64).
+
+    Returns
+    -------
+    TiltSeries
+    """
+    tilts = np.asarray(tilts_mrad, dtype=float)
+    if tilts.ndim != 2 or tilts.shape[1] != 2 or tilts.shape[0] == 0 or not np.all(np.isfinite(tilts)):
+        raise InputDataError(f"tilts_mrad must be finite pairs (theta_x, theta_y) of shape (n, 2), got shape {tilts.shape}")
+    segments = detect(tilts[None, :, 0], tilts[None, :, 1], calibration, dose=dose, noise=noise, gains=gains,
+                      offsets=offsets, edge_blur=edge_blur, dtype=dtype, rng=rng)[:, 0, :]
+    return TiltSeries(tilts[:, 0].copy(), tilts[:, 1].copy(), segments, float(edge_blur),
+                      _four("gains", gains, 1.0), _four("offsets", offsets, 0.0))
