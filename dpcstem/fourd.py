@@ -434,7 +434,7 @@ def _client(scheduler, workers):
             yield scheduler
             return
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler)  # waits distributed.comm.timeouts.connect (Dask config)
         except (OSError, TimeoutError) as exc:
             raise InputDataError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})") from None
         with client:

@@ -27,8 +27,8 @@ from ..errors import InputDataError
 
 #: Largest count a uint16 frame pixel holds.
 _UINT16_MAX = np.iinfo(np.uint16).max
-#: Detector pixels computed at a time in float64 (a few temporaries of 4 MiB each).
-_BATCH_PIXELS = 2**19
+#: Detector pixels computed at a time in float64 (a few temporaries of 1 MiB each).
+_BATCH_PIXELS = 2**17
 
 
 def disc_frames(shift_x_px, shift_y_px, *, frame_shape, radius_px, centre_yx=None, blur_px=0.5, dose=1e4):
