@@ -1,0 +1,168 @@
+"""``dpcstem com``: 4D-STEM file → result file, and errors as one line with exit status 2."""
+
+import h5py
+import numpy as np
+import psutil
+import pytest
+
+from dpcstem import Calibration
+from dpcstem.cli import main
+from dpcstem.io import load_result_arrays, sha256_file
+from dpcstem.simulate.fourd import write_frames
+
+CAL = Calibration(kv=200, alpha_mrad=1.0, step_x_nm=2.0, step_y_nm=1.5, thickness_nm=80.0)
+SCAN = (10, 12)
+
+
+def _without_line(values):
+    """Values less their least-squares straight line: what a plane fit of the descan leaves alone."""
+    t = np.arange(values.size, dtype=float)
+    return values - np.polyval(np.polyfit(t, values, 1), t)
+
+
+def truth():
+    """A deflection with no mean and no ramp over the scan (mrad)."""
+    theta_x = np.broadcast_to(0.04 * _without_line(np.sin(2 * np.pi * np.arange(SCAN[1]) / SCAN[1])), SCAN)
+    theta_y = np.broadcast_to(0.03 * _without_line(np.cos(2 * np.pi * np.arange(SCAN[0]) / SCAN[0]))[:, None], SCAN)
+    return np.array(theta_x), np.array(theta_y)
+
+
+def _worker_processes():
+    """Child processes other than multiprocessing's resource tracker (which lives as long as we do)."""
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
+                out.add(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("com")
+    tx, ty = truth()
+    h5 = write_frames(folder / "sim.h5", tx, ty, CAL, frame_shape=(32, 32), mrad_per_px=0.1, noise=False)
+    npy = write_frames(folder / "sim.npy", tx, ty, CAL, frame_shape=(32, 32), mrad_per_px=0.1, noise=False)
+    return h5, npy
+
+
+def test_com_writes_the_result_layout_with_centre_of_mass(simulated, tmp_path, capsys):
+    h5, _ = simulated
+    out = tmp_path / "out.h5"
+    assert main(["com", str(h5), "--thickness", "80", "--mask-radius", "14", "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    maps, attrs = load_result_arrays(out)
+    for name, unit in [("deflection_x", "mrad"), ("deflection_y", "mrad"), ("field_x", "V/m"), ("field_y", "V/m"),
+                       ("charge_density", "C/m^3"), ("potential", "V"), ("com_x", "px"), ("com_y", "px"),
+                       ("intensity", "counts"), ("valid", "1")]:
+        assert name in maps and maps[name][1] == unit, name
+        assert maps[name][0].shape == SCAN
+    tx, ty = truth()
+    valid = maps["valid"][0].astype(bool)
+    assert valid.mean() > 0.8
+    np.testing.assert_allclose(maps["deflection_x"][0][valid], tx[valid], atol=0.01 * 0.04)
+    np.testing.assert_allclose(maps["deflection_y"][0][valid], ty[valid], atol=0.01 * 0.04)
+    assert attrs["kv"] == 200.0 and attrs["kv_source"] == "file"
+    assert attrs["step_x_nm"] == 2.0 and attrs["step_y_nm"] == 1.5
+    assert attrs["thickness_nm"] == 80.0 and attrs["thickness_nm_source"] == "user"
+    assert attrs["mrad_per_px"] == 0.1 and attrs["mrad_per_px_source"] == "file"
+    assert attrs["alpha_mrad"] == pytest.approx(1.0, rel=0.02)
+    assert attrs["alpha_mrad_source"].startswith("measured")
+    assert attrs["mask_radius_px"] == 14.0 and attrs["descan"] == "plane"
+    assert attrs["sha256:sim.h5"] == sha256_file(h5)
+    intensity = maps["intensity"][0]
+    assert intensity.min() > 0.9 * 1e4  # the disc's counts are inside the 14 px mask
+
+
+def test_com_on_npy_with_camera_length_and_a_local_cluster(simulated, tmp_path):
+    _, npy = simulated
+    out = tmp_path / "out.h5"
+    before = _worker_processes()
+    status = main(["com", str(npy), "--kv", "200", "--step", "2", "1.5", "--thickness", "80", "--alpha", "1.0",
+                   "--camera-length", "550", "--detector-pixel-um", "55", "--workers", "2", "-o", str(out)])
+    assert status == 0
+    assert _worker_processes() <= before  # the cluster it started is gone
+    maps, attrs = load_result_arrays(out)
+    assert attrs["mrad_per_px"] == pytest.approx(0.1) and attrs["mrad_per_px_source"] == "user"
+    assert attrs["alpha_mrad"] == 1.0 and attrs["alpha_mrad_source"] == "user"
+    tx, _ = truth()
+    valid = maps["valid"][0].astype(bool)
+    np.testing.assert_allclose(maps["deflection_x"][0][valid], tx[valid], atol=0.01 * 0.04)
+
+
+def test_com_with_a_vacuum_reference_and_rotation(tmp_path):
+    cal = CAL.replace(detector_rotation_deg=40.0, flip=True)
+    tx, ty = truth()
+    ramp = [[0.02, 0.01], [-0.015, 0.03]]
+    sample = write_frames(tmp_path / "sample.h5", tx + 0.02, ty - 0.01, cal, frame_shape=(32, 32), mrad_per_px=0.1,
+                          noise=False, descan_px_per_step=ramp)
+    vacuum = write_frames(tmp_path / "vacuum.h5", np.zeros(SCAN), np.zeros(SCAN), cal, frame_shape=(32, 32),
+                          mrad_per_px=0.1, noise=False, descan_px_per_step=ramp)
+    out = tmp_path / "out.h5"
+    assert main(["com", str(sample), "--thickness", "80", "--detector-rotation", "40", "--flip",
+                 "--reference", str(vacuum), "-o", str(out)]) == 0
+    maps, attrs = load_result_arrays(out)
+    valid = maps["valid"][0].astype(bool)
+    # a reference keeps the uniform part of the deflection that a plane fit would remove
+    np.testing.assert_allclose(maps["deflection_x"][0][valid], (tx + 0.02)[valid], atol=0.01 * 0.04)
+    np.testing.assert_allclose(maps["deflection_y"][0][valid], (ty - 0.01)[valid], atol=0.01 * 0.04)
+    assert attrs["descan"] == "reference" and attrs["flip"]
+    assert "sha256:vacuum.h5" in attrs
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "angular pixel size is needed: give --mrad-per-px"),
+    (["--mrad-per-px", "0.1", "--camera-length", "100", "--detector-pixel-um", "55"], "not both"),
+    (["--mrad-per-px", "-1"], "mrad_per_px must be positive"),
+])
+def test_angular_pixel_size_errors(simulated, tmp_path, capsys, extra, message):
+    _, npy = simulated
+    status = main(["com", str(npy), "--kv", "200", "--step", "2", "--thickness", "80", *extra,
+                   "-o", str(tmp_path / "o.h5")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("dpcstem: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_bad_inputs_exit_2_with_one_line(simulated, tmp_path, capsys):
+    h5, npy = simulated
+    existing = tmp_path / "exists.h5"
+    existing.write_bytes(b"keep")
+    cases = [
+        (["com", str(h5), "--thickness", "80", "-o", str(existing)], "output exists"),
+        (["com", str(h5), "-o", str(tmp_path / "a.h5")], "--thickness"),
+        (["com", str(tmp_path / "missing.mib"), "--thickness", "80", "-o", str(tmp_path / "b.h5")], "not found"),
+        (["com", str(npy), "--thickness", "80", "--mrad-per-px", "0.1", "-o", str(tmp_path / "c.h5")], "--kv"),
+        (["com", str(h5), "--thickness", "80", "--reference", str(npy), "--raw-shape", "1", "1", "1", "1",
+          "-o", str(tmp_path / "d.h5")], "raw binary files only"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("dpcstem: error: ") and message in err and err.count("\n") == 1, (argv, err)
+    assert existing.read_bytes() == b"keep"
+    with pytest.raises(SystemExit) as exc:
+        main(["com", str(h5), "--thickness", "80", "--workers", "2", "--scheduler", "tcp://x:1", "-o", "x.h5"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_overwrite_replaces(simulated, tmp_path):
+    h5, _ = simulated
+    out = tmp_path / "out.h5"
+    out.write_bytes(b"old")
+    assert main(["com", str(h5), "--thickness", "80", "-o", str(out), "--overwrite"]) == 0
+    with h5py.File(out, "r") as f:
+        assert "com_x" in f
+
+
+def test_help_names_every_unit(capsys):
+    with pytest.raises(SystemExit):
+        main(["com", "--help"])
+    text = capsys.readouterr().out
+    for option, unit in [("--mrad-per-px", "mrad"), ("--camera-length", "mm"), ("--detector-pixel-um", "µm"),
+                         ("--mask-radius", "pixels"), ("--detector-rotation", "degrees"), ("--step", "nm")]:
+        assert option in text and unit in text
