@@ -89,7 +89,8 @@ class BenchConfig:
     bandwidth_mib : int
         Size of the streaming-read array in MiB; each of the three triad arrays is half of it.
     repeats : int
-        Timed calls after the warm-up (the bias series is timed ``bias_repeats`` times).
+        Timed calls after the warm-up; the Fourier benchmarks are timed ``slow_repeats``
+        times, the bias series ``bias_repeats`` times, each peer ``peer_repeats`` times.
     """
 
     segment_sizes: tuple = (1024, 2048, 4096)
@@ -101,6 +102,7 @@ class BenchConfig:
     bias_size: int = 2048
     bandwidth_mib: int = 1024
     repeats: int = 5
+    slow_repeats: int = 3
     bias_repeats: int = 1
     peer_repeats: int = 3
 
@@ -110,7 +112,8 @@ FULL = BenchConfig()
 
 #: About a minute on a two-core machine.
 QUICK = BenchConfig(segment_sizes=(512, 1024), derivative_size=1024, fourier_size=512, com_scans=(32, 64),
-                    bias_maps=8, bias_size=256, bandwidth_mib=256, repeats=3, bias_repeats=1, peer_repeats=2)
+                    bias_maps=8, bias_size=256, bandwidth_mib=256, repeats=3, slow_repeats=3, bias_repeats=1,
+                    peer_repeats=2)
 
 
 # -- the bandwidth limit ------------------------------------------------------------------
@@ -399,6 +402,8 @@ class Case:
     ``kernel`` and ``numpy`` are factories: calling one sets up (allocates the outputs of a
     Numba kernel) and returns the zero-argument call that is timed, which returns its
     outputs. ``check(kernel_out, numpy_out)`` raises AssertionError when they differ.
+    ``numpy`` is None for a computation with no NumPy counterpart. ``warm``, when given,
+    replaces the warm-up call (a small problem through the same code, for long calls).
     """
 
     name: str
@@ -408,9 +413,10 @@ class Case:
     bytes_read: int
     bytes_written: int
     kernel: Callable
-    numpy: Callable
-    check: Callable
+    numpy: Callable | None
+    check: Callable | None
     repeats: int | None = None
+    warm: Callable | None = None
     peers_frames: np.ndarray | None = None  # (scan_y, scan_x, ky, kx) view for the peers
 
 
@@ -509,7 +515,7 @@ def derivative_cases(n, *, rng=None):
     return cases
 
 
-def fourier_cases(n, *, rng=None):
+def fourier_cases(n, *, repeats=None, rng=None):
     """Spectral divergence and iDPC integration (mirror, dct) against :mod:`numpy.fft` versions."""
     from .fourier import integrate_gradient, spectral_divergence
 
@@ -532,11 +538,11 @@ def fourier_cases(n, *, rng=None):
 
     return [
         Case(f"spectral_divergence_float64_{n}", (2, n, n), "float64", n * n, read, n * n * 8, spectral, spectral_np,
-             check),
+             check, repeats=repeats),
         Case(f"integrate_mirror_float64_{n}", (2, n, n), "float64", n * n, read, n * n * 8, integrate("mirror"),
-             lambda: lambda: (numpy_integrate_mirror(gx, gy, step_x, step_y),), check),
+             lambda: lambda: (numpy_integrate_mirror(gx, gy, step_x, step_y),), check, repeats=repeats),
         Case(f"integrate_dct_float64_{n}", (2, n, n), "float64", n * n, read, n * n * 8, integrate("dct"),
-             lambda: lambda: (numpy_integrate_dct(gx, gy, step_x, step_y),), check),
+             lambda: lambda: (numpy_integrate_dct(gx, gy, step_x, step_y),), check, repeats=repeats),
     ]
 
 
@@ -549,47 +555,33 @@ def synthetic_frames(scan, size, rng):
     return frames.reshape(scan, scan, size, size)
 
 
-def quadrant_labels(size):
-    """uint8 labels 1..4 of four quadrant segments A, B, C, D covering a (size, size) frame."""
-    rows, cols = np.indices((size, size))
-    c = (size - 1) / 2
-    azimuth = np.mod(np.arctan2(rows - c, cols - c) + np.pi / 4, 2 * np.pi)
-    return (azimuth // (np.pi / 2)).astype(np.uint8) + 1
-
-
 def fourd_cases(scans, size, *, rng=None):
-    """Centre of mass of whole frames, and four virtual segments, of (s, s, size, size) uint16 scans."""
-    from .kernels.com import bounding_box, reduce_frames
+    """Centre of mass of whole frames, and four virtual quadrants covering them, of in-memory
+    (s, s, size, size) uint16 scans, through :func:`dpcstem.fourd.centre_of_mass` and
+    :func:`dpcstem.fourd.virtual_segments` (block by block on Numba's threads)."""
+    from .fourd import centre_of_mass, quadrant_labels, virtual_segments
 
     rng = np.random.default_rng(20260504) if rng is None else rng
+    centre = ((size - 1) / 2, (size - 1) / 2)
+    labels = quadrant_labels((size, size), centre, radius_px=size)  # reaches the corners
+    onehot = np.stack([(labels == j + 1).astype(np.float64) for j in range(4)])
     cases = []
-    mask = np.ones((size, size), bool)
-    no_mask = np.zeros((size, size), bool)
-    labels = quadrant_labels(size)
-    no_labels = np.zeros((size, size), np.uint8)
     for scan in scans:
         data = synthetic_frames(scan, size, rng)
         frames = data.reshape(-1, size, size)
         n = len(frames)
         shape = f"{scan}x{scan}x{size}x{size}"
 
-        def com(frames=frames, n=n):
-            boxes = np.stack([bounding_box(mask), bounding_box(no_labels)])
-            moments, segs = np.empty((n, 3)), np.empty((n, 0))
-
+        def com(data=data):
             def call():
-                reduce_frames(frames, mask, no_labels, boxes, moments, segs)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    return moments[:, 1] / moments[:, 0], moments[:, 2] / moments[:, 0]
+                sums = centre_of_mass(data, progress=False)
+                return sums.com_x.ravel(), sums.com_y.ravel()
             return call
 
-        def segments(frames=frames, n=n):
-            boxes = np.stack([bounding_box(no_mask), bounding_box(labels)])
-            moments, segs = np.empty((n, 3)), np.empty((n, 4))
-            return lambda: (reduce_frames(frames, no_mask, labels, boxes, moments, segs), (segs,))[1]
+        def segments(data=data):
+            return lambda: (virtual_segments(data, labels, progress=False).reshape(4, -1).T,)
 
-        onehot = np.stack([(labels == j + 1).astype(np.float64) for j in range(4)])
-        cases.append(Case(f"com_uint16_{shape}", data.shape, "uint16", frames.size, frames.nbytes, n * 16, com,
+        cases.append(Case(f"com_uint16_{shape}", data.shape, "uint16", frames.size, frames.nbytes, n * 24, com,
                           lambda frames=frames: lambda: numpy_centre_of_mass(frames), _close(1e-12),
                           peers_frames=data))
         cases.append(Case(f"vsegments_uint16_{shape}", data.shape, "uint16", frames.size, frames.nbytes, n * 32,
@@ -599,7 +591,10 @@ def fourd_cases(scans, size, *, rng=None):
 
 
 def bias_series_cases(maps, n, *, repeats=1, rng=None):
-    """A bias series of ``maps`` segment maps (n, n) through :func:`dpcstem.reconstruct.reconstruct`."""
+    """A bias series of ``maps`` segment maps (n, n): each through :func:`dpcstem.reconstruct.reconstruct`
+    (against NumPy), and the whole series through :func:`dpcstem.bias.reconstruct_series`
+    (registration to the 0 V map, every map and its net map against it; no NumPy counterpart)."""
+    from .bias import reconstruct_series
     from .calibration import Calibration
     from .detector import QuadrantResponse
     from .reconstruct import reconstruct
@@ -607,18 +602,28 @@ def bias_series_cases(maps, n, *, repeats=1, rng=None):
     rng = np.random.default_rng(20260505) if rng is None else rng
     cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=0.5, thickness_nm=100)
     table = QuadrantResponse.from_calibration(cal).inverse_table()
-    series = [synthetic_segments(n, "uint16", rng, gains=(1, 1, 1, 1), offsets=(0, 0, 0, 0)) for _ in range(maps)]
-    for seg in series:  # every pixel valid, so finite differences are np.gradient's
-        seg[:, 0, 0] = 1000
 
-    def kernel():
-        def call():
-            out = []
-            for seg in series:
-                r = reconstruct(seg, cal)
-                out.append((r.deflection_x, r.deflection_y, r.charge_density, r.potential))
-            return tuple(np.stack(q) for q in zip(*out))
-        return call
+    def make_series(count, size):
+        series = [synthetic_segments(size, "uint16", rng, gains=(1, 1, 1, 1), offsets=(0, 0, 0, 0))
+                  for _ in range(count)]
+        for seg in series:  # every pixel valid, so finite differences are np.gradient's
+            seg[:, 0, 0] = 1000
+        return series
+
+    series = make_series(maps, n)
+    small = make_series(2, 32)
+    biases = np.arange(maps, dtype=float) * 0.5
+
+    def per_map(segments_list):
+        out = []
+        for seg in segments_list:
+            r = reconstruct(seg, cal)
+            out.append((r.deflection_x, r.deflection_y, r.charge_density, r.potential))
+        return tuple(np.stack(q) for q in zip(*out))
+
+    def whole(segments_list, biases_v):
+        result = reconstruct_series(segments_list, biases_v, cal)
+        return (np.stack([m.charge_density for m in result.maps]), np.stack([m.charge_density for m in result.net]))
 
     def numpy():
         return lambda: tuple(np.stack(q) for q in zip(*(numpy_reconstruct(seg, cal, table) for seg in series)))
@@ -630,8 +635,15 @@ def bias_series_cases(maps, n, *, repeats=1, rng=None):
             np.testing.assert_allclose(g, w, rtol=0, atol=1e-3 * scale)
 
     nbytes = sum(s.nbytes for s in series)
-    return [Case(f"bias_series_uint16_{maps}x{n}x{n}", (maps, 4, n, n), "uint16", maps * n * n, nbytes,
-                 maps * n * n * 4 * 7, kernel, numpy, check, repeats=repeats)]
+    shape = (maps, 4, n, n)
+    tag = f"uint16_{maps}x{n}x{n}"
+    return [
+        Case(f"bias_series_reconstruct_{tag}", shape, "uint16", maps * n * n, nbytes, maps * n * n * 4 * 7,
+             lambda: lambda: per_map(series), numpy, check, repeats=repeats, warm=lambda: per_map(small)),
+        Case(f"bias_series_registered_{tag}", shape, "uint16", maps * n * n, nbytes, maps * n * n * 4 * 14,
+             lambda: lambda: whole(series, biases), None, None, repeats=repeats,
+             warm=lambda: whole(small, [0.0, 1.0])),
+    ]
 
 
 def case_names(config: BenchConfig) -> list[str]:
@@ -644,7 +656,8 @@ def case_names(config: BenchConfig) -> list[str]:
     f = config.frame_size
     for s in config.com_scans:
         names += [f"com_uint16_{s}x{s}x{f}x{f}", f"vsegments_uint16_{s}x{s}x{f}x{f}"]
-    names.append(f"bias_series_uint16_{config.bias_maps}x{config.bias_size}x{config.bias_size}")
+    tag = f"uint16_{config.bias_maps}x{config.bias_size}x{config.bias_size}"
+    names += [f"bias_series_reconstruct_{tag}", f"bias_series_registered_{tag}"]
     names += ["threads"]
     return names
 
@@ -657,7 +670,8 @@ def _build_cases(config, only):
     groups = [
         (lambda: segment_cases(config.segment_sizes), "segments_"),
         (lambda: derivative_cases(config.derivative_size), ("divergence_", "curl_")),
-        (lambda: fourier_cases(config.fourier_size), ("spectral_divergence_", "integrate_")),
+        (lambda: fourier_cases(config.fourier_size, repeats=config.slow_repeats),
+         ("spectral_divergence_", "integrate_")),
         (lambda: fourd_cases(config.com_scans, config.frame_size), ("com_", "vsegments_")),
         (lambda: bias_series_cases(config.bias_maps, config.bias_size, repeats=config.bias_repeats),
          "bias_series_"),
@@ -720,19 +734,32 @@ def run_peers(frames, com_x, com_y, *, python, repeats, threads) -> dict:
 
 # -- running ------------------------------------------------------------------------------
 
+def _time_case(factory, case, repeats):
+    call = factory()
+    if case.warm is not None:
+        case.warm()
+        median, times = time_median(call, repeats, warmup=0)
+    else:
+        median, times = time_median(call, repeats)
+    return call, median, times
+
+
 def _measure(case: Case, repeats: int, bandwidth: dict) -> dict:
-    call = case.kernel()
-    median, times = time_median(call, case.repeats or repeats)
+    repeats = case.repeats or repeats
+    call, median, times = _time_case(case.kernel, case, repeats)
     got = call()
-    ref = case.numpy()
-    numpy_median, _ = time_median(ref, case.repeats or repeats)
-    want = ref()
-    try:
-        case.check(got, want)
-        agrees = True
-    except AssertionError:
-        agrees = False
-    del ref, want
+    del call
+    numpy_median = agrees = numpy_peak = None
+    if case.numpy is not None:
+        ref, numpy_median, _ = _time_case(case.numpy, case, repeats)
+        want = ref()
+        try:
+            case.check(got, want)
+            agrees = True
+        except AssertionError:
+            agrees = False
+        del ref, want
+        numpy_peak = peak_memory_mb(case.numpy)
     gbps = case.bytes_read / median / 1e9
     moved = (case.bytes_read + case.bytes_written) / median / 1e9
     return {
@@ -750,10 +777,10 @@ def _measure(case: Case, repeats: int, bandwidth: dict) -> dict:
         "gbps_moved": moved,
         "moved_fraction": moved / bandwidth["triad_gbps"],
         "numpy_median_s": numpy_median,
-        "ratio_vs_numpy": numpy_median / median,
+        "ratio_vs_numpy": None if numpy_median is None else numpy_median / median,
         "agrees_with_numpy": agrees,
         "peak_mb": peak_memory_mb(case.kernel),
-        "numpy_peak_mb": peak_memory_mb(case.numpy),
+        "numpy_peak_mb": numpy_peak,
         "peers": {p: None for p in PEERS},
         "_output": got if case.peers_frames is not None else None,
     }
@@ -805,6 +832,7 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
     peers_python = default_peers_python() if peers_python is None else Path(peers_python)
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    others = _OtherLoad()
     counts = thread_counts()
     top = counts[-1]
     bandwidth = {}
@@ -826,7 +854,7 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
             entry.pop("_output")
             results.append(entry)
             log(f"{case.name}: {entry['median_s'] * 1e3:.2f} ms, {entry['gbps']:.2f} GB/s, "
-                f"x{entry['ratio_vs_numpy']:.1f} vs NumPy")
+                f"{_fmt_ratio(entry['ratio_vs_numpy'])} NumPy")
             del case
     threads = _thread_scaling(config, counts, bandwidth) if _selected("threads", only) else {}
     peer_versions = {}
@@ -846,9 +874,39 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
         "peak_memory_method": PEAK_MEMORY_METHOD,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "other_processes_cpu_fraction": others.fraction(),
         "config": dataclasses.asdict(config),
     }
     return {"machine": machine, "results": results, "scaling": _size_scaling(results), "threads": threads}
+
+
+class _OtherLoad:
+    """Share of the machine's CPU time that other processes used while the benchmark ran."""
+
+    def __init__(self):
+        import psutil
+
+        self.me = psutil.Process()
+        self.start = time.monotonic()
+        self.busy = self._busy_system()
+        self.mine = self._busy_mine()
+
+    @staticmethod
+    def _busy_system():
+        import psutil
+
+        t = psutil.cpu_times()
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+    def _busy_mine(self):
+        t = self.me.cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def fraction(self) -> float:
+        """(system busy − this process and its children) / (wall time × cores), 0..1."""
+        wall = (time.monotonic() - self.start) * (os.cpu_count() or 1)
+        other = (self._busy_system() - self.busy) - (self._busy_mine() - self.mine)
+        return max(0.0, min(1.0, other / wall)) if wall > 0 else 0.0
 
 
 def _size_scaling(results) -> dict:
@@ -891,6 +949,14 @@ def _fmt_ratio(value):
     return "—" if value is None else f"{value:.1f}×"
 
 
+def _fmt_same(value):
+    return "—" if value is None else ("yes" if value else "NO")
+
+
+def _fmt_mb(value):
+    return "—" if value is None else f"{value:.0f}"
+
+
 def format_table(record: dict) -> str:
     """The record as Markdown tables (the README's form)."""
     m = record["machine"]
@@ -901,7 +967,8 @@ def format_table(record: dict) -> str:
         f"SciPy {versions['scipy']}",
         f"Memory bandwidth (measured in this run, {m['bandwidth_array_mib']} MiB arrays): read "
         f"{m['bandwidth_read_gbps']:.1f} GB/s ({m['bandwidth_read_1thread_gbps']:.1f} on one thread), triad "
-        f"{m['bandwidth_triad_gbps']:.1f} GB/s ({m['bandwidth_triad_1thread_gbps']:.1f} on one thread).",
+        f"{m['bandwidth_triad_gbps']:.1f} GB/s ({m['bandwidth_triad_1thread_gbps']:.1f} on one thread). Other "
+        f"processes used {100 * m['other_processes_cpu_fraction']:.0f}% of the machine's CPU time during the run.",
         "Ratios (× NumPy, × peers: their time / dpcstem's), not absolute times, are the figures to compare.",
         "",
         "| benchmark | median ms | Mpx/s | GB/s read | % of read BW | × NumPy | same result | peak MB "
@@ -912,8 +979,8 @@ def format_table(record: dict) -> str:
         peers = r["peers"]
         lines.append(
             f"| {r['name']} | {r['median_s'] * 1e3:.1f} | {r['pixels_per_s'] / 1e6:.0f} | {r['gbps']:.2f} | "
-            f"{100 * r['bandwidth_fraction']:.0f} | {r['ratio_vs_numpy']:.1f} | "
-            f"{'yes' if r['agrees_with_numpy'] else 'NO'} | {r['peak_mb']:.0f} ({r['numpy_peak_mb']:.0f}) | "
+            f"{100 * r['bandwidth_fraction']:.0f} | {_fmt_ratio(r['ratio_vs_numpy'])} | "
+            f"{_fmt_same(r['agrees_with_numpy'])} | {r['peak_mb']:.0f} ({_fmt_mb(r['numpy_peak_mb'])}) | "
             f"{_fmt_ratio(peers['libertem'])} | {_fmt_ratio(peers['py4dstem'])} | {_fmt_ratio(peers['pyxem'])} |")
     details = [(r["name"], r["peer_details"]) for r in record["results"] if "peer_details" in r]
     for name, report in details:
