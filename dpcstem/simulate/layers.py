@@ -85,7 +85,9 @@ class MottSchottky:
     counter_density_per_m3, counter_eps_r : float, optional
         The other side's density and permittivity, for a two-sided layer.
     sheet_nm : float
-        Thickness of the counter-charge slab of a one-sided layer, in nm.
+        Thickness of the counter-charge slab of a one-sided layer, in nm; for a two-sided
+        layer with unequal permittivities, the width over which the field steps at the
+        interface (the bound charge ε0·ΔE of the dielectric step lies there).
     """
 
     density_per_m3: float
@@ -158,6 +160,15 @@ class MottSchottky:
             free = free + np.where(left, sign * _E * self.counter_density_per_m3, 0.0)
             eps_side = np.where(x < 0, self.counter_eps_r or self.eps_r, self.eps_r)
             total = free / eps_side
+            # Where the permittivity steps, the field steps by J = E(0+) − E(0−): a bound
+            # sheet ε0·J at the interface, spread over ``sheet_nm`` so the total charge
+            # integrates to zero and the field stays ε0-consistent (the drop is unchanged).
+            jump = e_peak - e_left
+            if jump != 0:
+                half = self.sheet_nm / 2
+                ramp = np.clip((x + half) / self.sheet_nm, 0.0, 1.0)
+                field = field + jump * (ramp - (x >= 0))
+                total = total + np.where(np.abs(x) < half, _EPS0 * jump / (self.sheet_nm * physics.NM_TO_M), 0.0)
         # Potential: V(x) = −∫E dx, zero far on the layer side (x → +∞).
         potential = _potential_from_field(x, field)
         return LayerProfile(x, field, total, free, potential)
