@@ -66,6 +66,11 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
     if ly1 > ly0:
         y0, y1 = min(y0, ly0), max(y1, ly1)
     width = max(mx1 - mx0, 0)
+    whole = True  # every pixel of the mask's box is in the mask: no per-pixel test needed
+    for r in range(my0, my1):
+        for c in range(mx0, mx1):
+            if not mask[r, c]:
+                whole = False
     for i in prange(n):
         cols = _accumulator(frames, max(width, 1))
         seg = _accumulator(frames, max(n_seg, 1))
@@ -77,11 +82,17 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
                 fr = frames[i, r, mx0:mx1]
                 mr = mask[r, mx0:mx1]
                 row = zero
-                for c in range(width):
-                    v = fr[c] + zero
-                    t = v if mr[c] else zero
-                    cols[c] += t
-                    row += t
+                if whole:
+                    for c in range(width):
+                        v = fr[c] + zero
+                        cols[c] += v
+                        row += v
+                else:
+                    for c in range(width):
+                        v = fr[c] + zero
+                        t = v if mr[c] else zero
+                        cols[c] += t
+                        row += t
                 total += np.float64(row)
                 row_moment += r * np.float64(row)
             if ly0 <= r < ly1:

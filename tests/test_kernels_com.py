@@ -157,3 +157,17 @@ def test_bounding_box():
     img[5, 1] = 4
     np.testing.assert_array_equal(bounding_box(img), [2, 6, 1, 4])
     np.testing.assert_array_equal(bounding_box(np.ones((1, 1), bool)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=["parallel", "serial"])
+def test_whole_box_mask_path_keeps_nan_checks(kernel):
+    rng = np.random.default_rng(9)
+    frames = random_frames(rng, np.float32, (3, 10, 12))
+    frames[2, 4, 5] = np.nan
+    mask = np.zeros((10, 12), bool)
+    mask[2:9, 3:11] = True  # a full rectangle: the kernel skips the per-pixel test
+    labels = np.zeros((10, 12), np.uint8)
+    got_m, _ = run(kernel, frames, mask, labels, 0)
+    ref_m, _ = reference(frames, mask, labels, 0)
+    np.testing.assert_allclose(got_m[:2], ref_m[:2], rtol=1e-12)
+    assert np.isnan(got_m[2]).all()
