@@ -166,3 +166,20 @@ def test_help_names_every_unit(capsys):
     for option, unit in [("--mrad-per-px", "mrad"), ("--camera-length", "mm"), ("--detector-pixel-um", "µm"),
                          ("--mask-radius", "pixels"), ("--detector-rotation", "degrees"), ("--step", "nm")]:
         assert option in text and unit in text
+
+
+def test_com_on_the_real_merlin_file(shared_data, tmp_path):
+    from dpcstem.fourd import centre_of_mass
+    from dpcstem.io import open_pixelated
+
+    path = shared_data / "merlin" / "001_4x2_6bit.mib"
+    out = tmp_path / "merlin.h5"
+    assert main(["com", str(path), "--kv", "300", "--step", "1.5", "--thickness", "50", "--alpha", "2",
+                 "--mrad-per-px", "0.05", "-o", str(out)]) == 0
+    maps, attrs = load_result_arrays(out)
+    in_memory = np.asarray(open_pixelated(path).data.compute())
+    expected = centre_of_mass(in_memory)
+    np.testing.assert_allclose(maps["com_x"][0], expected.com_x, rtol=1e-6)
+    np.testing.assert_allclose(maps["com_y"][0], expected.com_y, rtol=1e-6)
+    np.testing.assert_allclose(maps["intensity"][0], in_memory.sum(axis=(2, 3)), rtol=1e-6)
+    assert attrs["sha256:001_4x2_6bit.mib"] == sha256_file(path)
