@@ -13,7 +13,7 @@ import numpy as np
 import psutil
 import pytest
 
-from dpcstem import Calibration, InputDataError, physics
+from dpcstem import Calibration, InputDataError
 from dpcstem.errors import CalibrationError
 from dpcstem.fourd import (
     FrameSums,
