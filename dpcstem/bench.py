@@ -865,6 +865,7 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
         "date": started.isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
         "threads": top,
+        "threading_layer": numba.threading_layer(),
         "versions": {**_versions(), **peer_versions},
         "bandwidth_read_gbps": bandwidth[top]["read_gbps"],
         "bandwidth_triad_gbps": bandwidth[top]["triad_gbps"],
