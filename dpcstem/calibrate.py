@@ -19,6 +19,7 @@ Brown et al., Ultramicroscopy 182 (2017) 169, doi:10.1016/j.ultramic.2017.07.002
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,8 @@ from .kernels import curl, divergence
 # Detector rotation and flip
 # --------------------------------------------------------------------------------------
 
-POLARITY_METHODS = ("skew", "charge sign", "reference", "fixed")
+#: The flip is called undetermined (a warning) when the other flip's curl ratio is below this multiple.
+FLIP_MARGIN = 1.25
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,9 @@ def find_rotation(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid
 
     A field that varies along one direction only (a straight interface) is mirror
     symmetric: both flips then fit equally well (``curl_ratio_other_flip`` ≈
-    ``curl_ratio``) and the flip must come from elsewhere (give ``flip``).
+    ``curl_ratio``; a warning says so when the other flip's ratio is within
+    :data:`FLIP_MARGIN` times the chosen one's) and the flip must come from elsewhere
+    (give ``flip``).
     """
     tx, ty = _deflection_pair(theta_x_mrad, theta_y_mrad)
     use = _mask(valid, tx.shape, "valid") & np.isfinite(tx) & np.isfinite(ty)
@@ -208,10 +212,15 @@ def find_rotation(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid
     fits = {}
     for candidate in (False, True):
         fits[candidate] = _best_rotation(wx, -wy if candidate else wy, use, calibration)
-    if flip is None:
+    choose = flip is None
+    if choose:
         flip = fits[True]["mean_square_curl"] < fits[False]["mean_square_curl"]
     flip = bool(flip)
     chosen, other = fits[flip], fits[not flip]
+    if choose and other["ratio"] < FLIP_MARGIN * chosen["ratio"]:
+        warnings.warn(f"both flips leave nearly the same curl (rms curl/div {chosen['ratio']:.3g} with flip={flip}, "
+                      f"{other['ratio']:.3g} without): the field varies along one direction only and cannot tell "
+                      "the flip; give flip (--flip or not)", stacklevel=2)
     psi, polarity, skew = _settle_polarity(chosen, tx.shape, region, charge_sign, reference, calibration, wx,
                                            -wy if flip else wy)
     psi_other, _, _ = _settle_polarity(other, tx.shape, region, charge_sign, reference, calibration, wx,
@@ -308,8 +317,6 @@ def _settle_polarity(fit, shape, region, charge_sign, reference, calibration, wx
         method = "skew"
         noise = 3 * math.sqrt(6.0 / max(fit["n"], 1))
         if warn and abs(skew) < noise:
-            import warnings
-
             warnings.warn(f"the 180° choice of the detector rotation rests on a charge-density skew of {skew:.3g}, "
                           f"within its noise (±{noise:.2g}); give a region of known charge sign or a reference "
                           "deflection", stacklevel=3)
@@ -569,6 +576,18 @@ class EmpiricalResponse:
 
     def inverse_table(self) -> InverseTable:
         return self.table
+
+    def check(self, calibration: Calibration) -> None:
+        """Refuse a calibration whose α differs from the tilt series' (tilts given in mrad).
+
+        The table holds shifts in units of α; a reconstruction multiplies them by the
+        calibration's α, so the two must agree.
+        """
+        if self.alpha_mrad is not None and not math.isclose(self.alpha_mrad, calibration.alpha_mrad, rel_tol=1e-6):
+            where = f" ({Path(self.path).name})" if self.path else ""
+            raise CalibrationError(
+                f"the empirical response{where} was measured at alpha = {self.alpha_mrad:g} mrad, the calibration "
+                f"has alpha_mrad = {calibration.alpha_mrad:g}; give the tilt series' alpha")
 
     def attrs(self) -> dict:
         """Provenance for a result file's root attributes."""
