@@ -253,13 +253,16 @@ def test_thickness_models_and_their_gradients():
     interface = ((10.0, 5.0), 30.0)
     x, y = np.meshgrid(np.linspace(0, 20, 41), np.linspace(0, 10, 21))
     h = 1e-5
-    for model in (UniformThickness(131.0), WedgeThickness(131.0, 0.4, direction_deg=70.0),
-                  StepThickness(131.0, 270.0, width_nm=1.5), StepThickness(80.0, 50.0, point_nm=(3, 3), normal_deg=-45)):
+    models = (UniformThickness(131.0), WedgeThickness(131.0, 0.4, direction_deg=70.0),
+              StepThickness(131.0, 270.0, width_nm=1.5), StepThickness(80.0, 50.0, point_nm=(3, 3), normal_deg=-45))
+    for model in models:
         t, gx, gy = model.evaluate(x, y, interface)
-        assert np.allclose(gx, (model.evaluate(x + h, y, interface)[0] - model.evaluate(x - h, y, interface)[0]) / (2 * h),
-                           atol=1e-6)
-        assert np.allclose(gy, (model.evaluate(x, y + h, interface)[0] - model.evaluate(x, y - h, interface)[0]) / (2 * h),
-                           atol=1e-6)
+
+        def thickness(xs, ys, model=model):
+            return model.evaluate(xs, ys, interface)[0]
+
+        assert np.allclose(gx, (thickness(x + h, y) - thickness(x - h, y)) / (2 * h), atol=1e-6)
+        assert np.allclose(gy, (thickness(x, y + h) - thickness(x, y - h)) / (2 * h), atol=1e-6)
     step, _, _ = StepThickness(131.0, 270.0, width_nm=0.5).evaluate(np.array([0.0, 20.0]), np.array([5.0, 5.0]),
                                                                      ((10.0, 5.0), 0.0))
     assert step == pytest.approx([131.0, 270.0])
@@ -343,13 +346,15 @@ def test_vacuum_reference_holds_the_descan_and_the_gains():
                              dtype=np.float64)
     result = reconstruct(vacuum, cal, gains=GAINS, offsets=OFFSETS)
     descan_x, descan_y = DESCAN(shape)
-    assert np.allclose(result.deflection_x, descan_x, atol=1e-6) and np.allclose(result.deflection_y, descan_y, atol=1e-6)
+    assert np.allclose(result.deflection_x, descan_x, atol=1e-6)
+    assert np.allclose(result.deflection_y, descan_y, atol=1e-6)
     still = simulate_vacuum(cal, shape, gains=GAINS, offsets=OFFSETS, noise=False, dose=4e4, dtype=np.float64)
     assert np.allclose(still, (1e4 * np.array(GAINS) + np.array(OFFSETS))[:, None, None])
 
 
 def test_descan_maps():
-    descan = Descan(offset_mrad=(1.0, -2.0), linear_mrad=((0.4, 0.0), (0.0, 0.6)), quadratic_mrad=((0.8, 0, 0), (0, 0, 0)))
+    descan = Descan(offset_mrad=(1.0, -2.0), linear_mrad=((0.4, 0.0), (0.0, 0.6)),
+                    quadratic_mrad=((0.8, 0, 0), (0, 0, 0)))
     tx, ty = descan((3, 5))
     assert tx[1, 2] == 1.0 and ty[1, 2] == -2.0  # the scan centre
     assert tx[0, -1] - tx[0, 0] == pytest.approx(0.4)  # the quadratic term is even

@@ -63,7 +63,8 @@ class Descan:
         for name, shape in (("offset_mrad", (2,)), ("linear_mrad", (2, 2)), ("quadratic_mrad", (2, 3))):
             value = np.asarray(getattr(self, name), dtype=float)
             if value.shape != shape or not np.all(np.isfinite(value)):
-                raise InputDataError(f"Descan {name} must be finite numbers of shape {shape}, got {getattr(self, name)!r}")
+                raise InputDataError(
+                    f"Descan {name} must be finite numbers of shape {shape}, got {getattr(self, name)!r}")
 
     def __call__(self, shape):
         """The descan maps (θx, θy) in mrad, float64, of scan shape (ny, nx)."""
@@ -350,7 +351,8 @@ def simulate_tilt_series(calibration: Calibration, tilts_mrad, *, edge_blur=0.0,
     """
     tilts = np.asarray(tilts_mrad, dtype=float)
     if tilts.ndim != 2 or tilts.shape[1] != 2 or tilts.shape[0] == 0 or not np.all(np.isfinite(tilts)):
-        raise InputDataError(f"tilts_mrad must be finite pairs (theta_x, theta_y) of shape (n, 2), got shape {tilts.shape}")
+        raise InputDataError(
+            f"tilts_mrad must be finite pairs (theta_x, theta_y) of shape (n, 2), got shape {tilts.shape}")
     segments = detect(tilts[None, :, 0], tilts[None, :, 1], calibration, dose=dose, noise=noise, gains=gains,
                       offsets=offsets, edge_blur=edge_blur, dtype=dtype, rng=rng)[:, 0, :]
     return TiltSeries(tilts[:, 0].copy(), tilts[:, 1].copy(), segments, float(edge_blur),

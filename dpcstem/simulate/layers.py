@@ -200,7 +200,8 @@ class GouyChapman:
     sheet_nm: float = 1.0
 
     def __post_init__(self):
-        _check(self, positive=("ion_density_per_m3", "eps_r", "temperature_k", "sheet_nm"), finite=("potential_drop_v",))
+        _check(self, positive=("ion_density_per_m3", "eps_r", "temperature_k", "sheet_nm"),
+               finite=("potential_drop_v",))
 
     @property
     def thermal_voltage_v(self) -> float:

@@ -40,7 +40,8 @@ def _wavelength_nm(kv):
 def _alpha_rad(alpha_mrad):
     alpha = float(alpha_mrad)
     if not math.isfinite(alpha) or alpha <= 0:
-        raise InputDataError(f"alpha_mrad must be positive and finite (convergence semi-angle in mrad), got {alpha_mrad!r}")
+        raise InputDataError(
+            f"alpha_mrad must be positive and finite (convergence semi-angle in mrad), got {alpha_mrad!r}")
     return alpha * physics.MRAD_TO_RAD
 
 
@@ -56,8 +57,8 @@ def airy_first_zero_nm(kv, alpha_mrad) -> float:
 
     Examples
     --------
-    >>> round(airy_first_zero_nm(200, 1.0), 4)  # 0.61 × 2.5079 pm / 1 mrad
-    1.5293
+    >>> round(airy_first_zero_nm(200, 1.0), 4)  # 0.6098 × 2.5079 pm / 1 mrad
+    1.5294
     """
     return _J1_FIRST_ZERO / (2 * math.pi) * _wavelength_nm(kv) / _alpha_rad(alpha_mrad)
 

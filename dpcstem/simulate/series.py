@@ -263,6 +263,8 @@ class SimulatedSeries:
     calibration : Calibration
         The instrument's calibration with the specimen's thickness (a number, or the
         reference frame's thickness map).
+    descan : Descan
+        The descan every frame (and the vacuum scan) carries; ``descan(shape)`` gives its maps.
     settings : dict
         Everything that made the series (HDF5-attribute friendly: numbers, strings, arrays).
     """
@@ -271,6 +273,7 @@ class SimulatedSeries:
     reference_truths: list
     vacuum: np.ndarray | None
     calibration: Calibration
+    descan: Descan = field(default_factory=Descan)
     settings: dict = field(default_factory=dict)
 
     @property
@@ -319,7 +322,9 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
         Add a vacuum reference scan (scanned last).
     rng : numpy.random.Generator or int, optional
         One generator serves every frame in turn, so one seed gives the same series.
-    share, point_nm, normal_deg, mip, thickness, probe, oversample, descan, edge_blur, gains, offsets, dose, noise, dtype
+    share, point_nm, normal_deg, mip, thickness, probe, oversample, descan
+        As for :func:`simulate_acquisition`, the same for every frame.
+    edge_blur, gains, offsets, dose, noise, dtype
         As for :func:`simulate_acquisition`, the same for every frame.
 
     Returns
@@ -342,7 +347,8 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
         drifts = np.arange(len(order))[:, None] * drifts[None, :]
     if drifts.shape != (len(order), 2) or not np.all(np.isfinite(drifts)):
         raise InputDataError(
-            f"drift_px must be (dy, dx) per frame or an array of shape ({len(order)}, 2) in pixels, got shape {drifts.shape}")
+            f"drift_px must be (dy, dx) per frame or an array of shape ({len(order)}, 2) in pixels, "
+            f"got shape {drifts.shape}")
     scene = _scene(layer, calibration, shape, share=share, point_nm=point_nm, normal_deg=normal_deg, mip=mip,
                    thickness=thickness)
     rng = np.random.default_rng(rng)
@@ -365,7 +371,7 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
     series_calibration = calibration.replace(thickness_nm=float(ref_thickness.flat[0]) if uniform else ref_thickness)
     settings = _settings(scene, descan, probe=probe, oversample=oversample, edge_blur=edge_blur, gains=gains,
                          offsets=offsets, dose=dose, noise=noise, reference_bias_v=reference_bias_v)
-    return SimulatedSeries(acquisitions, reference_truths, vacuum_scan, series_calibration, settings)
+    return SimulatedSeries(acquisitions, reference_truths, vacuum_scan, series_calibration, descan, settings)
 
 
 def describe(obj, prefix) -> dict:

@@ -1,0 +1,398 @@
+"""``dpcstem simulate``: synthetic four-segment acquisitions with their answer, as files.
+
+``dpcstem simulate layer --out DIR`` writes one acquisition; ``dpcstem simulate
+bias-series --out DIR`` writes one acquisition per bias. Each acquisition is an HDF5 file
+with the dataset ``segments`` (4, ny, nx) uint16 (A, B, C, D) and the root attributes
+:func:`dpcstem.io.read_segments` reads (``kv``, ``alpha_mrad``, ``step_x_nm``,
+``step_y_nm``, ``thickness_nm``, ``collection_inner_mrad``, ``collection_outer_mrad``,
+``detector_rotation_deg``, ``flip``, ``bias_v``), so ``dpcstem reconstruct`` and
+``dpcstem bias-series`` take them as they are. Beside them: ``vacuum.h5`` (a vacuum
+reference scan, same layout), ``thickness.h5`` (dataset ``thickness`` in nm, for
+``--thickness-map``, written when the thickness is not uniform) and ``truth.h5``, the
+answer (see :func:`write_truth`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..errors import InputDataError, OutputExistsError
+
+LAYER_KINDS = ("mott-schottky", "gouy-chapman", "none")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Reports a bad option on one line, like every other error of dpcstem."""
+
+    def error(self, message):
+        self.exit(2, f"dpcstem: error: {self.prog}: {message}\n")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "simulate", help="synthetic four-segment acquisitions with their answer (layer, bias series)",
+        description="Simulate four-segment DPC acquisitions of a space-charge layer as an instrument makes them "
+                    "(probe, descan, drift, gains, offsets, counting noise, uint16), with the truth beside them.")
+    sub = p.add_subparsers(title="what to simulate", metavar="KIND", required=True, parser_class=_OneLineParser)
+    layer = sub.add_parser("layer", help="one acquisition of a layer at one bias",
+                           description="One acquisition: DIR/segments.h5, DIR/vacuum.h5, DIR/truth.h5 "
+                                       "(and DIR/thickness.h5 when the thickness is not uniform).")
+    layer.add_argument("--bias", type=float, default=0.0, metavar="V", help="applied bias in V (default 0)")
+    layer.add_argument("--drift", type=float, nargs=2, default=(0.0, 0.0), metavar=("DY", "DX"),
+                       help="scan drift of this frame in pixels, rows then columns (default 0 0)")
+    _add_common(layer)
+    layer.set_defaults(run=run, series=False)
+    series = sub.add_parser("bias-series", help="one acquisition per bias, the reference first, drifting",
+                            description="An in-situ bias series: DIR/bias_<V>V.h5 per bias (scanned in the order "
+                                        "given, the reference bias first), DIR/vacuum.h5, DIR/truth.h5 (and "
+                                        "DIR/thickness.h5 when the thickness is not uniform).")
+    series.add_argument("--bias", type=float, nargs="+", default=[0.0, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2],
+                        metavar="V", help="applied biases in V (default 0 1.0 1.2 1.4 1.6 1.8 2.0 2.2)")
+    series.add_argument("--reference-bias", type=float, default=0.0, metavar="V",
+                        help="the reference bias in V, scanned first (default 0)")
+    series.add_argument("--drift", type=float, nargs=2, default=(0.0, 0.0), metavar=("DY", "DX"),
+                        help="scan drift added with every frame, in pixels, rows then columns (default 0 0)")
+    _add_common(series)
+    series.set_defaults(run=run, series=True)
+
+
+def _add_common(p):
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the files (made if absent)")
+    p.add_argument("--overwrite", action="store_true", help="replace files of the same names in DIR")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the counting noise (default 0)")
+    g = p.add_argument_group("instrument")
+    g.add_argument("--kv", type=float, default=200.0, metavar="KV", help="accelerating voltage in kV (default 200)")
+    g.add_argument("--alpha", type=float, default=1.0, metavar="MRAD",
+                   help="convergence semi-angle α in mrad (default 1)")
+    g.add_argument("--step", type=float, nargs="+", default=[1.0], metavar="NM",
+                   help="scan step in nm along x, then along y when it differs (default 1)")
+    g.add_argument("--shape", type=int, nargs=2, default=(128, 256), metavar=("NY", "NX"),
+                   help="scan shape, rows then columns (default 128 256)")
+    g.add_argument("--collection", type=float, nargs=2, metavar=("INNER", "OUTER"),
+                   help="detector inner and outer collection semi-angles in mrad (default: no hole, no outer edge)")
+    g.add_argument("--detector-rotation", type=float, default=0.0, metavar="DEG",
+                   help="azimuth ψ of segment A in degrees, from scan +x toward +y (default 0)")
+    g.add_argument("--flip", action="store_true", help="the detector's y axis is mirrored against the scan")
+    g.add_argument("--dose", type=float, default=4e4, metavar="E",
+                   help="electrons per probe position in the bright-field disc (default 40000)")
+    g.add_argument("--no-noise", action="store_true", help="expected counts instead of Poisson counts")
+    g.add_argument("--gains", type=float, nargs=4, metavar="G", help="segment gains A B C D (default 1 1 1 1)")
+    g.add_argument("--offsets", type=float, nargs=4, metavar="COUNTS",
+                   help="segment dark offsets A B C D in counts (default 0 0 0 0)")
+    g.add_argument("--descan", type=float, nargs=2, default=(0.0, 0.0), metavar=("X", "Y"),
+                   help="descan deflection at the scan centre, θx and θy in mrad (default 0 0)")
+    g.add_argument("--descan-ramp", type=float, nargs=4, default=(0.0, 0.0, 0.0, 0.0), metavar="MRAD",
+                   help="descan change from edge to edge of the scan: θx along x, θx along y, θy along x, "
+                        "θy along y, in mrad (default 0 0 0 0)")
+    g.add_argument("--descan-quadratic", type=float, nargs=6, default=(0.0,) * 6, metavar="MRAD",
+                   help="quadratic descan, θx then θy, each the coefficients of u², u·w, w² with u, w the "
+                        "fractional scan position from −½ to ½, in mrad (default 0)")
+    g.add_argument("--edge-blur", type=float, default=0.0, metavar="ALPHA",
+                   help="blur of the bright-field disc edge, Gaussian standard deviation in units of α (default 0)")
+    g.add_argument("--no-probe", action="store_true",
+                   help="deflection at the probe centre instead of weighted by the Airy probe intensity")
+    g.add_argument("--oversample", type=int, default=1, metavar="N",
+                   help="positions per scan step at which the deflection is evaluated under the probe (default 1)")
+    g.add_argument("--no-vacuum", action="store_true", help="do not write the vacuum reference scan")
+    s = p.add_argument_group("specimen")
+    s.add_argument("--layer", choices=LAYER_KINDS, default="mott-schottky",
+                   help="space-charge layer model (default mott-schottky)")
+    s.add_argument("--density", type=float, default=5e25, metavar="PER_M3",
+                   help="dopant/vacancy density N (Mott–Schottky) or ion density n0 (Gouy–Chapman) in m^-3 "
+                        "(default 5e25)")
+    s.add_argument("--eps-r", type=float, default=12.0, metavar="X",
+                   help="relative permittivity of the layer side (default 12)")
+    s.add_argument("--counter-density", type=float, metavar="PER_M3",
+                   help="density on the other side in m^-3: a two-sided Mott–Schottky layer")
+    s.add_argument("--counter-eps-r", type=float, metavar="X", help="relative permittivity of the other side")
+    s.add_argument("--sheet", type=float, default=1.0, metavar="NM",
+                   help="thickness of the counter-charge slab of a one-sided layer in nm (default 1)")
+    s.add_argument("--temperature", type=float, default=298.15, metavar="K",
+                   help="temperature of a Gouy–Chapman layer in K (default 298.15)")
+    s.add_argument("--built-in", type=float, default=0.0, metavar="V",
+                   help="potential drop across the layer at zero bias, in V (default 0)")
+    s.add_argument("--share", type=float, default=1.0, metavar="X",
+                   help="fraction of the applied bias that drops across the layer (default 1)")
+    s.add_argument("--interface-normal", type=float, default=0.0, metavar="DEG",
+                   help="direction of the interface normal toward the layer side, degrees from scan +x toward +y "
+                        "(default 0)")
+    s.add_argument("--interface-at", type=float, nargs=2, metavar=("X", "Y"),
+                   help="a point of the interface in nm from the first pixel (default: the scan centre)")
+    s.add_argument("--thickness", type=float, nargs="+", default=[131.0], metavar="NM",
+                   help="specimen thickness in nm, or two: before and after the interface (default 131)")
+    s.add_argument("--wedge", type=float, nargs=2, metavar=("SLOPE", "DEG"),
+                   help="a thickness wedge instead: thickness change per length (nm/nm) and its direction in degrees")
+    s.add_argument("--mip", type=float, nargs=2, metavar=("BEFORE", "AFTER"),
+                   help="mean inner potentials in V before and after the interface (default: no step)")
+    s.add_argument("--interface-width", type=float, default=1.0, metavar="NM",
+                   help="width of the mean-inner-potential and thickness steps in nm (default 1)")
+
+
+def _specimen(args):
+    from ..simulate import GouyChapman, MeanInnerPotential, MottSchottky, StepThickness, WedgeThickness
+
+    if args.layer == "mott-schottky":
+        layer = MottSchottky(density_per_m3=args.density, eps_r=args.eps_r, potential_drop_v=args.built_in,
+                             counter_density_per_m3=args.counter_density, counter_eps_r=args.counter_eps_r,
+                             sheet_nm=args.sheet)
+    elif args.layer == "gouy-chapman":
+        if args.counter_density is not None:
+            raise InputDataError("--counter-density makes a two-sided Mott–Schottky layer; "
+                                 "it does not apply to --layer gouy-chapman")
+        layer = GouyChapman(ion_density_per_m3=args.density, eps_r=args.eps_r, potential_drop_v=args.built_in,
+                            temperature_k=args.temperature, sheet_nm=args.sheet)
+    else:
+        layer = None
+    if len(args.thickness) > 2:
+        raise InputDataError(f"--thickness takes one value or two (before, after) in nm, got {len(args.thickness)}")
+    if args.wedge is not None:
+        if len(args.thickness) != 1:
+            raise InputDataError("--wedge takes one --thickness (the thickness at the interface), not two")
+        thickness = WedgeThickness(args.thickness[0], args.wedge[0], direction_deg=args.wedge[1])
+    elif len(args.thickness) == 2:
+        thickness = StepThickness(*args.thickness, width_nm=args.interface_width)
+    else:
+        thickness = args.thickness[0]
+    mip = None if args.mip is None else MeanInnerPotential(*args.mip, width_nm=args.interface_width)
+    return layer, thickness, mip
+
+
+def _calibration(args):
+    from ..calibration import Calibration
+    from ..errors import CalibrationError
+
+    if len(args.step) > 2:
+        raise CalibrationError(f"--step takes one or two values (x then y) in nm, got {len(args.step)}")
+    inner, outer = args.collection if args.collection is not None else (0.0, None)
+    return Calibration(kv=args.kv, alpha_mrad=args.alpha, step_x_nm=args.step[0], step_y_nm=args.step[-1],
+                       collection_inner_mrad=inner, collection_outer_mrad=outer,
+                       detector_rotation_deg=args.detector_rotation, flip=args.flip,
+                       sources={"kv": "simulation", "alpha_mrad": "simulation", "step_x_nm": "simulation"})
+
+
+def _outputs(args, names):
+    """Check every output before any work: the folder can be made, nothing is replaced unasked."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: --out must be a folder, and this is a file")
+    paths = [out / name for name in names]
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not args.overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise OutputExistsError(f"{existing[0]}: output exists{more}; give --overwrite to replace")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputExistsError(f"{out}: cannot make the output folder ({exc.strerror})") from None
+    return paths
+
+
+def bias_file_name(bias_v) -> str:
+    """File name of the acquisition at ``bias_v``: ``bias_+1.200V.h5``."""
+    return f"bias_{bias_v:+.3f}V.h5"
+
+
+def run(args):
+    import numpy as np
+
+    from ..simulate import Descan, simulate_bias_series
+
+    calibration = _calibration(args)
+    layer, thickness, mip = _specimen(args)
+    if any(n < 1 for n in args.shape):
+        raise InputDataError(f"--shape must be two positive numbers of pixels (rows, columns), got {list(args.shape)}")
+    biases = list(args.bias) if args.series else [args.bias]
+    reference = args.reference_bias if args.series else args.bias
+    names = sorted({bias_file_name(b) for b in [reference, *biases]}) if args.series else ["segments.h5"]
+    if args.series and len(names) != len({reference, *biases}):
+        raise InputDataError("--bias values must differ by at least 1 mV (they name the files)")
+    extra = ["truth.h5"] + ([] if args.no_vacuum else ["vacuum.h5"])
+    thickness_map = len(args.thickness) == 2 or args.wedge is not None
+    _outputs(args, names + extra + (["thickness.h5"] if thickness_map else []))
+    quadratic = np.reshape(args.descan_quadratic, (2, 3))
+    descan = Descan(offset_mrad=tuple(args.descan), linear_mrad=np.reshape(args.descan_ramp, (2, 2)).tolist(),
+                    quadratic_mrad=quadratic.tolist())
+    drift = args.drift if args.series else [args.drift]
+    series = simulate_bias_series(
+        layer, calibration, tuple(args.shape), biases, reference_bias_v=reference, drift_px=drift,
+        vacuum=not args.no_vacuum, rng=args.seed, share=args.share, point_nm=args.interface_at,
+        normal_deg=args.interface_normal, mip=mip, thickness=thickness, probe=not args.no_probe,
+        oversample=args.oversample, descan=descan, edge_blur=args.edge_blur, gains=args.gains, offsets=args.offsets,
+        dose=args.dose, noise=not args.no_noise)
+    out = Path(args.out)
+    files = write_series(series, out, overwrite=args.overwrite, single=not args.series, seed=args.seed)
+    print(summary(series, files))
+    return 0
+
+
+def write_series(series, out: Path, *, overwrite=False, single=False, seed=None) -> list:
+    """Write a :class:`~dpcstem.simulate.SimulatedSeries` as the files described above.
+
+    Parameters
+    ----------
+    series : SimulatedSeries
+    out : Path
+        Existing folder.
+    overwrite : bool
+        Replace files of the same names.
+    single : bool
+        One acquisition: ``segments.h5`` and a truth without the bias axis.
+    seed : int, optional
+        Recorded in the truth file.
+
+    Returns
+    -------
+    list of Path
+        The files written, acquisitions first (in the order scanned), then vacuum,
+        thickness and truth.
+    """
+    import numpy as np
+
+    calibration = series.calibration
+    files = []
+    for acquisition in series.acquisitions:
+        name = "segments.h5" if single else bias_file_name(acquisition.bias_v)
+        title = f"simulated acquisition at {acquisition.bias_v:g} V"
+        files.append(write_segments(out / name, acquisition.segments, calibration, overwrite=overwrite,
+                                    bias_v=acquisition.bias_v, title=title))
+    if series.vacuum is not None:
+        files.append(write_segments(out / "vacuum.h5", series.vacuum, calibration, overwrite=overwrite,
+                                    title="simulated vacuum reference"))
+    if np.ndim(calibration.thickness_nm) == 2:
+        files.append(_write_thickness(out / "thickness.h5", calibration.thickness_nm, overwrite=overwrite))
+    files.append(write_truth(out / "truth.h5", series, [f.name for f in files[: len(series.acquisitions)]],
+                             overwrite=overwrite, single=single, seed=seed))
+    return files
+
+
+def write_segments(path: Path, segments, calibration, *, overwrite=False, bias_v=None, title=None) -> Path:
+    """One acquisition: dataset ``segments`` (4, ny, nx) and the calibration as root attributes."""
+    import h5py
+    import numpy as np
+
+    from ..io import atomic_output
+
+    attrs = {k: v for k, v in calibration.to_attrs().items() if k != "eps_r"}  # an instrument does not know εr
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for key, value in attrs.items():
+                f.attrs[key] = value
+            if bias_v is not None:
+                f.attrs["bias_v"] = float(bias_v)
+            if title:
+                f.attrs["title"] = title
+            ds = f.create_dataset("segments", data=np.asarray(segments), chunks=(1, *segments.shape[1:]),
+                                  compression="gzip", shuffle=True)
+            ds.attrs["units"] = "counts"
+            ds.attrs["order"] = "A, B, C, D"
+    return Path(path)
+
+
+def _write_thickness(path: Path, thickness, *, overwrite=False) -> Path:
+    import h5py
+
+    from ..io import atomic_output
+
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("thickness", data=thickness).attrs["units"] = "nm"
+    return Path(path)
+
+
+#: Truth maps written per frame: Truth attribute → (dataset, unit).
+_TRUTH_MAPS = {
+    "field_x": ("field_x", "V/m"), "field_y": ("field_y", "V/m"),
+    "charge_density": ("charge_density", "C/m^3"), "free_charge_density": ("free_charge_density", "C/m^3"),
+    "potential": ("potential", "V"), "deflection_x": ("deflection_x", "mrad"),
+    "deflection_y": ("deflection_y", "mrad"),
+}
+
+#: Scalar figures per frame: figures key → (dataset, unit).
+_FIGURES = {
+    "width_nm": ("layer_width", "nm"), "peak_field_v_per_m": ("peak_field", "V/m"),
+    "areal_charge_c_per_m2": ("areal_charge", "C/m^2"), "potential_drop_v": ("potential_drop", "V"),
+}
+
+
+def write_truth(path: Path, series, files, *, overwrite=False, single=False, seed=None) -> Path:
+    """The answer of a simulated series as HDF5.
+
+    Datasets (each with a ``units`` attribute), for n frames in the order scanned, on the
+    grid of the reference frame (the first; for one acquisition, its own grid):
+
+    - ``bias`` (n,) V, ``files`` (n,) the acquisition file names, ``drift_px`` (n, 2)
+      pixels (dy, dx), what ``phase_cross_correlation(reference, frame)`` recovers;
+    - ``field_x``, ``field_y`` (V/m), ``charge_density``, ``free_charge_density`` (C/m³),
+      ``potential`` (V), ``deflection_x``, ``deflection_y`` (mrad, probe-weighted,
+      specimen only): (n, ny, nx);
+    - ``net_field_x``, ``net_field_y``, ``net_charge_density``, ``net_potential``,
+      ``net_deflection_x``, ``net_deflection_y``: each frame minus the reference;
+    - ``layer_width`` (nm), ``peak_field`` (V/m), ``areal_charge`` (C/m², free charge of
+      the layer side), ``potential_drop`` (V), ``net_areal_charge``: (n,);
+    - ``thickness`` (nm), ``mean_inner_potential`` (V, when there is a step),
+      ``distance`` (nm from the interface), ``descan_x``, ``descan_y`` (mrad): (ny, nx).
+
+    With ``single`` the leading axis of length 1 is dropped and there are no net maps.
+    Root attributes: the calibration, every simulation setting and the seed.
+    """
+    import h5py
+    import numpy as np
+
+    from .. import __version__
+    from ..io import atomic_output
+
+    truths = series.reference_truths
+    n = len(truths)
+    squeeze = (lambda a: a[0]) if single else (lambda a: a)
+    shape = truths[0].field_x.shape
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["dpcstem_version"] = __version__
+            f.attrs["frame"] = "the grid of the reference (first) acquisition"
+            for key, value in {**series.calibration.to_attrs(), **series.settings}.items():
+                if key == "thickness_nm" and value == "map":
+                    continue
+                f.attrs[key] = value
+            if seed is not None:
+                f.attrs["seed"] = seed
+
+            def put(name, array, unit):
+                array = np.asarray(array)
+                ds = f.create_dataset(name, data=array, compression="gzip" if array.size > 4096 else None)
+                ds.attrs["units"] = unit
+
+            put("bias", squeeze(series.biases), "V")
+            f.create_dataset("files", data=np.array(files if not single else files[0], dtype=h5py.string_dtype()))
+            put("drift_px", squeeze(series.drifts_px), "px")
+            for attr, (name, unit) in _TRUTH_MAPS.items():
+                put(name, squeeze(np.stack([getattr(t, attr) for t in truths])), unit)
+                if not single and attr != "free_charge_density":
+                    put(f"net_{name}", np.stack([series.net_truth(i)[attr] for i in range(n)]), unit)
+            for key, (name, unit) in _FIGURES.items():
+                values = np.array([t.figures.get(key, math.nan) for t in truths], dtype=float)
+                put(name, squeeze(values), unit)
+                if key == "areal_charge_c_per_m2" and not single:
+                    put("net_areal_charge", values - values[0], unit)
+            put("thickness", truths[0].thickness_nm, "nm")
+            if truths[0].mean_inner_potential is not None:
+                put("mean_inner_potential", truths[0].mean_inner_potential, "V")
+            put("distance", truths[0].distance_nm, "nm")
+            descan_x, descan_y = series.descan(shape)
+            put("descan_x", descan_x, "mrad")
+            put("descan_y", descan_y, "mrad")
+    return Path(path)
+
+
+def summary(series, files) -> str:
+    """The figures of each frame and where the files went."""
+    lines = [f"{'bias (V)':>9} {'drop (V)':>9} {'width (nm)':>11} {'peak field (V/m)':>17} "
+             f"{'areal charge (C/m^2)':>21}"]
+    for acquisition in series.acquisitions:
+        fig = {k: v + 0.0 for k, v in acquisition.truth.figures.items() if isinstance(v, float)}  # no "-0"
+        lines.append(f"{acquisition.bias_v:9.3f} {fig.get('potential_drop_v', math.nan):9.3f} "
+                     f"{fig.get('width_nm', math.nan):11.3f} {fig.get('peak_field_v_per_m', math.nan):17.4g} "
+                     f"{fig.get('areal_charge_c_per_m2', math.nan):21.4g}")
+    lines.append(f"wrote {len(files)} files to {files[0].parent}: {', '.join(f.name for f in files)}")
+    return "\n".join(lines)
