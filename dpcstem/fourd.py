@@ -435,7 +435,7 @@ def _client(scheduler, workers):
             return
         try:
             client = Client(scheduler)  # waits distributed.comm.timeouts.connect (Dask config)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise InputDataError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})") from None
         with client:
             yield client
