@@ -546,14 +546,15 @@ class EmpiricalResponse:
     Attributes
     ----------
     tilt_u, tilt_v : ndarray, float64, (n,)
-        Beam tilts of the series along the detector's A and B axes, in units of α.
+        Beam tilts of the series as disc shifts along the detector's A and B axes, in
+        units of α.
     d_a, d_b : ndarray, float64, (n,)
         Normalised difference signals (A−C)/S and (B−D)/S measured at those tilts.
     table : InverseTable
         Shift (units of α) for each (dA, dB) on the grid; NaN outside the measured range.
     alpha_mrad : float or None
-        α of the tilt series when its tilts were given in mrad; the calibration used with
-        this response must have the same α.
+        α of the calibration the tilts (in mrad) were given with; a calibration used with
+        this response must have the same α (:meth:`check`).
     smoothing : float
         Smoothing of the thin-plate-spline fit (0: through every point).
     path, sha256 : str or None
@@ -627,20 +628,25 @@ def difference_signals(segments, *, gains=None, offsets=None):
         return (seg[0] - seg[2]) / total, (seg[1] - seg[3]) / total
 
 
-def fit_response(tilt_u, tilt_v, d_a, d_b, *, alpha_mrad=None, smoothing=0.0) -> EmpiricalResponse:
+def fit_response(tilt_x, tilt_y, d_a, d_b, *, calibration: Calibration | None = None,
+                 smoothing=0.0) -> EmpiricalResponse:
     """An empirical detector response from difference signals at known beam tilts.
 
     Parameters
     ----------
-    tilt_u, tilt_v : array_like, shape (n,)
-        Beam tilt along the detector's A and B segment axes (detector frame), in units of
-        α, or in mrad when ``alpha_mrad`` is given. The tilts should cover, in both
-        directions, the largest deflection the specimen gives: signals outside the range
-        the series measured are not extrapolated (those pixels become invalid).
+    tilt_x, tilt_y : array_like, shape (n,)
+        Beam tilts. Without ``calibration``: the shift (u, v) of the disc along the
+        detector's A and B segment axes, in units of α. With it: the tilt (θx, θy) in mrad
+        in the scan frame, turned into (u, v) with the calibration's detector rotation,
+        flip and α. The tilts should cover, in both directions, the largest deflection the
+        specimen gives: signals outside the range the series measured are not
+        extrapolated (those pixels become invalid).
     d_a, d_b : array_like, shape (n,)
-        Normalised difference signals at those tilts (:func:`difference_signals`).
-    alpha_mrad : float, optional
-        Convergence semi-angle in mrad, when the tilts are in mrad.
+        Normalised difference signals (A−C)/S and (B−D)/S at those tilts
+        (:func:`difference_signals`).
+    calibration : Calibration, optional
+        For tilts in mrad in the scan frame; its α is recorded, and a reconstruction with
+        this response must use the same α.
     smoothing : float
         Thin-plate-spline smoothing (scipy ``RBFInterpolator``); 0 passes through every
         point, larger values average the series' noise.
@@ -662,20 +668,20 @@ def fit_response(tilt_u, tilt_v, d_a, d_b, *, alpha_mrad=None, smoothing=0.0) ->
     from scipy.spatial import Delaunay, QhullError
 
     arrays = []
-    for name, value in (("tilt_u", tilt_u), ("tilt_v", tilt_v), ("d_a", d_a), ("d_b", d_b)):
+    for name, value in (("tilt_x", tilt_x), ("tilt_y", tilt_y), ("d_a", d_a), ("d_b", d_b)):
         arr = np.asarray(value, dtype=np.float64).ravel()
         if not np.all(np.isfinite(arr)):
             raise InputDataError(f"the tilt series' {name} holds non-finite values")
         arrays.append(arr)
     tu, tv, da, db = arrays
     if not (tu.size == tv.size == da.size == db.size):
-        raise InputDataError(f"tilt_u, tilt_v, d_a, d_b must have one length, got {tu.size}, {tv.size}, "
+        raise InputDataError(f"tilt_x, tilt_y, d_a, d_b must have one length, got {tu.size}, {tv.size}, "
                              f"{da.size}, {db.size}")
-    if alpha_mrad is not None:
-        alpha_mrad = float(alpha_mrad)
-        if not alpha_mrad > 0:
-            raise CalibrationError(f"alpha_mrad must be positive, got {alpha_mrad}")
-        tu, tv = tu / alpha_mrad, tv / alpha_mrad
+    alpha_mrad = None
+    if calibration is not None:
+        alpha_mrad = calibration.alpha_mrad
+        wu, wv = _detector_frame(tu, tv, calibration)
+        tu, tv = wu / alpha_mrad, wv / alpha_mrad
     if tu.size < 9:
         raise InputDataError(f"a tilt series needs at least 9 tilts spread over both axes, got {tu.size}")
     if not smoothing >= 0:

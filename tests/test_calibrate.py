@@ -30,7 +30,15 @@ from dpcstem.detector import QuadrantResponse
 from dpcstem.detector import difference_signals as exact_signals
 from dpcstem.errors import OutputExistsError
 from dpcstem.reconstruct import reconstruct, segment_deflection
-from dpcstem.simulate import MottSchottky, deflection_from_truth, layer_truth, segments_from_deflection
+from dpcstem.simulate import (
+    MottSchottky,
+    blurred_segment_areas,
+    deflection_from_truth,
+    detect,
+    layer_truth,
+    segments_from_deflection,
+    simulate_tilt_series,
+)
 
 KV, THICKNESS = 200, 100.0
 ANGLES = (0.0, 37.0, 160.0, 290.0)
@@ -463,6 +471,7 @@ def test_empirical_response_corrects_a_blurred_disc_edge():
         return np.max(np.hypot(result.field_x - truth.field_x, result.field_y - truth.field_y)) / peak
 
     geometric, empirical = field_error("exact"), field_error(response)
+    print(f"field error: geometric {geometric:.2%}, empirical {empirical:.3%}")
     assert geometric > 0.01, f"geometric model off by {geometric:.2%}"
     assert empirical < 0.01, f"empirical response off by {empirical:.3%} (geometric {geometric:.2%})"
     assert empirical < geometric / 10
@@ -470,30 +479,70 @@ def test_empirical_response_corrects_a_blurred_disc_edge():
     assert result.attrs["response"] == "empirical"
 
 
-def test_empirical_response_from_tilts_in_mrad_and_segment_counts():
-    tu, tv = tilt_grid(n=9)
-    alpha = 2.5
-    _, _, segments = blurred_disc_signals(tu, tv, 0.1)
+def test_blurred_disc_helper_agrees_with_the_simulated_instrument():
+    u = np.array([0.0, 0.1, 0.3, 0.5, 0.6, -0.4])
+    v = np.array([0.0, 0.05, -0.2, 0.1, 0.3, 0.35])
+    _, _, mine = blurred_disc_signals(u, v, 0.15)
+    np.testing.assert_allclose(blurred_segment_areas(u, v, blur=0.15), mine, atol=1e-5)
+
+
+@pytest.mark.parametrize("rotation,flip", [(0.0, False), (160.0, True)])
+def test_empirical_response_from_a_simulated_tilt_series_in_the_scan_frame(rotation, flip):
+    blur = 0.15
+    cal = Calibration(kv=KV, alpha_mrad=2.5, step_x_nm=0.5, thickness_nm=THICKNESS, detector_rotation_deg=rotation,
+                      flip=flip)
+    tu, tv = tilt_grid(n=11)
+    tilts = cal.alpha_mrad * (np.outer(tu, cal.segment_axes()[0]) + np.outer(tv, cal.segment_axes()[1]))
+    gains, offsets = np.array([1.0, 1.2, 0.9, 1.1]), np.array([50.0, 0.0, 20.0, 10.0])
+    series = simulate_tilt_series(cal, tilts, edge_blur=blur, dose=1e6, gains=gains, offsets=offsets)
+    d_a, d_b = difference_signals(series.segments, gains=gains, offsets=offsets)
+    ref_a, ref_b, _ = blurred_disc_signals(tu, tv, blur)
+    np.testing.assert_allclose(d_a, ref_a, atol=1e-5)
+    np.testing.assert_allclose(d_b, ref_b, atol=1e-5)
+    response = fit_response(series.tilt_x_mrad, series.tilt_y_mrad, d_a, d_b, calibration=cal)
+    np.testing.assert_allclose(response.tilt_u, tu, atol=1e-12)
+    np.testing.assert_allclose(response.tilt_v, tv, atol=1e-12)
+    assert response.alpha_mrad == 2.5 and response.attrs()["response_alpha_mrad"] == 2.5
+
+    # A specimen recorded by the same detector, with counting noise and unequal gains.
+    truth = layer_truth(LAYER, (24, 40), 0.5, normal_deg=-20.0)
+    tx, ty = deflection_from_truth(truth, KV, THICKNESS)
+    cal = cal.replace(alpha_mrad=2.5, thickness_nm=THICKNESS)
+    scale = 0.6 * cal.alpha_mrad / np.hypot(tx, ty).max()
+    segments = detect(scale * tx, scale * ty, cal, dose=1e7, gains=gains, offsets=offsets, edge_blur=blur,
+                      dtype=np.float64, rng=5)
+    peak = 0.6 * cal.alpha_mrad
+
+    def deflection_error(response):
+        result = reconstruct(segments, cal, response=response, gains=gains, offsets=offsets)
+        return np.max(np.hypot(result.deflection_x - scale * tx, result.deflection_y - scale * ty)) / peak
+
+    geometric, empirical = deflection_error("exact"), deflection_error(response)
+    print(f"deflection error: geometric {geometric:.2%}, empirical {empirical:.3%}")
+    assert geometric > 0.01 and empirical < 0.005, f"geometric {geometric:.2%}, empirical {empirical:.3%}"
+    response.check(cal)
+    with pytest.raises(CalibrationError, match="measured at alpha = 2.5 mrad, the calibration has alpha_mrad = 3"):
+        response.check(cal.replace(alpha_mrad=3.0))
+
+
+def test_difference_signals_of_raw_counts():
+    _, _, segments = blurred_disc_signals(np.array([0.2, -0.1]), np.array([0.3, 0.0]), 0.1)
     gains, offsets = np.array([1.0, 1.2, 0.9, 1.1]), np.array([5.0, 0.0, 2.0, 1.0])
     raw = segments * 1000 * gains[:, None] + offsets[:, None]
     d_a, d_b = difference_signals(raw, gains=gains, offsets=offsets)
-    ref_a, ref_b, _ = blurred_disc_signals(tu, tv, 0.1)
-    np.testing.assert_allclose(d_a, ref_a, atol=1e-12)
-    np.testing.assert_allclose(d_b, ref_b, atol=1e-12)
-    in_mrad = fit_response(tu * alpha, tv * alpha, d_a, d_b, alpha_mrad=alpha)
-    in_alpha = fit_response(tu, tv, d_a, d_b)
-    np.testing.assert_allclose(in_mrad.table.u, in_alpha.table.u, atol=1e-9, equal_nan=True)
-    assert in_mrad.alpha_mrad == alpha and in_mrad.attrs()["response_alpha_mrad"] == alpha
-    in_mrad.check(Calibration(kv=KV, alpha_mrad=alpha, step_x_nm=1.0))
-    in_alpha.check(Calibration(kv=KV, alpha_mrad=7.0, step_x_nm=1.0))  # units of α: any α
-    with pytest.raises(CalibrationError, match="measured at alpha = 2.5 mrad, the calibration has alpha_mrad = 3"):
-        in_mrad.check(Calibration(kv=KV, alpha_mrad=3.0, step_x_nm=1.0))
+    total = segments.sum(axis=0)
+    np.testing.assert_allclose(d_a, (segments[0] - segments[2]) / total, atol=1e-13)
+    np.testing.assert_allclose(d_b, (segments[1] - segments[3]) / total, atol=1e-13)
+    tu, tv = tilt_grid(n=5)
+    in_alpha = fit_response(tu, tv, *difference_signals(blurred_disc_signals(tu, tv, 0.1)[2]))
+    assert in_alpha.alpha_mrad is None
+    in_alpha.check(Calibration(kv=KV, alpha_mrad=7.0, step_x_nm=1.0))  # tilts in units of α: any α
 
 
 def test_empirical_response_saved_and_reloaded(tmp_path):
     tu, tv = tilt_grid(n=9)
     d_a, d_b, _ = blurred_disc_signals(tu, tv, 0.15)
-    response = fit_response(tu, tv, d_a, d_b, alpha_mrad=None, smoothing=1e-8)
+    response = fit_response(tu, tv, d_a, d_b, smoothing=1e-8)
     path = tmp_path / "response.npz"
     save_response(path, response)
     loaded = load_response(path)
