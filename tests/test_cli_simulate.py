@@ -71,6 +71,17 @@ def test_truth_file_holds_each_bias_and_the_net_maps(series_folder):
         assert np.allclose(f.attrs["gains"], [1, 0.95, 1.05, 1])
 
 
+def test_series_files_reconstruct_with_the_vacuum_reference(series_folder, tmp_path):
+    out, _ = series_folder
+    result = tmp_path / "result.h5"
+    run = dpcstem("reconstruct", out / "bias_+2.200V.h5", "--reference", out / "vacuum.h5", "-o", result)
+    assert run.returncode == 0, run.stderr
+    with h5py.File(result, "r") as f:
+        gains = np.array([1, 0.95, 1.05, 1])
+        assert np.allclose(f.attrs["segment_gains"], gains / gains.mean(), rtol=2e-3)
+        assert f.attrs["thickness_nm"] == 131 and f["field_x"].shape == (12, 40)
+
+
 def test_a_simulated_layer_reconstructs_to_its_truth(tmp_path):
     out = tmp_path / "layer"
     run = dpcstem("simulate", "layer", "--out", out, *SMALL, "--bias", "1.5", "--built-in", "0.1", "--share", "0.6",

@@ -352,6 +352,21 @@ def test_vacuum_reference_holds_the_descan_and_the_gains():
     assert np.allclose(still, (1e4 * np.array(GAINS) + np.array(OFFSETS))[:, None, None])
 
 
+def test_scattering_outside_the_disc_shows_the_thickness_in_the_segment_sum():
+    cal = calibration(alpha_mrad=3.0)
+    segments, truth = simulate_acquisition(ms_layer(1.0), cal, (4, 60), thickness=(131.0, 270.0), mip=(18.0, 12.0),
+                                           scattering_mfp_nm=150.0, noise=False, dtype=np.float64)
+    total = segments.sum(axis=0)
+    assert np.allclose(total, 4e4 * np.exp(-truth.thickness_nm / 150.0), rtol=1e-12)
+    assert total[0, 0] / total[0, -1] == pytest.approx(np.exp((270.0 - 131.0) / 150.0), rel=1e-6)
+    result = reconstruct(segments, cal)  # normalised differences: the deflection is untouched
+    assert np.allclose(result.deflection_x, truth.deflection_x, atol=2e-3 * np.abs(truth.deflection_x).max())
+    with pytest.raises(InputDataError, match="scattering_mfp_nm must be positive"):
+        simulate_acquisition(None, cal, (4, 4), scattering_mfp_nm=0.0)
+    with pytest.raises(InputDataError, match=r"a dose map must have the scan's shape \(4, 4\)"):
+        simulate_vacuum(cal, (4, 4), dose=np.ones((3, 3)))
+
+
 def test_descan_maps():
     descan = Descan(offset_mrad=(1.0, -2.0), linear_mrad=((0.4, 0.0), (0.0, 0.6)),
                     quadratic_mrad=((0.8, 0, 0), (0, 0, 0)))

@@ -128,6 +128,9 @@ def _add_common(p):
                    help="mean inner potentials in V before and after the interface (default: no step)")
     s.add_argument("--interface-width", type=float, default=1.0, metavar="NM",
                    help="width of the mean-inner-potential and thickness steps in nm (default 1)")
+    s.add_argument("--scattering-mfp", type=float, metavar="NM",
+                   help="mean free path in nm for scattering outside the bright-field disc: the disc keeps "
+                        "exp(−t/MFP) of the dose, so the segment sum shows the thickness (default: none lost)")
 
 
 def _specimen(args):
@@ -218,7 +221,8 @@ def run(args):
     series = simulate_bias_series(
         layer, calibration, tuple(args.shape), biases, reference_bias_v=reference, drift_px=drift,
         vacuum=not args.no_vacuum, rng=args.seed, share=args.share, point_nm=args.interface_at,
-        normal_deg=args.interface_normal, mip=mip, thickness=thickness, probe=not args.no_probe,
+        normal_deg=args.interface_normal, mip=mip, thickness=thickness, scattering_mfp_nm=args.scattering_mfp,
+        probe=not args.no_probe,
         oversample=args.oversample, descan=descan, edge_blur=args.edge_blur, gains=args.gains, offsets=args.offsets,
         dose=args.dose, noise=not args.no_noise)
     out = Path(args.out)

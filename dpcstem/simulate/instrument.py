@@ -196,8 +196,9 @@ def detect(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=4e4, no
         plus descan).
     calibration : Calibration
         α, collection angles, detector rotation and flip.
-    dose : float
-        Mean electrons per probe position in the bright-field disc.
+    dose : float or ndarray (ny, nx)
+        Mean electrons per probe position in the bright-field disc (a map where the
+        specimen scatters some of the beam outside the disc).
     noise : bool
         Poisson counting noise; without it the expected counts (times gains, plus
         offsets) are returned, rounded when ``dtype`` is an integer type.
@@ -223,9 +224,15 @@ def detect(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=4e4, no
     """
     tx = np.asarray(theta_x_mrad, dtype=float)
     ty = np.asarray(theta_y_mrad, dtype=float)
-    dose = float(dose)
-    if not math.isfinite(dose) or dose <= 0:
-        raise InputDataError(f"dose must be positive and finite (electrons per probe position), got {dose!r}")
+    try:
+        dose = np.asarray(dose, dtype=float)
+    except (TypeError, ValueError):
+        raise InputDataError(f"dose must be a number of electrons per probe position, got {dose!r}") from None
+    if dose.ndim not in (0, tx.ndim) or (dose.ndim and dose.shape != tx.shape):
+        raise InputDataError(f"a dose map must have the scan's shape {tx.shape}, got {dose.shape}")
+    if not np.all(np.isfinite(dose)) or np.any(dose <= 0):
+        bad = dose if dose.ndim == 0 else dose[~(np.isfinite(dose) & (dose > 0))].flat[0]
+        raise InputDataError(f"dose must be positive and finite (electrons per probe position), got {float(bad)!r}")
     gains = _four("gains", gains, 1.0)
     offsets = _four("offsets", offsets, 0.0)
     if np.any(gains <= 0):
@@ -240,16 +247,17 @@ def detect(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=4e4, no
         counts = segments_from_deflection(tx, ty, calibration, dose=dose, gains=gains, offsets=offsets,
                                           rng=np.random.default_rng(rng), edge_blur=edge_blur)
     else:
-        counts = segments_from_deflection(tx, ty, calibration, gains=gains * dose, offsets=offsets,
-                                          edge_blur=edge_blur)
+        expected = segments_from_deflection(tx, ty, calibration, edge_blur=edge_blur) * dose
+        counts = expected * gains.reshape(4, *[1] * tx.ndim) + offsets.reshape(4, *[1] * tx.ndim)
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
         top, bottom = float(counts.max()), float(counts.min())
         if top > info.max or bottom < info.min:
             raise InputDataError(
-                f"the counts reach {top:.6g} (dose {dose:.6g} e/position, gains up to {gains.max():.4g}, offsets "
-                f"up to {offsets.max():.4g}), beyond the {dtype} range {info.min}..{info.max}: lower the dose")
+                f"the counts reach {top:.6g} (dose up to {dose.max():.6g} e/position, gains up to "
+                f"{gains.max():.4g}, offsets up to {offsets.max():.4g}), beyond the {dtype} range "
+                f"{info.min}..{info.max}: lower the dose")
         counts = np.rint(counts)
     return counts.astype(dtype)
 

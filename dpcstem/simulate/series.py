@@ -150,9 +150,9 @@ def _observe(scene, calibration, shape, bias_v, drift_px, *, probe, oversample):
 
 
 def simulate_acquisition(layer, calibration: Calibration, shape, *, bias_v=0.0, share=1.0, point_nm=None,
-                         normal_deg=0.0, mip=None, thickness=None, probe=True, oversample=1, descan=None,
-                         drift_px=(0.0, 0.0), edge_blur=0.0, gains=None, offsets=None, dose=4e4, noise=True,
-                         dtype=np.uint16, rng=None):
+                         normal_deg=0.0, mip=None, thickness=None, scattering_mfp_nm=None, probe=True, oversample=1,
+                         descan=None, drift_px=(0.0, 0.0), edge_blur=0.0, gains=None, offsets=None, dose=4e4,
+                         noise=True, dtype=np.uint16, rng=None):
     """One four-segment acquisition of a specimen, with its truth.
 
     Parameters
@@ -181,6 +181,10 @@ def simulate_acquisition(layer, calibration: Calibration, shape, *, bias_v=0.0, 
         Specimen thickness in nm: one number, two materials (before, after), or
         :class:`~dpcstem.simulate.specimen.WedgeThickness` /
         :class:`~dpcstem.simulate.specimen.StepThickness`. Default: ``calibration.thickness_nm``.
+    scattering_mfp_nm : float, optional
+        Mean free path (nm) for scattering outside the bright-field disc: the disc keeps
+        ``dose·exp(−t/Λ)`` electrons, so the segment sum shows the thickness as an
+        instrument's does. None: every electron stays in the disc.
     probe : bool
         Weight the deflection by the Airy probe intensity (else the deflection at the
         probe centre).
@@ -221,9 +225,20 @@ def simulate_acquisition(layer, calibration: Calibration, shape, *, bias_v=0.0, 
                    thickness=thickness)
     truth = _observe(scene, calibration, shape, bias_v, _drift(drift_px), probe=probe, oversample=oversample)
     descan_x, descan_y = (descan or Descan())(shape)
-    segments = detect(truth.deflection_x + descan_x, truth.deflection_y + descan_y, calibration, dose=dose,
-                      noise=noise, gains=gains, offsets=offsets, edge_blur=edge_blur, dtype=dtype, rng=rng)
+    segments = detect(truth.deflection_x + descan_x, truth.deflection_y + descan_y, calibration,
+                      dose=_dose(dose, truth, scattering_mfp_nm), noise=noise, gains=gains, offsets=offsets,
+                      edge_blur=edge_blur, dtype=dtype, rng=rng)
     return segments, truth
+
+
+def _dose(dose, truth, scattering_mfp_nm):
+    """Electrons per position in the bright-field disc: the dose less what the specimen scatters out."""
+    if scattering_mfp_nm is None:
+        return dose
+    mfp = float(scattering_mfp_nm)
+    if not math.isfinite(mfp) or mfp <= 0:
+        raise InputDataError(f"scattering_mfp_nm must be positive and finite (nm), got {scattering_mfp_nm!r}")
+    return dose * np.exp(-truth.thickness_nm / mfp)
 
 
 @dataclass
@@ -302,8 +317,9 @@ class SimulatedSeries:
 
 def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_BIASES_V, *, reference_bias_v=0.0,
                          drift_px=(0.0, 0.0), vacuum=True, rng=None, share=1.0, point_nm=None, normal_deg=0.0,
-                         mip=None, thickness=None, probe=True, oversample=1, descan=None, edge_blur=0.0, gains=None,
-                         offsets=None, dose=4e4, noise=True, dtype=np.uint16) -> SimulatedSeries:
+                         mip=None, thickness=None, scattering_mfp_nm=None, probe=True, oversample=1, descan=None,
+                         edge_blur=0.0, gains=None, offsets=None, dose=4e4, noise=True,
+                         dtype=np.uint16) -> SimulatedSeries:
     """An in-situ bias series: one acquisition per bias, the reference first, drifting.
 
     Parameters
@@ -322,7 +338,7 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
         Add a vacuum reference scan (scanned last).
     rng : numpy.random.Generator or int, optional
         One generator serves every frame in turn, so one seed gives the same series.
-    share, point_nm, normal_deg, mip, thickness, probe, oversample, descan
+    share, point_nm, normal_deg, mip, thickness, scattering_mfp_nm, probe, oversample, descan
         As for :func:`simulate_acquisition`, the same for every frame.
     edge_blur, gains, offsets, dose, noise, dtype
         As for :func:`simulate_acquisition`, the same for every frame.
@@ -354,23 +370,25 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
     rng = np.random.default_rng(rng)
     descan = descan or Descan()
     descan_x, descan_y = descan(shape)
-    detector = dict(dose=dose, noise=noise, gains=gains, offsets=offsets, edge_blur=edge_blur, dtype=dtype, rng=rng)
+    detector = dict(noise=noise, gains=gains, offsets=offsets, edge_blur=edge_blur, dtype=dtype, rng=rng)
     acquisitions, reference_truths = [], []
     for bias, drift in zip(order, drifts):
         truth = _observe(scene, calibration, shape, bias, tuple(drift), probe=probe, oversample=oversample)
-        segments = detect(truth.deflection_x + descan_x, truth.deflection_y + descan_y, calibration, **detector)
+        segments = detect(truth.deflection_x + descan_x, truth.deflection_y + descan_y, calibration,
+                          dose=_dose(dose, truth, scattering_mfp_nm), **detector)
         acquisitions.append(Acquisition(segments, truth, bias, (float(drift[0]), float(drift[1]))))
         if np.array_equal(drift, drifts[0]):
             reference_truths.append(truth)
         else:
             reference_truths.append(_observe(scene, calibration, shape, bias, tuple(drifts[0]), probe=probe,
                                              oversample=oversample))
-    vacuum_scan = simulate_vacuum(calibration, shape, descan=descan, **detector) if vacuum else None
+    vacuum_scan = simulate_vacuum(calibration, shape, descan=descan, dose=dose, **detector) if vacuum else None
     ref_thickness = reference_truths[0].thickness_nm
     uniform = bool(np.all(ref_thickness == ref_thickness.flat[0]))
     series_calibration = calibration.replace(thickness_nm=float(ref_thickness.flat[0]) if uniform else ref_thickness)
     settings = _settings(scene, descan, probe=probe, oversample=oversample, edge_blur=edge_blur, gains=gains,
-                         offsets=offsets, dose=dose, noise=noise, reference_bias_v=reference_bias_v)
+                         offsets=offsets, dose=dose, noise=noise, reference_bias_v=reference_bias_v,
+                         scattering_mfp_nm=math.nan if scattering_mfp_nm is None else scattering_mfp_nm)
     return SimulatedSeries(acquisitions, reference_truths, vacuum_scan, series_calibration, descan, settings)
 
 
