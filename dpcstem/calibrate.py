@@ -183,8 +183,13 @@ def find_rotation(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid
     form (cos ψ, sin ψ)·M·(cos ψ, sin ψ)ᵀ with M = [[⟨curl²⟩, ⟨curl·div⟩], [⟨curl·div⟩,
     ⟨div²⟩]]: its minimum is the smaller eigenvalue, at the eigenvector, for each flip.
     The divergence there is the larger eigenvalue, so rms curl / rms div = sqrt(λmin/λmax).
-    Derivatives are masked central differences (:mod:`dpcstem.kernels`), honouring the
-    scan steps.
+    Derivatives are the masked central differences of :mod:`dpcstem.kernels` (honouring
+    the scan steps) of the field smoothed 1-4-1 across the derivative's direction. That
+    makes ∂/∂x and ∂/∂y the exact derivatives times one common operator
+    1 + (Δx²∂x² + Δy²∂y²)/6 to second order, so the discrete curl of a gradient field
+    vanishes; plain central differences leave a curl that biases ψ by about
+    (Δ²/16)·⟨f''²⟩/⟨f'²⟩·sin 4n for a layer f whose normal is at n (0.7° for a sharp
+    depletion layer 10 pixels wide at n = 25°).
 
     ψ is fixed only modulo 180°. Without ``region``/``charge_sign`` or ``reference`` the
     branch is chosen whose charge density (∝ −∇·θ) has a positive skew: the assumption is
@@ -219,12 +224,12 @@ def find_rotation(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid
     chosen, other = fits[flip], fits[not flip]
     if choose and other["ratio"] < FLIP_MARGIN * chosen["ratio"]:
         warnings.warn(f"both flips leave nearly the same curl (rms curl/div {chosen['ratio']:.3g} with flip={flip}, "
-                      f"{other['ratio']:.3g} without): the field varies along one direction only and cannot tell "
+                      f"{other['ratio']:.3g} with flip={not flip}): the field varies along one direction only and cannot tell "
                       "the flip; give flip (--flip or not)", stacklevel=2)
-    psi, polarity, skew = _settle_polarity(chosen, tx.shape, region, charge_sign, reference, calibration, wx,
+    psi, polarity, skew = _settle_polarity(chosen, tx.shape, region, charge_sign, reference, wx,
                                            -wy if flip else wy)
-    psi_other, _, _ = _settle_polarity(other, tx.shape, region, charge_sign, reference, calibration, wx,
-                                       wy if flip else -wy, warn=False)
+    psi_other, _, _ = _settle_polarity(other, tx.shape, region, charge_sign, reference, wx, wy if flip else -wy,
+                                       warn=False)
     return RotationFit(rotation_deg=psi, flip=flip, curl_ratio=chosen["ratio"], curl_ratio_other_flip=other["ratio"],
                        rotation_deg_other_flip=psi_other,
                        mean_square_curl=(fits[False]["mean_square_curl"], fits[True]["mean_square_curl"]),
@@ -236,9 +241,9 @@ def _best_rotation(wx, wy, use, calibration):
     valid = np.ascontiguousarray(use, dtype=np.uint8)
     fx = np.where(use, wx, 0.0)
     fy = np.where(use, wy, 0.0)
-    # Isotropic derivatives: ∂/∂x of the field smoothed 1-4-1 along y (and vice versa) is
-    # ∂x(1 + h²/6 ∇²) to second order, the same operator for both axes; plain central
-    # differences are not, and bias the angle by about h²/16·⟨f''²⟩/⟨f'²⟩·sin 4n.
+    # ∂/∂x of the field smoothed 1-4-1 along y (and vice versa) is ∂x·L with
+    # L = 1 + (Δx²∂x² + Δy²∂y²)/6 to second order: one operator for both axes, so a
+    # gradient field stays curl-free (see find_rotation's notes).
     across_y = {name: _smooth_141(f, use, axis=0) for name, f in (("x", fx), ("y", fy))}
     across_x = {name: _smooth_141(f, use, axis=1) for name, f in (("x", fx), ("y", fy))}
     c_map, c_ok = np.empty(fx.shape), np.empty(fx.shape, np.uint8)
@@ -287,7 +292,7 @@ def _shifted(a, shift, axis):
     return out
 
 
-def _settle_polarity(fit, shape, region, charge_sign, reference, calibration, wx, wy, *, warn=True):
+def _settle_polarity(fit, shape, region, charge_sign, reference, wx, wy, *, warn=True):
     """Choose ψ or ψ + 180° (the curl cannot tell); return (ψ in [0, 360), method, skew)."""
     psi = fit["psi"]
     c, s = math.cos(math.radians(psi)), math.sin(math.radians(psi))
@@ -299,10 +304,14 @@ def _settle_polarity(fit, shape, region, charge_sign, reference, calibration, wx
         inside = region & ok
         if not inside.any():
             raise InputDataError("the polarity region holds no pixel where the divergence is defined")
-        flip_branch = np.sign(charge[inside].mean()) != charge_sign
+        turn = np.sign(charge[inside].mean()) != charge_sign
         method = "charge sign"
     elif reference is not None:
-        rx, ry = (np.broadcast_to(np.asarray(r, dtype=float), shape) for r in reference)
+        try:
+            rx, ry = (np.broadcast_to(np.asarray(r, dtype=float), shape) for r in reference)
+        except (TypeError, ValueError):
+            raise InputDataError(f"reference must be two maps of the scan's shape {shape} or two numbers "
+                                 "(θx, θy)") from None
         theta_x = c * wx - s * wy
         theta_y = s * wx + c * wy
         use = np.isfinite(theta_x) & np.isfinite(theta_y) & np.isfinite(rx) & np.isfinite(ry)
@@ -310,17 +319,17 @@ def _settle_polarity(fit, shape, region, charge_sign, reference, calibration, wx
         if projection == 0:
             raise InputDataError("the reference deflection is perpendicular to (or absent from) the data: "
                                  "it cannot settle the 180° ambiguity")
-        flip_branch = projection < 0
+        turn = projection < 0
         method = "reference"
     else:
-        flip_branch = skew < 0
+        turn = skew < 0
         method = "skew"
         noise = 3 * math.sqrt(6.0 / max(fit["n"], 1))
         if warn and abs(skew) < noise:
             warnings.warn(f"the 180° choice of the detector rotation rests on a charge-density skew of {skew:.3g}, "
                           f"within its noise (±{noise:.2g}); give a region of known charge sign or a reference "
                           "deflection", stacklevel=3)
-    if flip_branch:
+    if turn:
         psi += 180.0
         skew = -skew
     return psi % 360.0, method, skew
@@ -425,9 +434,10 @@ def fit_descan(theta_x_mrad, theta_y_mrad, *, mask=None, order=1) -> DescanFit:
     Notes
     -----
     Iteratively reweighted least squares: Huber weights (k = 1.345) from the ordinary
-    fit, then Tukey's biweight (c = 4.685), with the scale re-estimated each iteration as
-    1.4826 × the median absolute residual. Outliers (dead pixels, a particle) thus get
-    zero weight; a field covering most of the mask does not, so mask it out.
+    fit, with the scale re-estimated each iteration as 1.4826 × the median absolute
+    residual, then Tukey's biweight (c = 4.685) at the scale the Huber fit ends with.
+    Outliers (dead pixels, a particle) thus get zero weight; a field covering most of the
+    mask does not, so mask it out.
     """
     tx, ty = _deflection_pair(theta_x_mrad, theta_y_mrad)
     if order not in (1, 2):
@@ -450,37 +460,56 @@ def fit_descan(theta_x_mrad, theta_y_mrad, *, mask=None, order=1) -> DescanFit:
                      n_rejected=int(np.count_nonzero(rejected_x | rejected_y)))
 
 
-def _robust_fit(design, values, *, iterations=50, tol=1e-10):
+#: Pixels the reweighting iterations use at most (a fixed random subset beyond); the
+#: final biweight solves use every pixel.
+_ROBUST_SUBSET = 250_000
+
+
+def _robust_fit(design, values, *, iterations=30, tol=1e-7):
     """Huber, then Tukey biweight IRLS; returns (coefficients, robust scale, rejected)."""
     norms = np.sqrt(np.sum(design**2, axis=0))
-    a = design / norms
+    full_a = design / norms
+    if values.size > _ROBUST_SUBSET:
+        subset = np.sort(np.random.default_rng(0).choice(values.size, _ROBUST_SUBSET, replace=False))
+        a, y = full_a[subset], values[subset]
+    else:
+        a, y = full_a, values
 
-    def solve(weights):
-        sw = np.sqrt(weights)
-        coef, *_ = np.linalg.lstsq(a * sw[:, None], values * sw, rcond=None)
-        return coef
+    def solve(a, y, weights):  # weighted normal equations (columns scaled to unit norm)
+        weighted = a * weights[:, None]
+        return np.linalg.solve(weighted.T @ a, weighted.T @ y)
 
-    coef = solve(np.ones_like(values))
-    weights = np.ones_like(values)
+    def mad(residual):  # residuals of a fit with a constant term are centred on zero
+        return 1.4826 * float(np.median(np.abs(residual)))
+
+    def biweight(residual, scale):
+        return np.clip(1 - (residual / (_TUKEY_C * scale)) ** 2, 0.0, None) ** 2
+
+    coef = solve(a, y, np.ones_like(y))
+    scale = mad(y - a @ coef)
     for kind in ("huber", "tukey"):
         for _ in range(iterations):
-            residual = values - a @ coef
-            scale = 1.4826 * np.median(np.abs(residual - np.median(residual)))
             if scale == 0:
                 break
-            z = np.abs(residual) / scale
+            residual = y - a @ coef
             if kind == "huber":
-                weights = np.minimum(1.0, _HUBER_C / np.maximum(z, 1e-300))
+                weights = np.minimum(1.0, _HUBER_C * scale / np.maximum(np.abs(residual), 1e-300))
             else:
-                weights = np.clip(1 - (z / _TUKEY_C) ** 2, 0.0, None) ** 2
-            new = solve(weights)
+                weights = biweight(residual, scale)
+            new = solve(a, y, weights)
             converged = np.all(np.abs(new - coef) <= tol * (1 + np.abs(coef)))
             coef = new
+            if kind == "huber":  # the biweight keeps the scale the Huber fit ends with
+                scale = mad(y - a @ coef)
             if converged:
                 break
-    residual = values - a @ coef
-    scale = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-    return coef / norms, scale, weights == 0
+    weights = np.ones_like(values)
+    if scale > 0:
+        for _ in range(2 if a is not full_a else 0):
+            weights = biweight(values - full_a @ coef, scale)
+            coef = solve(full_a, values, weights)
+        weights = biweight(values - full_a @ coef, scale)
+    return coef / norms, mad(values - full_a @ coef), weights == 0
 
 
 def remove_descan(theta_x_mrad, theta_y_mrad, *, mask=None, order=1):
