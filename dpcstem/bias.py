@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .calibration import Calibration
 from .errors import InputDataError
-from .reconstruct import reconstruct_deflection, response_model, segment_deflection
+from .reconstruct import reconstruct_deflection, response_model, segment_deflection, vacuum_reference
 from .result import UNITS
 
 #: A direction of the segment-sum image is taken as structureless when its gradient energy
@@ -117,19 +117,21 @@ def _fill(image, valid):
 
 
 def shift_map(values, shift_px, valid=None):
-    """Shift a map by (dy, dx) pixels (linear interpolation); pixels that leave the scan become NaN.
+    """Shift a map by (dy, dx) pixels (cubic spline); pixels that leave the scan become NaN.
 
-    Returns the shifted map and its validity (a pixel is valid where the interpolation used
-    only valid pixels).
+    Returns the shifted map and its validity: a pixel is valid where it came from inside
+    the scan and from valid pixels (the 4×4 neighbourhood the spline reads).
     """
     values = np.asarray(values, dtype=float)
     ok = np.isfinite(values) if valid is None else (np.asarray(valid, bool) & np.isfinite(values))
     if shift_px == (0.0, 0.0):
         return np.where(ok, values, np.nan), ok
-    filled = ndimage.shift(np.where(ok, values, 0.0), shift_px, order=1, mode="constant", cval=0.0)
-    weight = ndimage.shift(ok.astype(float), shift_px, order=1, mode="constant", cval=0.0)
+    mean = values[ok].mean() if ok.any() else 0.0
+    shifted = ndimage.shift(np.where(ok, values, mean), shift_px, order=3, mode="nearest")
+    support = ndimage.binary_erosion(ok, np.ones((3, 3), bool), border_value=1)
+    weight = ndimage.shift(support.astype(float), shift_px, order=1, mode="constant", cval=0.0)
     good = weight > 1 - 1e-6
-    return np.where(good, filled, np.nan), good
+    return np.where(good, shifted, np.nan), good
 
 
 @dataclass
@@ -208,8 +210,8 @@ def check_biases(biases_v, count, reference_bias_v):
 
 
 def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, reference_bias_v=0.0,
-                       response="exact", gains=None, offsets=None, vacuum=None, shifts_px=None, register_maps=True,
-                       upsample=20, progress=False, **options) -> BiasSeriesResult:
+                       response="exact", gains=None, offsets=None, vacuum=None, descan_order=2, shifts_px=None,
+                       register_maps=True, upsample=20, progress=False, **options) -> BiasSeriesResult:
     """Reconstruct a bias series and its net maps against the reference bias.
 
     Parameters
@@ -221,8 +223,14 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
     calibration : Calibration
     reference_bias_v : float
         The bias whose map is subtracted (default 0 V).
-    response, gains, offsets, vacuum
+    response, gains, offsets
         As in :func:`dpcstem.reconstruct.segment_deflection`.
+    vacuum : array_like, shape (4, ny, nx), optional
+        A vacuum scan: the segment gains and the descan, which is removed from every map
+        before registration (the descan belongs to the scan, not to the specimen, so it
+        must not move with the drift correction). See :func:`dpcstem.reconstruct.vacuum_reference`.
+    descan_order : {1, 2}
+        Plane or quadratic descan fitted to the vacuum scan.
     shifts_px : sequence of (dy, dx), optional
         Registration shifts given by hand (pixels, applied to each map); overrides the
         measured ones.
@@ -254,10 +262,17 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc="bias series", unit="map")
+    descan = None
+    if vacuum is not None:
+        gains, descan = vacuum_reference(vacuum, calibration, response=response, offsets=offsets,
+                                         descan_order=descan_order)
     deflections = [None] * len(segments_list)
     for i in iterator:
-        deflections[i] = segment_deflection(segments_list[i], calibration, response=response, gains=gains,
-                                            offsets=offsets, vacuum=vacuum)
+        tx, ty, total, valid = segment_deflection(segments_list[i], calibration, response=response, gains=gains,
+                                                  offsets=offsets)
+        if descan is not None:
+            tx, ty = descan.subtract(tx, ty)
+        deflections[i] = (tx, ty, total, valid)
     reference_total, reference_valid = deflections[ref][2], deflections[ref][3]
 
     registrations, maps, net = [], [], []
@@ -278,8 +293,10 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
         results.append(reconstruct_deflection(sx, sy, calibration, valid=ok, **options))
         both = ok & ref_ok
         net.append(reconstruct_deflection(sx - ref_x, sy - ref_y, calibration, valid=both, **options))
-    return BiasSeriesResult(biases, ref, results, net, registrations, calibration,
-                            attrs={"response": response_model(response, calibration).name})
+    attrs = {"response": response_model(response, calibration).name}
+    if descan is not None:
+        attrs.update(descan.attrs())
+    return BiasSeriesResult(biases, ref, results, net, registrations, calibration, attrs=attrs)
 
 
 def interface_table(series: BiasSeriesResult, interface, *, half_range_nm=None, side=None, counter_nm=None,

@@ -113,8 +113,31 @@ def _four(name, values):
     return arr
 
 
+def vacuum_reference(vacuum, calibration: Calibration, *, response="exact", offsets=None, descan_order=2):
+    """Segment gains and the descan from a vacuum scan (no specimen, same scan and detector).
+
+    With the beam centred every segment collects the same area, so the vacuum's segment
+    means give the gains; the vacuum's own deflection, which only the descan moves, is
+    fitted with a robust plane (``descan_order=1``) or quadratic (2) so that its counting
+    noise does not enter the data it corrects.
+
+    Returns
+    -------
+    gains : ndarray, shape (4,)
+    descan : dpcstem.calibrate.DescanFit
+        ``descan.subtract(theta_x, theta_y)`` removes it from a deflection map of the
+        same scan shape.
+    """
+    from .calibrate import fit_descan
+
+    vac = check_segments(vacuum, "vacuum reference")
+    gains = gains_from_vacuum(vac, offsets=offsets)
+    vx, vy, _, ok = segment_deflection(vac, calibration, response=response, gains=gains, offsets=offsets)
+    return gains, fit_descan(vx, vy, mask=ok, order=descan_order)
+
+
 def reconstruct(segments, calibration: Calibration, *, response="exact", gains=None, offsets=None, vacuum=None,
-                **options) -> DPCResult:
+                descan_order=2, **options) -> DPCResult:
     """Reconstruct deflection, field, charge density and potential from four segments.
 
     Parameters
@@ -122,8 +145,13 @@ def reconstruct(segments, calibration: Calibration, *, response="exact", gains=N
     segments : array_like, shape (4, ny, nx)
         Segment images A, B, C, D in counts.
     calibration : Calibration
-    response, gains, offsets, vacuum
+    response, gains, offsets
         As in :func:`segment_deflection`.
+    vacuum : array_like, shape (4, ny, nx), optional
+        A vacuum scan of the same size: gives the segment gains and the descan (a robust
+        surface of ``descan_order`` fitted to its deflection), see :func:`vacuum_reference`.
+    descan_order : {1, 2}
+        Plane or quadratic descan fitted to the vacuum scan.
     **options
         Passed to :func:`reconstruct_deflection` (``charge_method``, ``cutoff``,
         ``potential_method``, ``potential_reference``).
@@ -144,19 +172,30 @@ def reconstruct(segments, calibration: Calibration, *, response="exact", gains=N
     >>> round(float(result.deflection_x.mean()), 3)
     2.0
     """
+    descan = None
+    if vacuum is not None:
+        gains, descan = vacuum_reference(vacuum, calibration, response=response, offsets=offsets,
+                                         descan_order=descan_order)
     theta_x, theta_y, total, valid = segment_deflection(
-        segments, calibration, response=response, gains=gains, offsets=offsets, vacuum=vacuum)
+        segments, calibration, response=response, gains=gains, offsets=offsets)
     if not valid.any():
         raise InputDataError(
             "no pixel could be reconstructed: every pixel has a zero, negative or non-finite segment sum "
             "or a signal outside the detector response")
+    if descan is not None:
+        if np.shape(vacuum)[1:] != theta_x.shape:
+            raise InputDataError(f"the vacuum reference scan has shape {np.shape(vacuum)[1:]}, the data "
+                                 f"{theta_x.shape}: it must be the same scan")
+        theta_x, theta_y = descan.subtract(theta_x, theta_y)
     model = response_model(response, calibration)
     result = reconstruct_deflection(theta_x, theta_y, calibration, valid=valid, **options)
     result.extra["segment_sum"] = (total, "counts")
     result.attrs["response"] = model.name
     result.attrs["n_bad_input"] = int(valid.size - np.count_nonzero(valid))
-    if gains is not None or vacuum is not None:
-        result.attrs["segment_gains"] = gains_from_vacuum(vacuum, offsets=offsets) if vacuum is not None else gains
+    if gains is not None:
+        result.attrs["segment_gains"] = np.asarray(gains, float)
+    if descan is not None:
+        result.attrs.update(descan.attrs())
     return result
 
 
