@@ -28,7 +28,7 @@ from scipy import fft
 
 from . import physics
 from .calibration import Calibration
-from .detector import LinearResponse, segment_areas
+from .detector import LinearResponse, gains_from_vacuum, segment_areas
 from .errors import CalibrationError, InputDataError
 from .fourier import lowpass_window
 from .reconstruct import CHARGE_METHODS, check_segments, response_model, segment_deflection
@@ -70,8 +70,6 @@ def deflection_covariance(segments, calibration: Calibration, *, response="exact
                                         vacuum=vacuum)
     seg = check_segments(segments).astype(np.float64)
     if vacuum is not None:
-        from .detector import gains_from_vacuum
-
         gains = gains_from_vacuum(vacuum, offsets=offsets)
     if offsets is not None:
         seg -= np.asarray(offsets, float).reshape(4, 1, 1)
@@ -191,7 +189,8 @@ def uncertainty_from_covariance(var_x, var_y, cov_xy, calibration: Calibration, 
         name → (float32 map, unit): ``deflection_x_uncertainty``, ``deflection_y_uncertainty``
         (mrad); with a thickness also ``field_x_uncertainty``, ``field_y_uncertainty`` (V/m),
         ``charge_density_uncertainty`` (C/m^3) and, with εr, ``free_charge_density_uncertainty``.
-        One standard deviation; NaN where the quantity is not defined.
+        One standard deviation; NaN where the reconstruction's maps are (with a
+        thickness and finite differences, also where the charge density is undefined).
 
     Notes
     -----
@@ -220,10 +219,12 @@ def uncertainty_from_covariance(var_x, var_y, cov_xy, calibration: Calibration, 
     def out(a, mask):
         return np.where(mask, a, np.nan).astype(np.float32)
 
-    maps = {"deflection_x_uncertainty": (out(np.sqrt(np.abs(var_x)), valid), "mrad"),
-            "deflection_y_uncertainty": (out(np.sqrt(np.abs(var_y)), valid), "mrad")}
+    def deflection_maps(mask):
+        return {"deflection_x_uncertainty": (out(np.sqrt(np.abs(var_x)), mask), "mrad"),
+                "deflection_y_uncertainty": (out(np.sqrt(np.abs(var_y)), mask), "mrad")}
+
     if calibration.thickness_nm is None:
-        return maps
+        return deflection_maps(valid)
     thickness = calibration.thickness_nm
     if np.ndim(thickness) == 2 and np.shape(thickness) != var_x.shape:
         raise CalibrationError(f"thickness map shape {np.shape(thickness)} does not match the scan {var_x.shape}")
@@ -232,8 +233,6 @@ def uncertainty_from_covariance(var_x, var_y, cov_xy, calibration: Calibration, 
     k = np.broadcast_to(k, var_x.shape)
     zero = lambda a: np.where(valid, a, 0.0)  # noqa: E731
     var_ex, var_ey, cov_e = zero(k * k * var_x), zero(k * k * var_y), zero(k * k * cov_xy)
-    maps["field_x_uncertainty"] = (out(np.sqrt(var_ex), valid), "V/m")
-    maps["field_y_uncertainty"] = (out(np.sqrt(var_ey), valid), "V/m")
     step_x = calibration.step_x_nm * physics.NM_TO_M
     step_y = calibration.step_y_nm * physics.NM_TO_M
     if charge_method == "finite-difference":
@@ -242,6 +241,10 @@ def uncertainty_from_covariance(var_x, var_y, cov_xy, calibration: Calibration, 
         cutoff_per_m = None if cutoff is None else cutoff * physics.M_TO_NM
         var_div = _spectral_variance(var_ex, var_ey, cov_e, step_x, step_y, cutoff_per_m)
         div_valid = valid
+    # As in the reconstruction, every map is masked where the charge density is undefined.
+    maps = deflection_maps(div_valid)
+    maps["field_x_uncertainty"] = (out(np.sqrt(var_ex), div_valid), "V/m")
+    maps["field_y_uncertainty"] = (out(np.sqrt(var_ey), div_valid), "V/m")
     sigma_rho = physics.VACUUM_PERMITTIVITY_F_M * np.sqrt(np.clip(var_div, 0.0, None))
     maps["charge_density_uncertainty"] = (out(sigma_rho, div_valid), "C/m^3")
     if calibration.eps_r is not None:

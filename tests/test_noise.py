@@ -95,12 +95,12 @@ def test_linear_response_uncertainty_agrees_with_its_scatter():
 
 
 def test_empirical_response_gives_the_uncertainty_of_the_exact_one():
-    g = np.linspace(-0.9, 0.9, 15)
+    cal = Calibration(**CASE)
+    g = np.linspace(-0.9, 0.9, 21)
     tu, tv = (a.ravel() for a in np.meshgrid(g, g))
     keep = np.hypot(tu, tv) <= 0.91
-    d_a, d_b, _ = difference_signals(tu[keep], tv[keep])
+    d_a, d_b, _ = difference_signals(tu[keep], tv[keep], inner=cal.inner_over_alpha)
     response = fit_response(tu[keep], tv[keep], d_a, d_b)
-    cal = Calibration(kv=200, alpha_mrad=2.0, step_x_nm=1.0, thickness_nm=100.0)
     tx, ty = bump_deflection((12, 13), cal.alpha_mrad, 0.8)
     segments = segments_from_deflection(tx, ty, cal, dose=1e4, rng=np.random.default_rng(3))
     exact = uncertainty_maps(segments, cal, dose=1e4)
