@@ -16,7 +16,8 @@ counts per electron have variance g·c. Linear error propagation carries this th
    the spectral divergence's window (its kernel squared, convolved with the variance map).
 
 Each pixel's deflection comes from its own counts, so pixels are independent, and only the
-x and y components of one pixel are correlated.
+x and y components of one pixel are correlated. Counting noise only: detector read noise,
+scan noise and drift are not in these maps.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def deflection_covariance(segments, calibration: Calibration, *, response="exact
         The response the deflection is reconstructed with.
     dose : float, optional
         Mean electrons per probe position in the bright-field disc. The detector's counts
-        per electron are then taken as the mean segment sum over (dose × the fraction of a
-        centred disc the segments collect).
+        per electron are then taken as the mean segment sum over the valid pixels divided
+        by (dose × the fraction of a centred disc the segments collect); a specimen that
+        scatters electrons out of the disc makes that an underestimate, so prefer
+        ``counts_per_electron`` where it is known.
     counts_per_electron : float, optional
         Counts the detector records per electron (after the segment gains). Give this or
         ``dose``.
@@ -111,12 +114,12 @@ def deflection_covariance(segments, calibration: Calibration, *, response="exact
 
 def _positive(name, value, what):
     try:
-        value = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
         raise CalibrationError(f"{name} must be a positive number ({what}), got {value!r}")
-    return value
+    return number
 
 
 def _inverse_jacobian(model, d_a, d_b):
