@@ -30,6 +30,13 @@ SCALAR_FIELDS = (
     "eps_r",
 )
 
+#: Largest accelerating voltage taken as a value in kV (the largest microscopes run at 3 MV);
+#: a larger number is a voltage given in V.
+KV_MAX = 5000.0
+#: Largest convergence semi-angle taken as a value in mrad (no probe-forming lens comes near
+#: it); a larger number is an angle given in µrad.
+ALPHA_MAX_MRAD = 200.0
+
 
 def _positive(name, value, *, allow_none=False, hint=""):
     if value is None and allow_none:
@@ -90,7 +97,15 @@ class Calibration:
     def __post_init__(self):
         setv = lambda name, v: object.__setattr__(self, name, v)  # noqa: E731 (frozen)
         setv("kv", _positive("kv", self.kv, hint=" (accelerating voltage in kV)"))
+        if self.kv > KV_MAX:
+            raise CalibrationError(
+                f"kv {self.kv:g} is beyond any electron microscope: kv is the accelerating voltage in kV "
+                f"(at most {KV_MAX:g}), e.g. 200 for 200 kV, not 200000")
         setv("alpha_mrad", _positive("alpha_mrad", self.alpha_mrad, hint=" (convergence semi-angle in mrad)"))
+        if self.alpha_mrad > ALPHA_MAX_MRAD:
+            raise CalibrationError(
+                f"alpha_mrad {self.alpha_mrad:g} is beyond any probe-forming lens: alpha_mrad is the convergence "
+                f"semi-angle in mrad (at most {ALPHA_MAX_MRAD:g}), e.g. 20 for 20 mrad")
         setv("step_x_nm", _positive("step_x_nm", self.step_x_nm, hint=" (scan step in nm)"))
         setv("step_y_nm", _positive("step_y_nm", self.step_x_nm if self.step_y_nm is None else self.step_y_nm,
                                     hint=" (scan step in nm)"))
@@ -125,7 +140,7 @@ class Calibration:
             raise CalibrationError(
                 f"detector_rotation_deg must be a finite angle in degrees, got {self.detector_rotation_deg!r}")
         setv("detector_rotation_deg", rotation)
-        setv("flip", bool(self.flip))
+        setv("flip", _flag("flip", self.flip))
         setv("eps_r", _positive("eps_r", self.eps_r, allow_none=True, hint=" (relative permittivity)"))
         setv("sources", dict(self.sources))
 
@@ -199,6 +214,18 @@ class Calibration:
         sources = {k[: -len("_source")]: (v.decode() if isinstance(v, bytes) else str(v))
                    for k, v in attrs.items() if k.endswith("_source")}
         return cls(**kwargs, sources=sources)
+
+
+def _flag(name, value) -> bool:
+    """True or False from a bool or the numbers 0 and 1 (HDF5 attributes); anything else is refused.
+
+    ``bool("no")`` is True: a string must not slip through as a flag.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value)
+    raise CalibrationError(f"{name} must be True or False, got {value!r}")
 
 
 def _thickness(value):
