@@ -21,9 +21,9 @@ from .errors import InputDataError
 from .reconstruct import reconstruct_deflection, response_model, segment_deflection, vacuum_reference
 from .result import UNITS
 
-#: A direction of the segment-sum image is taken as structureless when its gradient energy
-#: is below this fraction of the strongest direction's; no shift is measured along it.
-STRUCTURE_THRESHOLD = 0.02
+#: A direction of the segment-sum image has structure when its mean squared gradient (of the
+#: smoothed image) exceeds this many times what the image's own noise alone would give.
+STRUCTURE_SIGNIFICANCE = 4.0
 #: Gaussian smoothing (pixels) of the image whose gradients judge its structure.
 STRUCTURE_SMOOTHING_PX = 2.0
 
@@ -45,12 +45,15 @@ def register(reference, moving, *, upsample=20, valid=None, iterations=20) -> Re
     """Sub-pixel shift that brings ``moving`` onto ``reference``.
 
     A windowed phase correlation (scikit-image) gives a first estimate; Gauss–Newton
-    least squares then refines it, minimising Σ (moving shifted by s − reference)² over the
-    pixels that stay inside the scan, with cubic-spline shifts. The normal matrix of that
-    fit is the images' structure tensor: along a direction whose gradient energy is below
-    :data:`STRUCTURE_THRESHOLD` of the strongest there is nothing to measure, so the shift
-    is kept to the other direction (a straight interface gives a shift across it and none
-    along it) and ``constrained`` is set.
+    least squares then refines it, minimising Σ (moving shifted by s − reference − c)² over
+    the pixels that stay inside the scan, with cubic-spline shifts, on both images smoothed
+    by a Gaussian of :data:`STRUCTURE_SMOOTHING_PX` (noisy gradients would bias the shift
+    toward zero). The normal matrix of that
+    fit is the images' structure tensor: along a direction whose gradient energy is not
+    :data:`STRUCTURE_SIGNIFICANCE` times what the image's noise alone gives there is nothing
+    to measure, so the shift is kept to the other direction (a straight interface gives a
+    shift across it and none along it) and ``constrained`` is set; with no direction of
+    structure the shift is zero.
 
     Parameters
     ----------
@@ -74,14 +77,15 @@ def register(reference, moving, *, upsample=20, valid=None, iterations=20) -> Re
     mov = _fill(moving, valid)
     ref = ref - ref.mean()
     mov = mov - mov.mean()
-    # Structure is judged on a smoothed image, so that counting noise does not pass for it.
-    gy, gx = np.gradient(ndimage.gaussian_filter(ref, STRUCTURE_SMOOTHING_PX, mode="nearest"))
-    tensor = np.array([[np.mean(gy * gy), np.mean(gy * gx)], [np.mean(gx * gy), np.mean(gx * gx)]])
-    energies, directions = np.linalg.eigh(tensor)
-    if energies[-1] <= 0:
+    energies, directions = _structure(ref)
+    significant = energies > STRUCTURE_SIGNIFICANCE * _noise_gradient_energy(ref)
+    if not significant.any():
         return Registration((0.0, 0.0), math.nan, True)
-    constrained = bool(energies[0] < STRUCTURE_THRESHOLD * energies[-1])
-    keep = directions[:, energies >= STRUCTURE_THRESHOLD * energies[-1]]  # (2, k): directions with structure
+    constrained = not significant.all()
+    keep = directions[:, significant]  # (2, k): the directions with structure
+    # The fit runs on smoothed images: noisy gradients would pull the shift toward zero.
+    ref = ndimage.gaussian_filter(ref, STRUCTURE_SMOOTHING_PX, mode="nearest")
+    mov = ndimage.gaussian_filter(mov, STRUCTURE_SMOOTHING_PX, mode="nearest")
 
     window = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1])) if min(ref.shape) > 4 else 1.0
     shift, _, _ = phase_cross_correlation(ref * window, mov * window, upsample_factor=upsample,
@@ -106,6 +110,29 @@ def register(reference, moving, *, upsample=20, valid=None, iterations=20) -> Re
         if np.max(np.abs(step)) < 1e-4:
             break
     return Registration((float(shift[0]), float(shift[1])), residual, constrained)
+
+
+def _structure(image):
+    """Eigenvalues (ascending) and eigenvectors ((y, x) columns) of the smoothed image's structure tensor."""
+    gy, gx = np.gradient(ndimage.gaussian_filter(image, STRUCTURE_SMOOTHING_PX, mode="nearest"))
+    tensor = np.array([[np.mean(gy * gy), np.mean(gy * gx)], [np.mean(gx * gy), np.mean(gx * gx)]])
+    return np.linalg.eigh(tensor)
+
+
+def _noise_gradient_energy(image):
+    """Mean squared gradient, along one direction, that the image's noise alone leaves after smoothing.
+
+    The noise σ is estimated robustly from neighbour differences (median absolute
+    deviation), and the smoothing-and-gradient filter's gain for white noise is its
+    squared impulse response summed.
+    """
+    diff = np.diff(image, axis=1).ravel()
+    sigma = 1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2)
+    size = int(8 * STRUCTURE_SMOOTHING_PX) | 1
+    impulse = np.zeros((size, size))
+    impulse[size // 2, size // 2] = 1.0
+    response = np.gradient(ndimage.gaussian_filter(impulse, STRUCTURE_SMOOTHING_PX, mode="constant"), axis=1)
+    return sigma**2 * float(np.sum(response**2))
 
 
 def _fill(image, valid):
@@ -318,7 +345,7 @@ def interface_table(series: BiasSeriesResult, interface, *, half_range_nm=None, 
         fp = profile_across(normal, interface, step, half_range_nm=half_range_nm, valid=result.valid, units="V/m")
         cp = profile_across(result.charge_density, interface, step, half_range_nm=half_range_nm,
                             valid=result.valid, units="C/m^3")
-        figures = layer_figures(fp, cp, side=side, counter_nm=counter_nm)
+        figures = layer_figures(fp, side=side, counter_nm=counter_nm)
         rows.append({"bias_v": float(bias), **figures.as_dict(), "field_profile": fp, "charge_profile": cp})
     return rows
 

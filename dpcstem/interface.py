@@ -172,15 +172,13 @@ class LayerFigures:
         return dict(self.__dict__)
 
 
-def layer_figures(field_profile: Profile, charge_profile: Profile, *, side=None, counter_nm=None) -> LayerFigures:
+def layer_figures(field_profile: Profile, *, side=None, counter_nm=None) -> LayerFigures:
     """Peak field, layer width, potential drop and areal charge from profiles across a layer.
 
     Parameters
     ----------
     field_profile : Profile
         The field component along the interface normal, V/m.
-    charge_profile : Profile
-        Charge density, C/m³, on the same bins.
     side : {+1, −1}, optional
         Which side of the interface holds the layer; default: the side holding more of
         ∫|E|.
@@ -195,7 +193,11 @@ def layer_figures(field_profile: Profile, charge_profile: Profile, *, side=None,
       depletion width w for a Mott–Schottky layer);
     - potential drop: ΔV = ∫E dx across the whole profile (V on the far negative side minus
       V on the far positive side);
-    - areal charge: ∫ρ dx over the layer side (C/m²), the charge the beam sees there.
+    - areal charge: the charge per area the beam sees on the layer side, by Gauss's law
+      σ = ε0 (E_far − E_peak), with E_far the mean field over the outer quarter of the
+      layer side's profile. It equals ∫ρ dx over that side but takes two well-averaged field
+      values instead of a sum of noisy charge-density bins (the charge profile is kept as
+      the check that it integrates to the same).
     Standard errors are propagated from the bins' standard errors, taken as independent.
     """
     d = field_profile.distance_nm
@@ -214,10 +216,12 @@ def layer_figures(field_profile: Profile, charge_profile: Profile, *, side=None,
     span = np.ones_like(layer) if counter_nm is None else (layer | (np.abs(d) <= counter_nm))
     drop = float(np.sum(e[span]) * dx)
     drop_err = float(math.sqrt(np.sum(e_err[span] ** 2)) * dx)
-    rho = np.nan_to_num(charge_profile.mean)
-    rho_err = np.nan_to_num(charge_profile.stderr)
-    c_layer = charge_profile.distance_nm * side > 0
-    areal = float(np.sum(rho[c_layer]) * dx)
-    areal_err = float(math.sqrt(np.sum(rho_err[c_layer] ** 2)) * dx)
+    order = np.flatnonzero(layer)[np.argsort(np.abs(d[layer]))]
+    far = order[-max(len(order) // 4, 1):]
+    e_far = float(np.mean(e[far]))
+    e_far_err = float(math.sqrt(np.sum(e_err[far] ** 2)) / len(far))
+    eps0 = physics.VACUUM_PERMITTIVITY_F_M
+    areal = side * eps0 * (e_far - peak)
+    areal_err = eps0 * math.hypot(e_far_err, peak_err)
     return LayerFigures(float(peak), float(peak_err), float(d[k]), float(width), float(width_err), drop, drop_err,
                         areal, areal_err, int(side))

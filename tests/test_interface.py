@@ -45,13 +45,16 @@ def test_layer_figures_of_an_exact_mott_schottky_layer():
     iface = Interface.from_normal((10.025, 0.5), 0.0, 0.9)
     fp = profile_across(iface.normal_component(truth.field_x, truth.field_y), iface, step)
     cp = profile_across(truth.charge_density, iface, step)
-    fig = layer_figures(fp, cp)
+    fig = layer_figures(fp)
     assert fig.side == 1
     assert fig.peak_field_v_per_m == pytest.approx(layer.peak_field_v_per_m, rel=0.02)
     assert fig.width_nm == pytest.approx(layer.width_nm, rel=0.02)
-    # Charge the beam sees on the layer side: ε0 times the field's fall, −ε0·E_peak.
+    # Charge the beam sees on the layer side: ε0 times the field's fall, −ε0·E_peak …
     assert fig.areal_charge_c_per_m2 == pytest.approx(-physics.VACUUM_PERMITTIVITY_F_M * layer.peak_field_v_per_m,
                                                      rel=0.03)
+    # … which is what the charge-density profile integrates to over that side.
+    integrated = np.nansum(cp.mean[cp.distance_nm > 0]) * step * 1e-9
+    assert fig.areal_charge_c_per_m2 == pytest.approx(integrated, rel=0.03)
     # The drop across layer and counter slab: ΔV + E_peak·sheet/2.
     expected = layer.potential_drop_v + layer.peak_field_v_per_m * 1e-9 / 2
     assert fig.potential_drop_v == pytest.approx(expected, rel=0.02)
