@@ -18,10 +18,10 @@ def add_output_options(parser: argparse.ArgumentParser, *, required=True, help="
 def check_output(path: Path, overwrite: bool) -> Path:
     """Refuse an existing output (unless ``overwrite``) or a missing folder, before any work."""
     path = Path(path)
+    if path.is_dir():  # before the existence test: --overwrite cannot replace a folder
+        raise OutputExistsError(f"{path}: output is a folder; give a file name")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: output exists; give --overwrite to replace it")
-    if path.is_dir():
-        raise OutputExistsError(f"{path}: output is a folder; give a file name")
     if not path.parent.exists():
         raise OutputExistsError(f"{path}: folder {path.parent} does not exist")
     return path
