@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import warnings
 from pathlib import Path
 
@@ -48,8 +49,27 @@ def add_calibration_options(parser: argparse.ArgumentParser, *, detector=True):
                        help="the detector's y axis is mirrored against the scan (B at ψ−90°)")
 
 
-def calibration_from_args(args, file_values: dict | None = None, *, alpha_default=None) -> Calibration:
-    """Merge what the file says with what the user gave; the user's value wins, with a warning."""
+#: The option that sets each calibration field, for messages.
+FIELD_OPTIONS = {
+    "kv": "--kv",
+    "alpha_mrad": "--alpha",
+    "step_x_nm": "--step",
+    "step_y_nm": "--step",
+    "thickness_nm": "--thickness",
+    "eps_r": "--eps-r",
+    "collection_inner_mrad": "--collection",
+    "collection_outer_mrad": "--collection",
+    "detector_rotation_deg": "--detector-rotation",
+    "flip": "--flip",
+}
+
+
+def calibration_from_args(args, file_values: dict | None = None, *, alpha_default=None, source=None) -> Calibration:
+    """Merge what the file says with what the user gave; the user's value wins, with a warning.
+
+    A value the calibration refuses is named with the option that gave it, or with the file
+    (``source``) that recorded it and the option that overrides it.
+    """
     from ..io import read_thickness_map
 
     file_values = dict(file_values or {})
@@ -87,7 +107,29 @@ def calibration_from_args(args, file_values: dict | None = None, *, alpha_defaul
     for name, option in (("kv", "--kv"), ("alpha_mrad", "--alpha"), ("step_x_nm", "--step")):
         if values.get(name) is None:
             raise CalibrationError(f"{option} is needed: the input file does not record {name}")
-    return Calibration(**values, sources=sources)
+    try:
+        return Calibration(**values, sources=sources)
+    except CalibrationError as exc:
+        raise CalibrationError(_where(str(exc), user, file_values, alpha_default, source)) from None
+
+
+def _where(message, user, file_values, alpha_default, source):
+    """The message of a refused calibration, prefixed with the options or the file behind it."""
+    named = [name for name in FIELD_OPTIONS if re.search(rf"\b{name}\b", message)]
+    given = sorted({FIELD_OPTIONS[n] for n in named if n in user}, key=list(FIELD_OPTIONS.values()).index)
+    recorded = [n for n in named if n not in user and n in file_values]
+    measured = [n for n in named if n == "alpha_mrad" and n not in user and n not in file_values
+                and alpha_default is not None]
+    parts = []
+    if given:
+        parts.append(" and ".join(given))
+    if recorded:
+        what = ", ".join(f"{n} = {file_values[n]!r}" for n in recorded)
+        options = " or ".join(sorted({FIELD_OPTIONS[n] for n in recorded}))
+        parts.append(f"{source or 'the input file'} records {what} (give {options} to override it)")
+    if measured:
+        parts.append(f"alpha measured from the data as {alpha_default:.4g} mrad (give --alpha to override it)")
+    return f"{'; '.join(parts)}: {message}" if parts else message
 
 
 def _same(a, b):

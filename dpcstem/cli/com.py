@@ -94,7 +94,7 @@ def run(args):
     data = _open(args.data, args)
     scale, scale_source = _angular_pixel(args, data.mrad_per_px)
     centre, radius = bright_field_disc(data)
-    calibration = calibration_from_args(args, data.calibration, alpha_default=radius * scale)
+    calibration = calibration_from_args(args, data.calibration, alpha_default=radius * scale, source=args.data)
     calibration.require_thickness()
     engine = {"scheduler": args.scheduler, "workers": args.workers}
     reference = None

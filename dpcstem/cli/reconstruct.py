@@ -58,7 +58,7 @@ def run(args):
 
     output = check_output(args.output, args.overwrite)
     acquisition = read_segments(args.segments, dataset=args.dataset)
-    calibration = calibration_from_args(args, acquisition.calibration_values)
+    calibration = calibration_from_args(args, acquisition.calibration_values, source=args.segments)
     calibration.require_thickness()
     response = response_from_args(args)
     vacuum = read_segments(args.reference).segments if args.reference else None
