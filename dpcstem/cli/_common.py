@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import warnings
 from pathlib import Path
@@ -62,6 +63,21 @@ FIELD_OPTIONS = {
     "detector_rotation_deg": "--detector-rotation",
     "flip": "--flip",
 }
+
+
+def add_positive_option(group, *flags, **kwargs):
+    """An option taking one positive, finite number (argparse refuses anything else, exit status 2)."""
+    group.add_argument(*flags, type=_positive_float, **kwargs)
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {text!r}")
+    return value
 
 
 def calibration_from_args(args, file_values: dict | None = None, *, alpha_default=None, source=None) -> Calibration:
