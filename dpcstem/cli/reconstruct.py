@@ -51,6 +51,25 @@ def response_from_args(args):
     return load_response(Path(args.response))
 
 
+def read_reference(path):
+    """The vacuum reference (--reference), checked for usable segment gains; None without one.
+
+    An unusable reference is named as the --reference file, not as the acquisition.
+    """
+    if path is None:
+        return None
+    from ..detector import gains_from_vacuum
+    from ..errors import DPCError
+    from ..io import read_segments
+
+    try:
+        reference = read_segments(path)
+        gains_from_vacuum(reference.segments)
+    except DPCError as exc:
+        raise type(exc)(f"--reference {path}: {exc}") from None
+    return reference
+
+
 def reconstruct_acquisition(acquisition, args, calibration, response, vacuum):
     from ..reconstruct import reconstruct
 
@@ -67,9 +86,10 @@ def run(args):
     calibration = calibration_from_args(args, acquisition.calibration_values, source=args.segments)
     calibration.require_thickness()
     response = response_from_args(args)
-    vacuum = read_segments(args.reference).segments if args.reference else None
+    reference = read_reference(args.reference)
+    vacuum = None if reference is None else reference.segments
     result = reconstruct_acquisition(acquisition, args, calibration, response, vacuum)
-    inputs = list(acquisition.paths) + (list(read_segments(args.reference).paths) if args.reference else [])
+    inputs = list(acquisition.paths) + (list(reference.paths) if reference is not None else [])
     write_result(output, result.maps(), {**calibration.to_attrs(), **_plain(result.attrs)}, inputs=inputs,
                  overwrite=args.overwrite)
     print(summary(result, output))
