@@ -101,11 +101,11 @@ def load_result_arrays(path) -> tuple[dict, dict]:
     """Read a result file back: (maps name → (array, unit), root attributes)."""
     try:
         with h5py.File(path, "r") as f:
-            maps = {name: (ds[()], _text(ds.attrs.get("units", ""))) for name, ds in f.items()
+            maps = {_text(name): (ds[()], _text(ds.attrs.get("units", ""))) for name, ds in f.items()
                     if isinstance(ds, h5py.Dataset)}
-            attrs = {k: (_text(v) if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    except (OSError, KeyError) as exc:
-        raise UnreadableFileError(f"{path}: not a readable dpcstem result file ({exc})") from None
+            attrs = {_text(k): (_text(v) if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    except HDF5_FAILURES as exc:  # a damaged file makes h5py raise any of these
+        raise UnreadableFileError(f"{path}: not a readable dpcstem result file ({reason(exc)})") from None
     return maps, attrs
 
 
@@ -114,23 +114,26 @@ def read_thickness_map(path):
     path = Path(path)
     if not path.is_file():
         raise UnreadableFileError(f"{path}: thickness map file not found")
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".tif", ".tiff", ".h5", ".hdf5"):
+        raise UnreadableFileError(f"{path}: thickness map must be .npy, .tif or .h5, got {suffix!r}")
     try:
-        suffix = path.suffix.lower()
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif suffix in (".tif", ".tiff"):
             import tifffile
 
             arr = tifffile.imread(path)
-        elif suffix in (".h5", ".hdf5"):
-            with h5py.File(path, "r") as f:
-                if "thickness" not in f:
-                    raise InputDataError(f"{path}: no dataset 'thickness' (nm) in the file")
-                arr = f["thickness"][()]
         else:
-            raise UnreadableFileError(f"{path}: thickness map must be .npy, .tif or .h5, got {suffix!r}")
-    except (OSError, ValueError) as exc:
-        raise UnreadableFileError(f"{path}: cannot read the thickness map ({exc})") from None
+            with h5py.File(path, "r") as f:
+                node = f.get("thickness")
+                arr = node[()] if isinstance(node, h5py.Dataset) else None
+    except HDF5_FAILURES as exc:  # numpy, tifffile and h5py on a damaged file
+        raise UnreadableFileError(f"{path}: cannot read the thickness map ({reason(exc)})") from None
+    if arr is None:
+        raise InputDataError(f"{path}: no dataset 'thickness' (nm) in the file")
+    if np.asarray(arr).dtype.kind not in "uif":
+        raise InputDataError(f"{path}: thickness map must hold numbers (nm), got dtype {np.asarray(arr).dtype}")
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2:
         raise InputDataError(f"{path}: thickness map must be 2-D (ny, nx) in nm, got shape {arr.shape}")
@@ -138,4 +141,14 @@ def read_thickness_map(path):
 
 
 def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+#: What h5py (and numpy or tifffile) raise on a truncated or damaged file.
+HDF5_FAILURES = (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError)
+
+
+def reason(exc) -> str:
+    """A reader's exception as one short line for a message: its first line, else its type."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
