@@ -257,7 +257,11 @@ def _from_hdf5(path: Path, dataset) -> SegmentAcquisition:
             continue  # absent, not one number, or NaN (how result files write "not given")
         values[key] = bool(value) if key == "flip" else value
     if "bias_v" in attrs:
-        metadata["bias_v"] = float(attrs["bias_v"])
+        bias = _number(attrs["bias_v"])
+        if bias is None:
+            raise InputDataError(f"{path}: attribute 'bias_v' must be one number (the applied bias in V), "
+                                 f"got {attrs['bias_v']!r}")
+        metadata["bias_v"] = bias
     if "title" in attrs:
         metadata["title"] = str(attrs["title"])
     metadata["original"] = {k: v for k, v in attrs.items() if k not in values and k not in ("bias_v", "title")}
