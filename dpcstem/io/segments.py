@@ -13,6 +13,7 @@ Every input is opened read-only and never modified.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -24,9 +25,10 @@ import h5py
 import numpy as np
 
 from ..calibration import SCALAR_FIELDS
-from ..errors import InputDataError, MissingMetadataError, UnreadableFileError
+from ..errors import DPCError, InputDataError, MissingMetadataError, UnreadableFileError
 from ..memory import bytes_of, require_memory
 from ..physics import KV_TO_V, M_TO_NM, MRAD_TO_RAD
+from .results import HDF5_FAILURES, reason
 
 #: Segment names in stack order.
 SEGMENT_NAMES = ("A", "B", "C", "D")
@@ -207,7 +209,7 @@ def _read_npy(path: Path) -> np.ndarray:
         require_memory(mapped.nbytes, f"{path}")
         return np.array(mapped)
     except (OSError, ValueError, EOFError) as exc:
-        raise UnreadableFileError(f"{path}: not a readable .npy array file ({exc})") from None
+        raise UnreadableFileError(f"{path}: not a readable .npy array file ({reason(exc)})") from None
 
 
 def _from_tiff_stack(path: Path) -> SegmentAcquisition:
@@ -222,14 +224,43 @@ def _from_tiff_stack(path: Path) -> SegmentAcquisition:
 
 
 def _read_tiff_pages(path: Path) -> list:
+    """Every page of a TIFF file; a file tifffile reports as damaged is refused, not half read.
+
+    tifffile logs what it skips in a damaged file (a page offset past the end, a tag value
+    outside the file) and goes on with fewer pages or tags; those reports are collected here
+    (not printed) and any warning or error among them makes the file unreadable.
+    """
     import tifffile
 
+    reports = _Collect()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(reports)
+    propagate, logger.propagate = logger.propagate, False
     try:
         with tifffile.TiffFile(path) as tif:
-            require_memory(sum(bytes_of(p.shape, p.dtype) for p in tif.pages), f"{path}")
-            return [page.asarray() for page in tif.pages]
-    except (OSError, ValueError, EOFError) as exc:  # TiffFileError is a ValueError
-        raise UnreadableFileError(f"{path}: not a readable TIFF file ({exc})") from None
+            pages = list(tif.pages)
+            require_memory(sum(bytes_of(p.shape, p.dtype) for p in pages), f"{path}")
+            images = [page.asarray() for page in pages]
+    except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as exc:  # TiffFileError: ValueError
+        raise UnreadableFileError(f"{path}: not a readable TIFF file ({reason(exc)})") from None
+    finally:
+        logger.removeHandler(reports)
+        logger.propagate = propagate
+    damage = [r.getMessage() for r in reports.records if r.levelno >= logging.WARNING]
+    if damage:
+        raise UnreadableFileError(f"{path}: damaged TIFF file ({reason(damage[0])})")
+    return images
+
+
+class _Collect(logging.Handler):
+    """A logging handler that keeps the records it is given."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
 
 
 def _from_hdf5(path: Path, dataset) -> SegmentAcquisition:
@@ -247,8 +278,10 @@ def _from_hdf5(path: Path, dataset) -> SegmentAcquisition:
             require_memory(bytes_of(node.shape, node.dtype), f"{path}: dataset {name!r}")
             array = node[()]
             attrs = {**_plain_attrs(f.attrs), **_plain_attrs(node.attrs)}
-    except OSError as exc:
-        raise UnreadableFileError(f"{path}: not a readable HDF5 file ({exc})") from None
+    except DPCError:
+        raise
+    except HDF5_FAILURES as exc:  # h5py raises several kinds on a truncated or damaged file
+        raise UnreadableFileError(f"{path}: not a readable HDF5 file ({reason(exc)})") from None
     segments = _check_stack(array, f"{path}:{name}")
     values, metadata = {}, {"source": "hdf5", "dataset": name, "titles": list(SEGMENT_NAMES)}
     for key in SCALAR_FIELDS:
@@ -271,6 +304,7 @@ def _from_hdf5(path: Path, dataset) -> SegmentAcquisition:
 def _plain_attrs(attrs) -> dict:
     out = {}
     for key, value in attrs.items():
+        key = key.decode(errors="replace") if isinstance(key, bytes) else key
         if isinstance(value, bytes):
             value = value.decode(errors="replace")
         elif isinstance(value, np.generic):
@@ -351,7 +385,7 @@ def _from_dm(path: Path) -> SegmentAcquisition:
         records = file_reader(str(path))
     except Exception as exc:  # the DM parser raises many kinds on a bad file  # noqa: BLE001
         raise UnreadableFileError(
-            f"{path}: not a readable Gatan DigitalMicrograph file ({type(exc).__name__}: {exc})") from None
+            f"{path}: not a readable Gatan DigitalMicrograph file ({type(exc).__name__}: {reason(exc)})") from None
     for record in records:
         record["metadata"] = _mapped_metadata(record)
     return _from_records(records, path, (path,), "digitalmicrograph")
@@ -475,21 +509,28 @@ def _hyperspy_calibration(metadata: Mapping, image_axes) -> tuple[dict, dict]:
 # -- Thermo Fisher Velox ------------------------------------------------------------------
 
 def _is_velox(path: Path) -> bool:
+    """Whether an ``.emd`` file is a Velox file (its ``Version`` record says so).
+
+    A ``Version`` record that is present but not readable JSON is a damaged file, not an
+    open EMD file: it is refused rather than searched for a segment stack.
+    """
     try:
         with h5py.File(path, "r") as f:
             version = f.get("Version")
             if not isinstance(version, h5py.Dataset):
                 return False
             text = version[()]
-    except OSError as exc:
-        raise UnreadableFileError(f"{path}: not a readable HDF5/EMD file ({exc})") from None
-    text = text.ravel()[0] if isinstance(text, np.ndarray) else text
+    except HDF5_FAILURES as exc:
+        raise UnreadableFileError(f"{path}: not a readable HDF5/EMD file ({reason(exc)})") from None
+    text = text.ravel()[0] if isinstance(text, np.ndarray) and text.size else text
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     try:
-        return json.loads(text).get("format") == "Velox"
-    except (TypeError, ValueError, AttributeError):
-        return False
+        record = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise UnreadableFileError(f"{path}: the EMD 'Version' record is not readable ({reason(exc)}); "
+                                  "the file is damaged") from None
+    return isinstance(record, Mapping) and record.get("format") == "Velox"
 
 
 def _looks_velox(original_metadata: Mapping) -> bool:
@@ -502,7 +543,8 @@ def _from_velox(path: Path) -> SegmentAcquisition:
     try:
         records = file_reader(str(path), select_type="images")
     except Exception as exc:  # the Velox reader raises many kinds on a bad file  # noqa: BLE001
-        raise UnreadableFileError(f"{path}: not a readable Velox EMD file ({type(exc).__name__}: {exc})") from None
+        raise UnreadableFileError(f"{path}: not a readable Velox EMD file ({type(exc).__name__}: {reason(exc)})") \
+            from None
     return _from_records(records, path, (path,), "velox")
 
 
