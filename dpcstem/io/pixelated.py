@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import physics
 from ..errors import DPCError, InputDataError, MissingMetadataError, UnreadableFileError
+from .results import HDF5_FAILURES, reason
 
 #: Target size of one Dask chunk of frames, in bytes.
 CHUNK_BYTES = 64 * 2**20
@@ -151,7 +152,8 @@ def open_pixelated(path, *, dataset=None, scan_shape=None, shape=None, dtype=Non
     except DPCError:
         raise
     except Exception as exc:  # a reader's own failure on a file it cannot parse
-        raise UnreadableFileError(f"{path}: cannot read it as a {suffix or 'raw'} 4D-STEM file ({exc})") from None
+        raise UnreadableFileError(f"{path}: cannot read it as a {suffix or 'raw'} 4D-STEM file ({reason(exc)})") \
+            from None
     out.data = _to_four_d(out.data, path, scan_shape)
     if out.kind not in ("npy", "raw") and out.data.dtype.byteorder not in ("=", "|"):
         out.data = out.data.astype(out.data.dtype.newbyteorder("="))
@@ -249,8 +251,22 @@ class _HDF5Frames:
     def __getitem__(self, key):
         import h5py
 
-        with h5py.File(self.path, "r") as f:
-            return f[self.name][key]
+        try:
+            with h5py.File(self.path, "r") as f:
+                return f[self.name][key]
+        except HDF5_FAILURES as exc:  # a damaged chunk shows only when it is read
+            raise UnreadableFileError(f"{self.path}: dataset {self.name!r}: frames {_slices(key)} cannot be read "
+                                      f"({reason(exc)}); the file is damaged") from None
+
+
+def _slices(key):
+    """An index tuple as text, e.g. [0:4, 0:8, :, :]."""
+    def one(k):
+        if isinstance(k, slice):
+            return f"{'' if k.start is None else k.start}:{'' if k.stop is None else k.stop}"
+        return str(k)
+
+    return "[" + ", ".join(one(k) for k in (key if isinstance(key, tuple) else (key,))) + "]"
 
 
 def _open_hdf5(path, dataset, chunk_bytes):
@@ -294,8 +310,16 @@ def _open_raw(path, shape, dtype, offset):
     shape = tuple(int(n) for n in shape)
     if len(shape) != 4 or min(shape) < 1:
         raise InputDataError(f"{path}: raw shape must be four positive sizes (scan_y, scan_x, ky, kx), got {shape}")
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise InputDataError(f"{path}: raw dtype {dtype!r} is not a NumPy type ({reason(exc)}); give e.g. <u2, >u2 "
+                             "or f4") from None
+    if dtype.kind not in "buif" or dtype.itemsize == 0:
+        raise InputDataError(f"{path}: raw dtype must be an integer or float type such as <u2, >u2 or f4, got {dtype}")
     offset = int(offset)
+    if offset < 0:
+        raise InputDataError(f"{path}: raw header offset must be zero or more bytes, got {offset}")
     need = offset + math.prod(shape) * dtype.itemsize
     size = path.stat().st_size
     if size < need:
@@ -307,6 +331,10 @@ def _open_raw(path, shape, dtype, offset):
 # -- helpers --------------------------------------------------------------------------------
 
 def _to_four_d(data, path, scan_shape):
+    if scan_shape is not None:
+        if len(tuple(scan_shape)) != 2 or min(int(n) for n in scan_shape) < 1:
+            raise InputDataError(f"{path}: scan_shape must be two positive sizes (scan_y, scan_x), got "
+                                 f"{tuple(scan_shape)}")
     if data.ndim == 4:
         if scan_shape is not None and tuple(scan_shape) != tuple(data.shape[:2]):
             raise InputDataError(f"{path}: the file's scan is {tuple(data.shape[:2])}, "
