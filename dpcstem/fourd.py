@@ -489,6 +489,16 @@ def mrad_per_px(*, camera_length_mm=None, detector_pixel_um=None, mrad_per_px=No
     return pitch / length  # µm / mm = mrad
 
 
+def _angular_pixel_size(value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise CalibrationError(f"mrad_per_px must be a number (mrad per detector pixel), got {value!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise CalibrationError(f"mrad_per_px must be positive and finite (mrad per detector pixel), got {value!r}")
+    return value
+
+
 def fit_plane(values, region=None) -> np.ndarray:
     """Least-squares plane a + b·x + c·y through a map over ``region`` (and finite pixels).
 
@@ -556,6 +566,7 @@ def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: 
     theta_x_mrad, theta_y_mrad : ndarray of float64, shape (ny, nx)
         Deflection along scan x and scan y in mrad.
     """
+    mrad_per_px = _angular_pixel_size(mrad_per_px)
     com_x = np.asarray(com_x, dtype=np.float64)
     com_y = np.asarray(com_y, dtype=np.float64)
     if com_x.ndim != 2 or com_x.shape != com_y.shape:
@@ -586,7 +597,9 @@ def bright_field_disc(data, *, max_frames=64):
     array, _ = _as_frames(data)
     n = min(int(array.shape[1]), int(max_frames))
     sample = np.asarray(array[0, :n], dtype=np.float64)
-    mean = np.nanmean(sample, axis=0)
+    finite = np.isfinite(sample)
+    counted = finite.sum(axis=0)
+    mean = np.where(counted > 0, np.where(finite, sample, 0.0).sum(axis=0) / np.maximum(counted, 1), np.nan)
     if not np.isfinite(mean).any() or np.nanmax(mean) <= 0:
         raise InputDataError("the first frames hold no counts: the bright-field disc cannot be found; "
                              "give the mask centre and radius")
@@ -628,6 +641,7 @@ def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_
     """
     from .reconstruct import reconstruct_deflection
 
+    mrad_per_px = _angular_pixel_size(mrad_per_px)
     array, _ = _as_frames(data)
     mask = None
     attrs = {"mrad_per_px": float(mrad_per_px), "descan": "plane" if reference is None else "reference"}
@@ -642,6 +656,9 @@ def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_
     theta_x, theta_y = deflection_from_com(sums.com_x, sums.com_y, calibration, mrad_per_px=mrad_per_px,
                                            reference=reference, region=region)
     valid = np.isfinite(theta_x) & np.isfinite(theta_y)
+    if not valid.any():
+        raise InputDataError("no frame has a finite centre of mass: every frame holds zero counts or NaN inside the "
+                             "mask (check the data, the mask radius and centre)")
     result = reconstruct_deflection(theta_x, theta_y, calibration, valid=valid, **reconstruct_options)
     result.extra["com_x"] = (sums.com_x.astype(np.float32), "px")
     result.extra["com_y"] = (sums.com_y.astype(np.float32), "px")
