@@ -78,14 +78,19 @@ def register(reference, moving, *, upsample=20, valid=None, iterations=20) -> Re
     ref = ref - ref.mean()
     mov = mov - mov.mean()
     energies, directions = _structure(ref)
-    significant = energies > STRUCTURE_SIGNIFICANCE * _noise_gradient_energy(ref)
+    noise_energy = _noise_gradient_energy(ref)
+    significant = energies > STRUCTURE_SIGNIFICANCE * noise_energy
     if not significant.any():
         return Registration((0.0, 0.0), math.nan, True)
     constrained = not significant.all()
     keep = directions[:, significant]  # (2, k): the directions with structure
-    # The fit runs on smoothed images: noisy gradients would pull the shift toward zero.
+    # The fit runs on smoothed images, over the pixels where the reference has structure:
+    # gradients that are only noise would pull the shift toward zero.
     ref = ndimage.gaussian_filter(ref, STRUCTURE_SMOOTHING_PX, mode="nearest")
     mov = ndimage.gaussian_filter(mov, STRUCTURE_SMOOTHING_PX, mode="nearest")
+    gy, gx = np.gradient(ref)
+    edges = gy**2 + gx**2 > STRUCTURE_SIGNIFICANCE * 2 * noise_energy
+    edges = ndimage.binary_dilation(edges, iterations=2) if edges.sum() >= 16 else np.ones_like(edges)
 
     window = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1])) if min(ref.shape) > 4 else 1.0
     shift, _, _ = phase_cross_correlation(ref * window, mov * window, upsample_factor=upsample,
@@ -97,11 +102,13 @@ def register(reference, moving, *, upsample=20, valid=None, iterations=20) -> Re
         margin = int(np.ceil(np.abs(shift).max())) + 2
         inner = (slice(margin, -margin or None), slice(margin, -margin or None))
         wy, wx = np.gradient(warped)
-        diff = (warped - ref)[inner].ravel()
+        use = np.zeros_like(edges)
+        use[inner] = edges[inner]
+        diff = (warped - ref)[use]
         if diff.size == 0:
             break
         # Unknowns: the shift step along the kept directions and an intensity offset.
-        gradients = np.column_stack([wy[inner].ravel(), wx[inner].ravel()]) @ keep
+        gradients = np.column_stack([wy[use], wx[use]]) @ keep
         design = np.column_stack([gradients, np.ones_like(diff)])
         solution = np.linalg.lstsq(design, diff, rcond=None)[0]
         step = keep @ solution[:-1]
@@ -326,8 +333,8 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
     return BiasSeriesResult(biases, ref, results, net, registrations, calibration, attrs=attrs)
 
 
-def interface_table(series: BiasSeriesResult, interface, *, half_range_nm=None, side=None, counter_nm=None,
-                    net=True):
+def interface_table(series: BiasSeriesResult, interface, *, half_range_nm=None, bin_nm=None, side=None,
+                    counter_nm=None, net=True):
     """Layer figures for each bias from the (net) maps: a list of dicts with ``bias_v``.
 
     Each row holds the :class:`~dpcstem.interface.LayerFigures` of the net field (the field
@@ -342,8 +349,9 @@ def interface_table(series: BiasSeriesResult, interface, *, half_range_nm=None, 
         if net and bias == series.reference_bias_v:
             continue
         normal = interface.normal_component(result.field_x, result.field_y)
-        fp = profile_across(normal, interface, step, half_range_nm=half_range_nm, valid=result.valid, units="V/m")
-        cp = profile_across(result.charge_density, interface, step, half_range_nm=half_range_nm,
+        fp = profile_across(normal, interface, step, half_range_nm=half_range_nm, bin_nm=bin_nm, valid=result.valid,
+                            units="V/m")
+        cp = profile_across(result.charge_density, interface, step, half_range_nm=half_range_nm, bin_nm=bin_nm,
                             valid=result.valid, units="C/m^3")
         figures = layer_figures(fp, side=side, counter_nm=counter_nm)
         rows.append({"bias_v": float(bias), **figures.as_dict(), "field_profile": fp, "charge_profile": cp})
