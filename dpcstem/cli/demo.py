@@ -1,44 +1,200 @@
-"""``dpcstem demo``: simulate an acquisition with a known answer, reconstruct it, compare."""
+"""``dpcstem demo``: the in-situ experiment, simulated with its answer and reconstructed.
+
+A LiCoO2 cathode against a Li6PS5Cl solid electrolyte, biased at 0, 1.0 … 2.2 V and watched
+by four-segment DPC: a bare cathode (131 nm thick) and a BaTiO3-coated one (270 nm), whose
+coating takes most of the bias so its space-charge layer grows less. Each series is
+simulated as an instrument records it (drift between frames, unequal segment gains and
+offsets, descan, a mean-inner-potential step, Poisson noise), written as files, then
+reconstructed, registered and subtracted against 0 V exactly as ``dpcstem bias-series``
+does, and compared with the truth.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+#: The two cathodes: name → (thickness on the cathode side in nm, share of the bias across the layer).
+SAMPLES = {"bare": (131.0, 0.5), "coated": (270.0, 0.15)}
+SCAN = (192, 160)
+STEP_NM = 0.5
+INTERFACE_POINT_NM = (30.0, 48.0)
+NORMAL_DEG = 15.0
+GAINS = (1.0, 0.95, 1.05, 1.02)
+OFFSETS = (100.0, 90.0, 110.0, 95.0)
+CHARGE_CUTOFF_PER_NM = 0.25
+
 
 def add_parser(subparsers):
-    p = subparsers.add_parser("demo", help="simulate a space-charge layer, reconstruct it, print true vs recovered",
-                              description="Simulate a four-segment acquisition of a space-charge layer with "
-                                          "counting noise, reconstruct it, and compare with the truth.")
+    p = subparsers.add_parser(
+        "demo", help="simulate the in-situ bias experiment (bare and coated cathode), reconstruct, compare",
+        description="Simulate bias series of a bare and a BaTiO3-coated LiCoO2 cathode against Li6PS5Cl at "
+                    "0, 1.0 ... 2.2 V, reconstruct the net field and net charge against 0 V, write the result "
+                    "files and figures, and print the true against the recovered layer figures.")
     p.add_argument("--out", type=Path, default=Path("demo_output"), metavar="DIR",
-                   help="folder for the demo's files (default: ./demo_output)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+                   help="folder for the demo's files (default: ./demo_output); files there are replaced")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default: 0)")
     p.set_defaults(run=run)
 
 
 def run(args):
-    import numpy as np
+    import time
 
-    from ..calibration import Calibration
-    from ..io import write_result
-    from ..reconstruct import reconstruct
-    from ..simulate import MottSchottky, deflection_from_truth, layer_truth, segments_from_deflection
-
+    start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
-    cal = Calibration(kv=200, alpha_mrad=1.0, step_x_nm=1.0, thickness_nm=131)
-    layer = MottSchottky(density_per_m3=5e25, eps_r=12, potential_drop_v=1.0, sheet_nm=2.0)
-    truth = layer_truth(layer, (96, 160), 1.0, normal_deg=0)
-    tx, ty = deflection_from_truth(truth, cal.kv, cal.thickness_nm)
-    segments = segments_from_deflection(tx, ty, cal, dose=2e5, rng=rng, dtype=np.uint16)
-    np.save(out / "segments.npy", segments)
-    result = reconstruct(segments, cal)
-    path = write_result(out / "result.h5", result.maps(), cal.to_attrs(), inputs=[out / "segments.npy"],
-                        overwrite=True)
-    profile_true = truth.field_x.mean(axis=0)
-    profile = np.nanmean(result.field_x, axis=0)
-    k = int(np.argmax(np.abs(profile_true)))
-    print(f"peak field   true {profile_true[k]:.4g} V/m   recovered {profile[k]:.4g} V/m")
-    print(f"layer width  true {layer.width_nm:.3g} nm")
-    print(f"wrote {out / 'segments.npy'} and {path}")
+    (out / "figures").mkdir(exist_ok=True)
+    outcomes = {}
+    for k, (name, (thickness, share)) in enumerate(SAMPLES.items()):
+        outcomes[name] = run_sample(name, thickness, share, out, seed=args.seed + k)
+    figures = draw_figures(outcomes, out / "figures")
+    print(format_comparison(outcomes))
+    print()
+    for name, outcome in outcomes.items():
+        print(f"{name}: acquisitions in {outcome['folder']}/, result {outcome['result']}")
+        print(f"  redo it by hand: dpcstem bias-series {outcome['folder']}/bias_*.h5 --reference "
+              f"{outcome['folder']}/vacuum.h5 --thickness-map {outcome['folder']}/thickness.h5 -o series.h5")
+    print("figures:", ", ".join(str(f) for f in figures))
+    print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def simulate_sample(thickness_nm, share, *, seed):
+    """The simulated series of one cathode (see the module docstring)."""
+    from ..calibration import Calibration
+    from ..simulate import Descan, MeanInnerPotential, MottSchottky, StepThickness, simulate_bias_series
+
+    cal = Calibration(kv=200, alpha_mrad=1.5, step_x_nm=STEP_NM, thickness_nm=thickness_nm, eps_r=12)
+    layer = MottSchottky(density_per_m3=1e25, eps_r=12, potential_drop_v=0.3, sheet_nm=1.5)
+    return simulate_bias_series(
+        layer, cal, SCAN, share=share, point_nm=INTERFACE_POINT_NM, normal_deg=NORMAL_DEG,
+        mip=MeanInnerPotential(18.0, 12.0, width_nm=4.0),
+        thickness=StepThickness(thickness_nm, thickness_nm + 40.0, width_nm=2.0, point_nm=INTERFACE_POINT_NM,
+                                normal_deg=NORMAL_DEG),
+        scattering_mfp_nm=150.0, drift_px=(0.3, -0.45), gains=GAINS, offsets=OFFSETS,
+        descan=Descan(linear_mrad=((0.002, -0.001), (0.0015, 0.0025))), dose=1.5e5, rng=seed)
+
+
+def run_sample(name, thickness_nm, share, out: Path, *, seed):
+    """Simulate, write, read back, reconstruct and analyse one cathode's series."""
+    from ..bias import interface_table, reconstruct_series
+    from ..interface import Interface, layer_figures, profile_across
+    from ..io import read_segments, write_result
+    from ..io.simulated import write_series
+    from ..physics import field_v_per_m_from_deflection
+
+    sim = simulate_sample(thickness_nm, share, seed=seed)
+    folder = out / name
+    folder.mkdir(exist_ok=True)
+    files = write_series(sim, folder, overwrite=True, seed=seed)
+    acquisitions = [read_segments(f) for f in files[: len(sim.acquisitions)]]
+    vacuum = read_segments(folder / "vacuum.h5").segments
+    biases = [a.metadata["bias_v"] for a in acquisitions]
+    series = reconstruct_series([a.segments for a in acquisitions], biases, sim.calibration, vacuum=vacuum,
+                                offsets=OFFSETS, charge_method="spectral", cutoff=CHARGE_CUTOFF_PER_NM)
+    result = write_result(out / f"{name}_series.h5", series.file_maps(), series.file_attrs(),
+                          inputs=[p for a in acquisitions for p in a.paths], overwrite=True)
+    interface = Interface.from_normal(INTERFACE_POINT_NM, NORMAL_DEG, 80.0)
+    profile = dict(half_range_nm=20.0, bin_nm=1.0)
+    rows = interface_table(series, interface, **profile)
+    step = (sim.calibration.step_x_nm, sim.calibration.step_y_nm)
+    for i, row in enumerate(rows, start=1):
+        net = sim.net_truth(i)
+        true_field = [field_v_per_m_from_deflection(net[c], sim.calibration.kv, sim.calibration.thickness_nm)
+                      for c in ("deflection_x", "deflection_y")]
+        true_profile = profile_across(interface.normal_component(*true_field), interface, step, **profile)
+        row["true"] = layer_figures(true_profile).as_dict()
+        row["true_profile"] = true_profile
+    return {"series": series, "rows": rows, "folder": folder, "result": result, "interface": interface,
+            "thickness_nm": thickness_nm, "share": share, "sim": sim}
+
+
+def format_comparison(outcomes) -> str:
+    """True against recovered net layer figures, per cathode and bias."""
+    lines = ["net space-charge layer against 0 V: true (probe-weighted) vs recovered",
+             f"{'sample':8} {'bias':>6} {'peak net E (MV/m)':>24} {'width (nm)':>16} {'net ΔV (V)':>18}"
+             f" {'net σ (mC/m²)':>26}"]
+    for name, outcome in outcomes.items():
+        for r in outcome["rows"]:
+            t = r["true"]
+            lines.append(
+                f"{name:8} {r['bias_v']:5.1f}V"
+                f" {t['peak_field_v_per_m'] / 1e6:7.1f} {r['peak_field_v_per_m'] / 1e6:7.1f} ±{r['peak_field_stderr'] / 1e6:4.1f}"
+                f" {t['width_nm']:6.1f} {r['width_nm']:6.1f} ±{r['width_stderr']:3.1f}"
+                f" {t['potential_drop_v']:6.3f} {r['potential_drop_v']:6.3f} ±{r['potential_drop_stderr']:5.3f}"
+                f" {t['areal_charge_c_per_m2'] * 1e3:7.3f} {r['areal_charge_c_per_m2'] * 1e3:7.3f}"
+                f" ±{r['areal_charge_stderr'] * 1e3:5.3f}")
+    return "\n".join(lines)
+
+
+def draw_figures(outcomes, folder: Path) -> list:
+    """Net-field and net-charge panels, profiles, and net charge against bias; returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .. import plot
+
+    files = []
+    vmax_field = max(np.nanpercentile(np.abs(_normal_field(o, r)), 99.5) for o in outcomes.values()
+                     for r in o["series"].net[1:])
+    for name, outcome in outcomes.items():
+        series = outcome["series"]
+        step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
+        biases = list(series.biases_v[1:])
+        fields = [_normal_field(outcome, r) for r in series.net[1:]]
+        fig = plot.plot_bias_panel(fields, biases, units="V/m", step_nm=step, ncols=4, vmax=vmax_field,
+                                   quantity="net field along the interface normal",
+                                   title=f"{name} cathode ({outcome['thickness_nm']:g} nm): net field against 0 V")
+        files.append(_save(fig, folder / f"{name}_net_field.png"))
+        charges = [r.charge_density for r in series.net[1:]]
+        fig = plot.plot_bias_panel(charges, biases, units="C/m^3", step_nm=step, ncols=4,
+                                   quantity="net charge density",
+                                   title=f"{name} cathode: net charge accumulation against 0 V "
+                                         f"(low-pass {CHARGE_CUTOFF_PER_NM} /nm)")
+        files.append(_save(fig, folder / f"{name}_net_charge.png"))
+
+    fig, axes = plt.subplots(1, len(outcomes), figsize=(6 * len(outcomes), 4.2), sharey=True, layout="constrained")
+    cmap = plt.get_cmap("viridis")
+    for ax, (name, outcome) in zip(np.atleast_1d(axes), outcomes.items()):
+        rows = outcome["rows"]
+        for k, row in enumerate(rows):
+            colour = cmap(k / max(len(rows) - 1, 1))
+            fp = row["field_profile"]
+            plot.plot_profile(fp.distance_nm, fp.mean, error=fp.stderr, ax=ax, units="V/m",
+                              quantity="net field", label=f"{row['bias_v']:.1f} V")
+            ax.lines[-1].set_color(colour)
+            for coll in ax.collections[-1:]:
+                coll.set_color(colour)
+            tp = row["true_profile"]
+            ax.plot(tp.distance_nm, tp.mean, ls="--", lw=0.8, color="k")
+        ax.set_title(f"{name} cathode: net field across the interface (dashed: truth)")
+        ax.legend(fontsize=7, ncols=2)
+    files.append(_save(fig, folder / "net_field_profiles.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    for name, outcome in outcomes.items():
+        rows = outcome["rows"]
+        biases = [r["bias_v"] for r in rows]
+        plot.plot_charge_vs_bias(biases, [r["areal_charge_c_per_m2"] for r in rows],
+                                 errors=[r["areal_charge_stderr"] for r in rows], ax=ax, label=f"{name} (recovered)",
+                                 quantity="net areal charge in the layer")
+        ax.plot(biases, [r["true"]["areal_charge_c_per_m2"] for r in rows], ls="none", marker="x", color="k",
+                label="truth (probe-weighted)" if name == next(iter(outcomes)) else None)
+    ax.legend()
+    ax.set_title("net charge accumulation against bias")
+    files.append(_save(fig, folder / "net_charge_vs_bias.png"))
+    return files
+
+
+def _normal_field(outcome, result):
+    return outcome["interface"].normal_component(result.field_x, result.field_y)
+
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

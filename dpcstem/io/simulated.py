@@ -1,0 +1,175 @@
+"""Files of simulated acquisitions: segments as ``dpcstem.io.read_segments`` reads them, and their truth.
+
+Each acquisition is an HDF5 file with the dataset ``segments`` (4, ny, nx) uint16 (A, B, C, D)
+and the root attributes :func:`dpcstem.io.read_segments` reads (``kv``, ``alpha_mrad``,
+``step_x_nm``, ``step_y_nm``, ``thickness_nm``, ``collection_inner_mrad``,
+``collection_outer_mrad``, ``detector_rotation_deg``, ``flip``, ``bias_v``). Beside them:
+``vacuum.h5`` (same layout), ``thickness.h5`` (dataset ``thickness`` in nm, when the
+thickness is not uniform) and ``truth.h5`` (see :func:`write_truth`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .results import atomic_output
+
+
+def bias_file_name(bias_v) -> str:
+    """File name of the acquisition at ``bias_v``: ``bias_+1.200V.h5``."""
+    return f"bias_{bias_v:+.3f}V.h5"
+
+
+def write_series(series, out: Path, *, overwrite=False, single=False, seed=None) -> list:
+    """Write a :class:`~dpcstem.simulate.SimulatedSeries` as the files described above.
+
+    Parameters
+    ----------
+    series : SimulatedSeries
+    out : Path
+        Existing folder.
+    overwrite : bool
+        Replace files of the same names.
+    single : bool
+        One acquisition: ``segments.h5`` and a truth without the bias axis.
+    seed : int, optional
+        Recorded in the truth file.
+
+    Returns
+    -------
+    list of Path
+        The files written, acquisitions first (in the order scanned), then vacuum,
+        thickness and truth.
+    """
+
+    calibration = series.calibration
+    files = []
+    for acquisition in series.acquisitions:
+        name = "segments.h5" if single else bias_file_name(acquisition.bias_v)
+        title = f"simulated acquisition at {acquisition.bias_v:g} V"
+        files.append(write_segments(out / name, acquisition.segments, calibration, overwrite=overwrite,
+                                    bias_v=acquisition.bias_v, title=title))
+    if series.vacuum is not None:
+        files.append(write_segments(out / "vacuum.h5", series.vacuum, calibration, overwrite=overwrite,
+                                    title="simulated vacuum reference"))
+    if np.ndim(calibration.thickness_nm) == 2:
+        files.append(_write_thickness(out / "thickness.h5", calibration.thickness_nm, overwrite=overwrite))
+    files.append(write_truth(out / "truth.h5", series, [f.name for f in files[: len(series.acquisitions)]],
+                             overwrite=overwrite, single=single, seed=seed))
+    return files
+
+
+def write_segments(path: Path, segments, calibration, *, overwrite=False, bias_v=None, title=None) -> Path:
+    """One acquisition: dataset ``segments`` (4, ny, nx) and the calibration as root attributes."""
+
+
+    attrs = {k: v for k, v in calibration.to_attrs().items() if k != "eps_r"}  # an instrument does not know εr
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for key, value in attrs.items():
+                f.attrs[key] = value
+            if bias_v is not None:
+                f.attrs["bias_v"] = float(bias_v)
+            if title:
+                f.attrs["title"] = title
+            ds = f.create_dataset("segments", data=np.asarray(segments), chunks=(1, *segments.shape[1:]),
+                                  compression="gzip", shuffle=True)
+            ds.attrs["units"] = "counts"
+            ds.attrs["order"] = "A, B, C, D"
+    return Path(path)
+
+
+def _write_thickness(path: Path, thickness, *, overwrite=False) -> Path:
+
+
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("thickness", data=thickness).attrs["units"] = "nm"
+    return Path(path)
+
+
+#: Truth maps written per frame: Truth attribute → (dataset, unit).
+_TRUTH_MAPS = {
+    "field_x": ("field_x", "V/m"), "field_y": ("field_y", "V/m"),
+    "charge_density": ("charge_density", "C/m^3"), "free_charge_density": ("free_charge_density", "C/m^3"),
+    "potential": ("potential", "V"), "deflection_x": ("deflection_x", "mrad"),
+    "deflection_y": ("deflection_y", "mrad"),
+}
+
+#: Scalar figures per frame: figures key → (dataset, unit).
+_FIGURES = {
+    "width_nm": ("layer_width", "nm"), "peak_field_v_per_m": ("peak_field", "V/m"),
+    "areal_charge_c_per_m2": ("areal_charge", "C/m^2"), "potential_drop_v": ("potential_drop", "V"),
+}
+
+
+def write_truth(path: Path, series, files, *, overwrite=False, single=False, seed=None) -> Path:
+    """The answer of a simulated series as HDF5.
+
+    Datasets (each with a ``units`` attribute), for n frames in the order scanned, on the
+    grid of the reference frame (the first; for one acquisition, its own grid):
+
+    - ``bias`` (n,) V, ``files`` (n,) the acquisition file names, ``drift_px`` (n, 2)
+      pixels (dy, dx), what ``phase_cross_correlation(reference, frame)`` recovers;
+    - ``field_x``, ``field_y`` (V/m), ``charge_density``, ``free_charge_density`` (C/m³),
+      ``potential`` (V), ``deflection_x``, ``deflection_y`` (mrad, probe-weighted,
+      specimen only): (n, ny, nx);
+    - ``net_field_x``, ``net_field_y``, ``net_charge_density``, ``net_potential``,
+      ``net_deflection_x``, ``net_deflection_y``: each frame minus the reference;
+    - ``layer_width`` (nm), ``peak_field`` (V/m), ``areal_charge`` (C/m², free charge of
+      the layer side), ``potential_drop`` (V), ``net_areal_charge``: (n,);
+    - ``thickness`` (nm), ``mean_inner_potential`` (V, when there is a step),
+      ``distance`` (nm from the interface), ``descan_x``, ``descan_y`` (mrad): (ny, nx).
+
+    With ``single`` the leading axis of length 1 is dropped and there are no net maps.
+    Root attributes: the calibration, every simulation setting and the seed.
+    """
+
+    from .. import __version__
+
+    truths = series.reference_truths
+    n = len(truths)
+    squeeze = (lambda a: a[0]) if single else (lambda a: a)
+    shape = truths[0].field_x.shape
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["dpcstem_version"] = __version__
+            f.attrs["frame"] = "the grid of the reference (first) acquisition"
+            for key, value in {**series.calibration.to_attrs(), **series.settings}.items():
+                if key == "thickness_nm" and value == "map":
+                    continue
+                f.attrs[key] = value
+            if seed is not None:
+                f.attrs["seed"] = seed
+
+            def put(name, array, unit):
+                array = np.asarray(array)
+                ds = f.create_dataset(name, data=array, compression="gzip" if array.size > 4096 else None)
+                ds.attrs["units"] = unit
+
+            put("bias", squeeze(series.biases), "V")
+            f.create_dataset("files", data=np.array(files if not single else files[0], dtype=h5py.string_dtype()))
+            put("drift_px", squeeze(series.drifts_px), "px")
+            for attr, (name, unit) in _TRUTH_MAPS.items():
+                put(name, squeeze(np.stack([getattr(t, attr) for t in truths])), unit)
+                if not single and attr != "free_charge_density":
+                    put(f"net_{name}", np.stack([series.net_truth(i)[attr] for i in range(n)]), unit)
+            for key, (name, unit) in _FIGURES.items():
+                values = np.array([t.figures.get(key, math.nan) for t in truths], dtype=float)
+                put(name, squeeze(values), unit)
+                if key == "areal_charge_c_per_m2" and not single:
+                    put("net_areal_charge", values - values[0], unit)
+            put("thickness", truths[0].thickness_nm, "nm")
+            if truths[0].mean_inner_potential is not None:
+                put("mean_inner_potential", truths[0].mean_inner_potential, "V")
+            put("distance", truths[0].distance_nm, "nm")
+            descan_x, descan_y = series.descan(shape)
+            put("descan_x", descan_x, "mrad")
+            put("descan_y", descan_y, "mrad")
+    return Path(path)
+
+
