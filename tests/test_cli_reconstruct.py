@@ -185,3 +185,54 @@ def test_thickness_map_option(acquisition, tmp_path):
     opts[i + 1] = str(tmp_path / "bad.npy")
     one_line_error(dpcstem("reconstruct", tmp_path / "seg.npy", *opts, "-o", tmp_path / "bad.h5"),
                    "thickness map shape (3, 3)")
+
+
+def bumps_deflection(shape, peak_mrad=0.3, seed=3):
+    """θ ∝ ∇V of Gaussian potential bumps (positive charges): a curl-free map with structure in 2-D."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
+    gx, gy = np.zeros(shape), np.zeros(shape)
+    for cx, cy in zip(rng.uniform(8, shape[1] - 8, 7), rng.uniform(8, shape[0] - 8, 7)):
+        bump = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 18.0)
+        gx -= (x - cx) / 9.0 * bump
+        gy -= (y - cy) / 9.0 * bump
+    scale = peak_mrad / np.hypot(gx, gy).max()
+    return scale * gx, scale * gy
+
+
+def test_fit_rotation_finds_the_detector_rotation_and_records_it(tmp_path):
+    tx, ty = bumps_deflection((64, 72))
+    cal = Calibration(kv=KV, alpha_mrad=ALPHA, step_x_nm=STEP, thickness_nm=THICKNESS, detector_rotation_deg=37.0,
+                      flip=True)
+    np.save(tmp_path / "seg.npy", segments_from_deflection(tx, ty, cal, dose=1e5, rng=np.random.default_rng(0),
+                                                           dtype=np.uint16))
+    run = dpcstem("reconstruct", tmp_path / "seg.npy", *OPTIONS, "--fit-rotation", "-o", tmp_path / "o.h5")
+    assert run.returncode == 0, run.stderr
+    assert "fitted detector rotation 37." in run.stdout or "fitted detector rotation 36.9" in run.stdout
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f.attrs["detector_rotation_deg"] == pytest.approx(37.0, abs=0.5)
+        assert bool(f.attrs["flip"]) and bool(f.attrs["rotation_fit_flip"])
+        assert f.attrs["rotation_fit_curl_ratio"] < 0.5 * f.attrs["rotation_fit_curl_ratio_other_flip"]
+        np.testing.assert_allclose(np.nanmean(f["deflection_x"][()] - tx), 0.0, atol=2e-3)
+
+
+def test_uncertainty_maps_profiles_and_descan_region_reach_the_file(acquisition, tmp_path):
+    segments, truth = acquisition
+    np.save(tmp_path / "seg.npy", segments)
+    width = segments.shape[2] * STEP
+    run = dpcstem("reconstruct", tmp_path / "seg.npy", *OPTIONS, "--dose", "2e5", "--interface", 11.75, 0, 11.75, 11.5,
+                  "--descan-region", 0, 0, 5, 11.5, "--descan-order", 1, "-o", tmp_path / "o.h5")
+    assert run.returncode == 0, run.stderr
+    assert "layer width" in run.stdout and "areal charge" in run.stdout
+    with h5py.File(tmp_path / "o.h5") as f:
+        for name, unit in [("deflection_x_uncertainty", "mrad"), ("field_x_uncertainty", "V/m"),
+                           ("charge_density_uncertainty", "C/m^3"), ("profile_distance", "nm"),
+                           ("profile_field", "V/m")]:
+            assert f[name].attrs["units"] == unit
+        assert np.all(f["field_x_uncertainty"][()][np.isfinite(f["field_x"][()])] > 0)
+        assert f.attrs["descan_order"] == 1
+        profile = f["profile_field"][()]
+    assert np.nanmax(np.abs(profile)) == pytest.approx(np.abs(truth.field_x).max(), rel=0.1)
+    assert width > 11.75
+    one_line_error(dpcstem("reconstruct", tmp_path / "seg.npy", *OPTIONS, "--descan-region", 100, 100, 120, 120,
+                           "-o", tmp_path / "bad.h5"), "--descan-region", "holds no pixel")

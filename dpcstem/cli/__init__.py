@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from ..errors import DPCError
 
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
         status = args.run(args)
     except DPCError as exc:
@@ -62,6 +64,10 @@ def main(argv=None) -> int:
         )
         return 1
     return int(status or 0)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"dpcstem: warning: {message}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":  # pragma: no cover

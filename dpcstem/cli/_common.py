@@ -65,21 +65,6 @@ FIELD_OPTIONS = {
 }
 
 
-def add_positive_option(group, *flags, **kwargs):
-    """An option taking one positive, finite number (argparse refuses anything else, exit status 2)."""
-    group.add_argument(*flags, type=_positive_float, **kwargs)
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {text!r}")
-    return value
-
-
 def calibration_from_args(args, file_values: dict | None = None, *, alpha_default=None, source=None) -> Calibration:
     """Merge what the file says with what the user gave; the user's value wins, with a warning.
 
@@ -89,6 +74,7 @@ def calibration_from_args(args, file_values: dict | None = None, *, alpha_defaul
     from ..io import read_thickness_map
 
     file_values = dict(file_values or {})
+    _check_cutoff(args)
     user = {}
     if args.kv is not None:
         user["kv"] = args.kv
@@ -127,6 +113,14 @@ def calibration_from_args(args, file_values: dict | None = None, *, alpha_defaul
         return Calibration(**values, sources=sources)
     except CalibrationError as exc:
         raise CalibrationError(_where(str(exc), user, file_values, alpha_default, source)) from None
+
+
+def _check_cutoff(args):
+    """--cutoff of the commands that reconstruct: checked here, where each of them passes before any work."""
+    cutoff = getattr(args, "cutoff", None)
+    if cutoff is not None and not (math.isfinite(cutoff) and cutoff > 0):
+        raise CalibrationError(f"--cutoff must be a positive number of cycles/nm (the low-pass cutoff of the "
+                               f"spectral divergence), got {cutoff!r}")
 
 
 def _where(message, user, file_values, alpha_default, source):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._common import add_output_options, calibration_from_args, check_output
-from .reconstruct import add_reconstruction_options, response_from_args
+from .reconstruct import add_reconstruction_options, region_mask, response_from_args
 
 
 def add_parser(subparsers):
@@ -31,8 +31,6 @@ def add_parser(subparsers):
 
 
 def run(args):
-    import numpy as np
-
     from ..bias import interface_table, reconstruct_series
     from ..errors import DPCError, InputDataError
     from ..interface import Interface
@@ -55,10 +53,13 @@ def run(args):
     calibration = calibration_from_args(args, acquisitions[0].calibration_values)
     calibration.require_thickness()
     vacuum = read_segments(args.reference).segments if args.reference else None
+    shape = acquisitions[0].segments.shape[1:]
     series = reconstruct_series(
         [a.segments for a in acquisitions], biases, calibration, reference_bias_v=args.reference_bias,
-        response=response_from_args(args), vacuum=vacuum, shifts_px=args.shift, register_maps=not args.no_register,
-        progress=True, charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method)
+        response=response_from_args(args), vacuum=vacuum, descan_order=args.descan_order, shifts_px=args.shift,
+        register_maps=not args.no_register, progress=True, charge_method=args.charge_method, cutoff=args.cutoff,
+        potential_method=args.potential_method,
+        potential_reference=region_mask(args.potential_reference, shape, calibration, "--potential-reference"))
     maps = series.file_maps()
     inputs = [p for a in acquisitions for p in a.paths]
     write_result(output, maps, series.file_attrs(), inputs=inputs, overwrite=args.overwrite)

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import (
-    add_calibration_options,
-    add_output_options,
-    add_positive_option,
-    calibration_from_args,
-    check_output,
-)
+from ._common import add_calibration_options, add_output_options, calibration_from_args, check_output
 
 
 def add_parser(subparsers):
@@ -53,8 +47,8 @@ def add_parser(subparsers):
                         "(default: a plane fitted to the centre of mass over the whole scan)")
     c.add_argument("--charge-method", choices=("finite-difference", "spectral"), default="finite-difference",
                    help="divergence for the charge density (default: finite-difference)")
-    add_positive_option(c, "--cutoff", metavar="PER_NM",
-                        help="low-pass cutoff of the spectral divergence in cycles/nm")
+    c.add_argument("--cutoff", type=float, metavar="PER_NM",
+                   help="low-pass cutoff of the spectral divergence in cycles/nm")
     c.add_argument("--potential-method", choices=("mirror", "dct"), default="mirror",
                    help="boundary treatment of the iDPC integration (default: mirror)")
     add_output_options(p)
@@ -82,8 +76,14 @@ def _angular_pixel(args, file_value):
             raise CalibrationError("the detector's angular pixel size is needed: give --mrad-per-px X, or "
                                    "--camera-length MM with --detector-pixel-um UM")
         return file_value, "file"
-    value = mrad_per_px(camera_length_mm=args.camera_length, detector_pixel_um=args.detector_pixel_um,
-                        mrad_per_px=args.mrad_per_px)
+    try:
+        value = mrad_per_px(camera_length_mm=args.camera_length, detector_pixel_um=args.detector_pixel_um,
+                            mrad_per_px=args.mrad_per_px)
+    except CalibrationError as exc:
+        options = {"mrad_per_px": "--mrad-per-px", "camera_length_mm": "--camera-length",
+                   "detector_pixel_um": "--detector-pixel-um"}
+        named = [option for name, option in options.items() if name in str(exc)]
+        raise CalibrationError(f"{' and '.join(named)}: {exc}" if named else str(exc)) from None
     if file_value is not None and abs(file_value - value) > 1e-9 * value:
         warnings.warn(f"mrad_per_px: the file says {file_value!r}, using the given {value!r}", stacklevel=2)
     return value, "user"

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import (
-    add_calibration_options,
-    add_output_options,
-    add_positive_option,
-    calibration_from_args,
-    check_output,
-)
+from ._common import add_calibration_options, add_output_options, calibration_from_args, check_output
 
 
 def add_reconstruction_options(parser):
@@ -24,10 +18,15 @@ def add_reconstruction_options(parser):
                         "or an empirical response file (.npz) from a tilt series (default: exact)")
     g.add_argument("--charge-method", choices=("finite-difference", "spectral"), default="finite-difference",
                    help="divergence for the charge density (default: finite-difference)")
-    add_positive_option(g, "--cutoff", metavar="PER_NM",
-                        help="low-pass cutoff of the spectral divergence in cycles/nm")
+    g.add_argument("--cutoff", type=float, metavar="PER_NM",
+                   help="low-pass cutoff of the spectral divergence in cycles/nm")
     g.add_argument("--potential-method", choices=("mirror", "dct"), default="mirror",
                    help="boundary treatment of the iDPC integration (default: mirror)")
+    g.add_argument("--potential-reference", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                   help="rectangle (nm, scan frame) where the potential is zero (default: its mean is zero)")
+    g.add_argument("--descan-order", type=int, choices=(1, 2), default=2,
+                   help="plane (1) or quadratic (2) descan fitted to the --reference vacuum scan or the "
+                        "--descan-region (default: 2)")
 
 
 def add_parser(subparsers):
@@ -38,6 +37,21 @@ def add_parser(subparsers):
                     "dataset 'segments'; Velox .emd with DF4-A..D; or 'A.tif,B.tif,C.tif,D.tif'.")
     p.add_argument("segments", metavar="SEGMENTS", help="the acquisition (see above)")
     add_reconstruction_options(p)
+    cal = p.add_argument_group("calibration from the data")
+    cal.add_argument("--descan-region", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                     help="field-free rectangle (nm, scan frame) to which a descan surface is fitted and removed")
+    cal.add_argument("--fit-rotation", action="store_true",
+                     help="find the detector rotation (deg) and flip that make the deflection curl-free "
+                          "(--flip then fixes the flip; the 180° choice follows the skew of the charge)")
+    noise = p.add_argument_group("uncertainty maps (counting statistics)")
+    dose = noise.add_mutually_exclusive_group()
+    dose.add_argument("--dose", type=float, metavar="E",
+                      help="electrons per probe position in the bright-field disc: add uncertainty maps")
+    dose.add_argument("--counts-per-electron", type=float, metavar="X",
+                      help="detector counts per electron: add uncertainty maps")
+    p.add_argument("--interface", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+                   help="two points on an interface (nm, scan frame): profiles across it and the layer figures")
+    p.add_argument("--half-range", type=float, metavar="NM", help="largest distance from the interface, nm")
     add_output_options(p)
     p.set_defaults(run=run)
 
@@ -70,30 +84,110 @@ def read_reference(path):
     return reference
 
 
-def reconstruct_acquisition(acquisition, args, calibration, response, vacuum):
-    from ..reconstruct import reconstruct
+def region_mask(rectangle, shape, calibration, option):
+    """Boolean mask of a rectangle (x0, y0, x1, y1) in nm on the scan grid."""
+    import numpy as np
 
-    return reconstruct(acquisition.segments, calibration, response=response, vacuum=vacuum,
-                       charge_method=args.charge_method, cutoff=args.cutoff,
-                       potential_method=args.potential_method)
+    from ..errors import InputDataError
+
+    if rectangle is None:
+        return None
+    x0, y0, x1, y1 = rectangle
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
+    x = x * calibration.step_x_nm
+    y = y * calibration.step_y_nm
+    mask = (x >= min(x0, x1)) & (x <= max(x0, x1)) & (y >= min(y0, y1)) & (y <= max(y0, y1))
+    if not mask.any():
+        raise InputDataError(f"{option} {x0:g} {y0:g} {x1:g} {y1:g} nm holds no pixel of the "
+                             f"{shape[1] * calibration.step_x_nm:g} x {shape[0] * calibration.step_y_nm:g} nm scan")
+    return mask
 
 
 def run(args):
     from ..io import read_segments, write_result
+    from ..reconstruct import reconstruct, reconstruct_deflection, segment_deflection
 
     output = check_output(args.output, args.overwrite)
     acquisition = read_segments(args.segments, dataset=args.dataset)
     calibration = calibration_from_args(args, acquisition.calibration_values, source=args.segments)
     calibration.require_thickness()
     response = response_from_args(args)
+    if hasattr(response, "check"):
+        response.check(calibration)
     reference = read_reference(args.reference)
-    vacuum = None if reference is None else reference.segments
-    result = reconstruct_acquisition(acquisition, args, calibration, response, vacuum)
-    inputs = list(acquisition.paths) + (list(reference.paths) if reference is not None else [])
-    write_result(output, result.maps(), {**calibration.to_attrs(), **_plain(result.attrs)}, inputs=inputs,
+    vacuum = reference.segments if reference else None
+    shape = acquisition.segments.shape[1:]
+    attrs = {}
+    if args.fit_rotation:
+        from ..calibrate import find_rotation
+
+        raw = calibration.replace(detector_rotation_deg=0.0, flip=False)
+        tx, ty, _, ok = segment_deflection(acquisition.segments, raw, response=response)
+        fit = find_rotation(tx, ty, raw, valid=ok, flip=True if args.flip else None)
+        calibration = fit.calibration(calibration)
+        attrs.update(fit.attrs())
+        print(f"fitted detector rotation {fit.rotation_deg:.2f}°, flip {fit.flip}: rms curl / rms div "
+              f"{fit.curl_ratio:.3f} (other flip {fit.curl_ratio_other_flip:.3f})")
+    options = dict(charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
+                   potential_reference=region_mask(args.potential_reference, shape, calibration,
+                                                   "--potential-reference"))
+    result = reconstruct(acquisition.segments, calibration, response=response, vacuum=vacuum,
+                         descan_order=args.descan_order, **options)
+    if args.descan_region is not None:
+        from ..calibrate import fit_descan
+
+        mask = region_mask(args.descan_region, shape, calibration, "--descan-region")
+        fit = fit_descan(result.deflection_x, result.deflection_y, mask=mask & result.valid, order=args.descan_order)
+        corrected = reconstruct_deflection(*fit.subtract(result.deflection_x, result.deflection_y), calibration,
+                                           valid=result.valid, **options)
+        corrected.extra.update(result.extra)
+        corrected.attrs.update(result.attrs)
+        corrected.attrs.update(fit.attrs())
+        result = corrected
+    if args.dose is not None or args.counts_per_electron is not None:
+        from ..noise import uncertainty_maps
+
+        result.extra.update(uncertainty_maps(
+            acquisition.segments, calibration, response=response, dose=args.dose,
+            counts_per_electron=args.counts_per_electron, vacuum=vacuum, charge_method=args.charge_method,
+            cutoff=args.cutoff))
+    if hasattr(response, "attrs"):
+        attrs.update(response.attrs())
+    lines = []
+    if args.interface is not None:
+        lines, profile_maps = interface_summary(result, args.interface, args.half_range)
+        result.extra.update(profile_maps)
+    inputs = list(acquisition.paths) + (list(reference.paths) if reference else [])
+    write_result(output, result.maps(), {**calibration.to_attrs(), **_plain(result.attrs), **attrs}, inputs=inputs,
                  overwrite=args.overwrite)
     print(summary(result, output))
+    for line in lines:
+        print(line)
     return 0
+
+
+def interface_summary(result, points, half_range_nm):
+    """Profiles across the interface (written as 1-D datasets) and the layer figures as text lines."""
+    from ..interface import Interface, layer_figures, profile_across
+
+    cal = result.calibration
+    x1, y1, x2, y2 = points
+    interface = Interface((x1, y1), (x2, y2))
+    step = (cal.step_x_nm, cal.step_y_nm)
+    fp = profile_across(interface.normal_component(result.field_x, result.field_y), interface, step,
+                        half_range_nm=half_range_nm, valid=result.valid, units="V/m")
+    cp = profile_across(result.charge_density, interface, step, half_range_nm=half_range_nm, valid=result.valid,
+                        units="C/m^3")
+    f = layer_figures(fp)
+    lines = [f"interface from ({x1:g}, {y1:g}) to ({x2:g}, {y2:g}) nm, normal at {interface.normal_deg:.1f}°:",
+             f"  peak field {f.peak_field_v_per_m:.4g} ± {f.peak_field_stderr:.2g} V/m at {f.peak_position_nm:.2f} nm",
+             f"  layer width {f.width_nm:.3g} ± {f.width_stderr:.2g} nm",
+             f"  potential drop {f.potential_drop_v:.4g} ± {f.potential_drop_stderr:.2g} V",
+             f"  areal charge {f.areal_charge_c_per_m2:.4g} ± {f.areal_charge_stderr:.2g} C/m^2"]
+    maps = {"profile_distance": (fp.distance_nm, "nm"), "profile_field": (fp.mean, "V/m"),
+            "profile_field_stderr": (fp.stderr, "V/m"), "profile_charge_density": (cp.mean, "C/m^3"),
+            "profile_charge_density_stderr": (cp.stderr, "C/m^3")}
+    return lines, maps
 
 
 def _plain(attrs):
