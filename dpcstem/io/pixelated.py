@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import physics
 from ..errors import DPCError, InputDataError, MissingMetadataError, UnreadableFileError
-from .results import HDF5_FAILURES, reason
+from .results import HDF5_FAILURES, load_npy, reason
 
 #: Target size of one Dask chunk of frames, in bytes.
 CHUNK_BYTES = 64 * 2**20
@@ -146,7 +146,7 @@ def open_pixelated(path, *, dataset=None, scan_shape=None, shape=None, dtype=Non
         elif suffix in _HDF5_SUFFIXES:
             out = _open_hdf5(path, dataset, chunk_bytes)
         elif suffix == ".npy":
-            out = PixelatedData(np.load(path, mmap_mode="r", allow_pickle=False), path, "npy")
+            out = PixelatedData(load_npy(path, mmap_mode="r"), path, "npy")
         else:
             out = _open_raw(path, shape, dtype, offset)
     except DPCError:

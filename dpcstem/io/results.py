@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import InputDataError, OutputExistsError, UnreadableFileError
+from ..errors import DPCError, InputDataError, OutputExistsError, UnreadableFileError
 from .signals import write_nexus_view
 
 
@@ -119,7 +119,7 @@ def read_thickness_map(path):
         raise UnreadableFileError(f"{path}: thickness map must be .npy, .tif or .h5, got {suffix!r}")
     try:
         if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
+            arr = load_npy(path)
         elif suffix in (".tif", ".tiff"):
             import tifffile
 
@@ -128,6 +128,8 @@ def read_thickness_map(path):
             with h5py.File(path, "r") as f:
                 node = f.get("thickness")
                 arr = node[()] if isinstance(node, h5py.Dataset) else None
+    except DPCError:
+        raise
     except HDF5_FAILURES as exc:  # numpy, tifffile and h5py on a damaged file
         raise UnreadableFileError(f"{path}: cannot read the thickness map ({reason(exc)})") from None
     if arr is None:
@@ -146,6 +148,19 @@ def _text(value):
 
 #: What h5py (and numpy or tifffile) raise on a truncated or damaged file.
 HDF5_FAILURES = (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError)
+
+
+def load_npy(path, *, mmap_mode=None):
+    """A ``.npy`` array (memory-mapped with ``mmap_mode="r"``); a file of another kind is named as such.
+
+    NumPy takes a file without its header for a pickle and answers with advice about
+    ``allow_pickle``; a file that does not start with the NumPy magic is refused first.
+    """
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        raise UnreadableFileError(f"{path}: not a readable .npy array file (it does not start with the NumPy header)")
+    return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
 
 
 def reason(exc) -> str:

@@ -28,7 +28,7 @@ from ..calibration import SCALAR_FIELDS
 from ..errors import DPCError, InputDataError, MissingMetadataError, UnreadableFileError
 from ..memory import bytes_of, require_memory
 from ..physics import KV_TO_V, M_TO_NM, MRAD_TO_RAD
-from .results import HDF5_FAILURES, reason
+from .results import HDF5_FAILURES, load_npy, reason
 
 #: Segment names in stack order.
 SEGMENT_NAMES = ("A", "B", "C", "D")
@@ -205,9 +205,11 @@ def _from_file(path: Path, dataset) -> SegmentAcquisition:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
-        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        mapped = load_npy(path, mmap_mode="r")
         require_memory(mapped.nbytes, f"{path}")
         return np.array(mapped)
+    except DPCError:
+        raise
     except (OSError, ValueError, EOFError) as exc:
         raise UnreadableFileError(f"{path}: not a readable .npy array file ({reason(exc)})") from None
 

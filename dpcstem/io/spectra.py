@@ -16,6 +16,7 @@ import numpy as np
 
 from ..eels import Spectrum, as_spectrum
 from ..errors import InputDataError, MissingMetadataError, UnreadableFileError
+from .results import load_npy
 
 __all__ = ["read_spectrum"]
 
@@ -68,7 +69,9 @@ def _read_npy(path, energy_axis):
             f"{path}: a .npy array has no energy axis; give --energy-axis OFFSET_EV STEP_EV "
             "(energy_axis=(offset_ev, step_ev)): the energy loss of channel 0 and the channel width in eV")
     try:
-        counts = np.load(path, mmap_mode="r", allow_pickle=False)
+        counts = load_npy(path, mmap_mode="r")
+    except UnreadableFileError:
+        raise
     except (OSError, ValueError, EOFError) as exc:
         raise UnreadableFileError(f"{path}: cannot read the .npy array ({exc})") from None
     if counts.ndim < 1:
