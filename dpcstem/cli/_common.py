@@ -147,3 +147,13 @@ def _same(a, b):
         return abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)), abs(float(b)), 1.0)
     except (TypeError, ValueError):
         return a is b
+
+
+def add_field_options(group):
+    """How the charge density and potential are computed from the field (shared by every reconstruction)."""
+    group.add_argument("--charge-method", choices=("finite-difference", "spectral"), default="finite-difference",
+                       help="divergence for the charge density (default: finite-difference)")
+    group.add_argument("--cutoff", type=float, metavar="PER_NM",
+                       help="low-pass cutoff of the spectral divergence in cycles/nm")
+    group.add_argument("--potential-method", choices=("mirror", "dct"), default="mirror",
+                       help="boundary treatment of the iDPC integration (default: mirror)")

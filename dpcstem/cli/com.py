@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_calibration_options, add_output_options, calibration_from_args, check_output
+from ._common import (
+    add_calibration_options,
+    add_field_options,
+    add_output_options,
+    calibration_from_args,
+    check_output,
+)
 
 
 def add_parser(subparsers):
@@ -45,12 +51,7 @@ def add_parser(subparsers):
     c.add_argument("--reference", type=Path, metavar="VACUUM",
                    help="4D-STEM vacuum scan of the same scan shape: its centre of mass is the descan "
                         "(default: a plane fitted to the centre of mass over the whole scan)")
-    c.add_argument("--charge-method", choices=("finite-difference", "spectral"), default="finite-difference",
-                   help="divergence for the charge density (default: finite-difference)")
-    c.add_argument("--cutoff", type=float, metavar="PER_NM",
-                   help="low-pass cutoff of the spectral divergence in cycles/nm")
-    c.add_argument("--potential-method", choices=("mirror", "dct"), default="mirror",
-                   help="boundary treatment of the iDPC integration (default: mirror)")
+    add_field_options(c)
     add_output_options(p)
     p.set_defaults(run=run)
 

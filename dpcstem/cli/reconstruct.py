@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_calibration_options, add_output_options, calibration_from_args, check_output
+from ._common import (
+    add_calibration_options,
+    add_field_options,
+    add_output_options,
+    calibration_from_args,
+    check_output,
+)
 
 
 def add_reconstruction_options(parser):
@@ -16,12 +22,7 @@ def add_reconstruction_options(parser):
     g.add_argument("--response", default="exact", metavar="MODEL",
                    help="detector response: 'exact' (geometric, both axes together), 'linear', "
                         "or an empirical response file (.npz) from a tilt series (default: exact)")
-    g.add_argument("--charge-method", choices=("finite-difference", "spectral"), default="finite-difference",
-                   help="divergence for the charge density (default: finite-difference)")
-    g.add_argument("--cutoff", type=float, metavar="PER_NM",
-                   help="low-pass cutoff of the spectral divergence in cycles/nm")
-    g.add_argument("--potential-method", choices=("mirror", "dct"), default="mirror",
-                   help="boundary treatment of the iDPC integration (default: mirror)")
+    add_field_options(g)
     g.add_argument("--potential-reference", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
                    help="rectangle (nm, scan frame) where the potential is zero (default: its mean is zero)")
     g.add_argument("--descan-order", type=int, choices=(1, 2), default=2,
