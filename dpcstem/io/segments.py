@@ -241,6 +241,7 @@ def _read_tiff_pages(path: Path) -> list:
     try:
         with tifffile.TiffFile(path) as tif:
             pages = list(tif.pages)
+            _check_tiff_extent(path, tif, pages)
             require_memory(sum(bytes_of(p.shape, p.dtype) for p in pages), f"{path}")
             images = [page.asarray() for page in pages]
     except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as exc:  # TiffFileError: ValueError
@@ -252,6 +253,20 @@ def _read_tiff_pages(path: Path) -> list:
     if damage:
         raise UnreadableFileError(f"{path}: damaged TIFF file ({reason(damage[0])})")
     return images
+
+
+def _check_tiff_extent(path, tif, pages):
+    """Refuse a TIFF file that ends before a page directory, a tag value or image data it points to."""
+    size = tif.filehandle.size
+    layout = tif.tiff
+    for index, page in enumerate(pages):
+        tags = list(getattr(page, "tags", None) or ())
+        ends = [page.offset + layout.tagnosize + len(tags) * layout.tagsize + layout.offsetsize]
+        ends += [int(o) + int(c) for o, c in zip(page.dataoffsets, page.databytecounts)]
+        ends += [tag.valueoffset + tag.valuebytecount for tag in tags]
+        if max(ends) > size:
+            raise UnreadableFileError(f"{path}: truncated TIFF file: page {index + 1} needs {max(ends)} bytes, the "
+                                      f"file has {size}")
 
 
 class _Collect(logging.Handler):
