@@ -101,7 +101,10 @@ def load_result_arrays(path) -> tuple[dict, dict]:
     """Read a result file back: (maps name → (array, unit), root attributes)."""
     try:
         with h5py.File(path, "r") as f:
-            maps = {_text(name): (ds[()], _text(ds.attrs.get("units", ""))) for name, ds in f.items()
+            # f[name], not f.items(): items() gives None for an object it cannot open, and a damaged
+            # map would vanish from the result without a word
+            nodes = {name: f[name] for name in f.keys()}
+            maps = {_text(name): (ds[()], _text(ds.attrs.get("units", ""))) for name, ds in nodes.items()
                     if isinstance(ds, h5py.Dataset)}
             attrs = {_text(k): (_text(v) if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     except HDF5_FAILURES as exc:  # a damaged file makes h5py raise any of these
@@ -126,7 +129,7 @@ def read_thickness_map(path):
             arr = tifffile.imread(path)
         else:
             with h5py.File(path, "r") as f:
-                node = f.get("thickness")
+                node = f["thickness"] if "thickness" in f else None
                 arr = node[()] if isinstance(node, h5py.Dataset) else None
     except DPCError:
         raise

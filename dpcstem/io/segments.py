@@ -284,7 +284,7 @@ def _from_hdf5(path: Path, dataset) -> SegmentAcquisition:
     name = dataset or "segments"
     try:
         with h5py.File(path, "r") as f:
-            node = f.get(name)
+            node = f[name] if name in f else None  # f.get() would hide a damaged object as absent
             if not isinstance(node, h5py.Dataset):
                 found = []
                 f.visititems(lambda n, o: found.append(f"{n} {o.shape}") if isinstance(o, h5py.Dataset) else None)
@@ -533,7 +533,7 @@ def _is_velox(path: Path) -> bool:
     """
     try:
         with h5py.File(path, "r") as f:
-            version = f.get("Version")
+            version = f["Version"] if "Version" in f else None
             if not isinstance(version, h5py.Dataset):
                 return False
             text = version[()]
