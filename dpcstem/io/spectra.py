@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from ..eels import Spectrum, as_spectrum
 from ..errors import InputDataError, MissingMetadataError, UnreadableFileError
 from .results import load_npy
