@@ -245,7 +245,7 @@ def check_biases(biases_v, count, reference_bias_v):
 
 def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, reference_bias_v=0.0,
                        response="exact", gains=None, offsets=None, vacuum=None, descan_order=2, shifts_px=None,
-                       register_maps=True, upsample=20, progress=False, **options) -> BiasSeriesResult:
+                       register_maps=True, upsample=20, progress=False, names=None, **options) -> BiasSeriesResult:
     """Reconstruct a bias series and its net maps against the reference bias.
 
     Parameters
@@ -274,6 +274,8 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
         Sub-pixel precision of the registration.
     progress : bool
         Show a progress bar over the series.
+    names : sequence of str, optional
+        What to call each acquisition in an error (e.g. its file); default its number.
     **options
         Passed to :func:`dpcstem.reconstruct.reconstruct_deflection`.
 
@@ -304,6 +306,10 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
     for i in iterator:
         tx, ty, total, valid = segment_deflection(segments_list[i], calibration, response=response, gains=gains,
                                                   offsets=offsets)
+        if not valid.any():
+            name = names[i] if names is not None else f"acquisition {i + 1} of {len(segments_list)}"
+            raise InputDataError(f"{name} ({biases[i]:g} V): no pixel could be reconstructed (zero, saturated or "
+                                 "non-finite segments); nothing was written")
         if descan is not None:
             tx, ty = descan.subtract(tx, ty)
         deflections[i] = (tx, ty, total, valid)

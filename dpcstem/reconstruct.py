@@ -69,6 +69,8 @@ def segment_deflection(segments, calibration: Calibration, *, response="exact", 
     total : ndarray, float32
         Gain-corrected segment sum A+B+C+D in counts.
     valid : ndarray of bool
+        False where the sum is not positive and finite, a segment is saturated (at its
+        integer type's full scale), or the signals lie outside the response.
     """
     seg = check_segments(segments)
     offsets = np.zeros(4) if offsets is None else _four("offsets", offsets)
@@ -85,14 +87,24 @@ def segment_deflection(segments, calibration: Calibration, *, response="exact", 
     axes = calibration.segment_axes()
     common = (seg, offsets, 1.0 / gains)
     outputs = (theta_x, theta_y, total, valid)
+    full_scale = float(np.iinfo(seg.dtype).max) if seg.dtype.kind in "ui" else np.inf
     model = response_model(response, calibration)
     if isinstance(model, LinearResponse):
-        deflection_linear(*common, model.slope, axes, calibration.alpha_mrad, *outputs)
+        deflection_linear(*common, model.slope, axes, calibration.alpha_mrad, *outputs, full_scale)
     else:
         table = model.inverse_table()
         deflection_table(*common, table.u, table.v, table.origin, table.step, axes, calibration.alpha_mrad,
-                         *outputs)
+                         *outputs, full_scale)
     return theta_x, theta_y, total, valid.view(bool)
+
+
+def count_saturated(segments, valid):
+    """Pixels among the invalid ones with a segment at its integer type's full scale."""
+    seg = np.asarray(segments)
+    if seg.dtype.kind not in "ui" or valid.all():
+        return 0
+    bad = ~np.asarray(valid, bool)
+    return int(np.count_nonzero((seg[:, bad] >= np.iinfo(seg.dtype).max).any(axis=0)))
 
 
 def response_model(response, calibration):
@@ -192,6 +204,7 @@ def reconstruct(segments, calibration: Calibration, *, response="exact", gains=N
     result.extra["segment_sum"] = (total, "counts")
     result.attrs["response"] = model.name
     result.attrs["n_bad_input"] = int(valid.size - np.count_nonzero(valid))
+    result.attrs["n_saturated"] = count_saturated(segments, valid)
     if gains is not None:
         result.attrs["segment_gains"] = np.asarray(gains, float)
     if descan is not None:

@@ -5,8 +5,9 @@ dA = (A − C)/S and dB = (B − D)/S with S = A + B + C + D, invert the detecto
 shift (u, v) along the segment axes (units of α), and rotate it into the scan frame with
 ``axes`` (row 0: A axis, row 1: B axis, as (x, y) components), times α.
 
-A pixel whose total S is not positive and finite, or whose signals fall outside the
-response's range, is written as NaN with ``valid = 0``.
+A pixel whose total S is not positive and finite, with a raw segment at the detector's full
+scale (``saturation``), or whose signals fall outside the response's range, is written as
+NaN with ``valid = 0``.
 """
 
 import math
@@ -19,13 +20,18 @@ _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @numba.njit(inline="always", fastmath=_FAST)
-def _normalised(segments, iy, ix, offset, inv_gain):
-    a = (segments[0, iy, ix] - offset[0]) * inv_gain[0]
-    b = (segments[1, iy, ix] - offset[1]) * inv_gain[1]
-    c = (segments[2, iy, ix] - offset[2]) * inv_gain[2]
-    d = (segments[3, iy, ix] - offset[3]) * inv_gain[3]
+def _normalised(segments, iy, ix, offset, inv_gain, saturation):
+    ra = segments[0, iy, ix]
+    rb = segments[1, iy, ix]
+    rc = segments[2, iy, ix]
+    rd = segments[3, iy, ix]
+    a = (ra - offset[0]) * inv_gain[0]
+    b = (rb - offset[1]) * inv_gain[1]
+    c = (rc - offset[2]) * inv_gain[2]
+    d = (rd - offset[3]) * inv_gain[3]
     total = a + b + c + d
-    ok = total > 0.0 and not math.isinf(total)
+    saturated = ra >= saturation or rb >= saturation or rc >= saturation or rd >= saturation
+    ok = total > 0.0 and not math.isinf(total) and not saturated
     if not ok:
         return 0.0, 0.0, total, False
     inv = 1.0 / total
@@ -49,7 +55,8 @@ def _reject(iy, ix, total, theta_x, theta_y, total_out, valid):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
-def deflection_linear(segments, offset, inv_gain, slope, axes, alpha, theta_x, theta_y, total_out, valid):
+def deflection_linear(segments, offset, inv_gain, slope, axes, alpha, theta_x, theta_y, total_out, valid,
+                      saturation=np.inf):
     """Deflection with the linear response dA = slope·u, dB = slope·v.
 
     Parameters
@@ -66,12 +73,14 @@ def deflection_linear(segments, offset, inv_gain, slope, axes, alpha, theta_x, t
         Scale of a unit shift (the convergence semi-angle, in the output's unit).
     theta_x, theta_y, total_out : (ny, nx) float32, written
     valid : (ny, nx) uint8, written
+    saturation : float
+        A raw segment value at or above it (the detector's full scale) makes the pixel invalid.
     """
     ny, nx = segments.shape[1], segments.shape[2]
     inv_slope = 1.0 / slope
     for iy in numba.prange(ny):
         for ix in range(nx):
-            da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain)
+            da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain, saturation)
             if ok:
                 _store(iy, ix, da * inv_slope, db * inv_slope, total, axes, alpha, theta_x, theta_y, total_out, valid)
             else:
@@ -103,7 +112,7 @@ def _table_shift(da, db, table_u, table_v, origin, inv_step):
 
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
 def deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step, axes, alpha,
-                     theta_x, theta_y, total_out, valid):
+                     theta_x, theta_y, total_out, valid, saturation=np.inf):
     """Deflection with an inverse response given as a lookup table (bilinear interpolation).
 
     ``table_u[i, j]``, ``table_v[i, j]`` hold the shift for dA = origin + j·step and
@@ -114,7 +123,7 @@ def deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step,
     inv_step = 1.0 / step
     for iy in numba.prange(ny):
         for ix in range(nx):
-            da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain)
+            da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain, saturation)
             u, v, inside = _table_shift(da, db, table_u, table_v, origin, inv_step)
             if ok and inside:
                 _store(iy, ix, u, v, total, axes, alpha, theta_x, theta_y, total_out, valid)

@@ -170,3 +170,22 @@ def test_masked_pixel_stays_out_of_neighbours_derivative():
     divergence(fx, np.zeros((5, 5)), valid, 1.0, 1.0, out, ok)
     assert np.nanmax(np.abs(out)) == 0.0
     assert ok.sum() == 24
+
+
+@pytest.mark.parametrize("kernel", ["linear", "table"])
+def test_saturated_segments_are_flagged(kernel, rng):
+    seg = random_segments(rng, (9, 11), np.uint16)
+    seg[1, 4, 5] = 65535
+    seg[3, 0, 0] = 65535
+    table = QuadrantResponse().inverse_table()
+    args = ((np.zeros(4), np.ones(4), 0.9, np.eye(2), 1.0) if kernel == "linear" else
+            (np.zeros(4), np.ones(4), table.u, table.v, table.origin, table.step, np.eye(2), 1.0))
+    fn = deflection_linear if kernel == "linear" else deflection_table
+    ny, nx = seg.shape[1:]
+    tx, ty, total = (np.empty((ny, nx), np.float32) for _ in range(3))
+    valid = np.empty((ny, nx), np.uint8)
+    fn(seg, *args, tx, ty, total, valid, 65535.0)
+    want = ~(seg >= 65535).any(axis=0)
+    np.testing.assert_array_equal(valid.astype(bool), want)
+    fn(seg, *args, tx, ty, total, valid)  # without a full scale nothing is flagged
+    assert valid.all()

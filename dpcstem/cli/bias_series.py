@@ -57,7 +57,8 @@ def run(args):
     series = reconstruct_series(
         [a.segments for a in acquisitions], biases, calibration, reference_bias_v=args.reference_bias,
         response=response_from_args(args), vacuum=vacuum, descan_order=args.descan_order, shifts_px=args.shift,
-        register_maps=not args.no_register, progress=True, charge_method=args.charge_method, cutoff=args.cutoff,
+        register_maps=not args.no_register, progress=True, names=[str(f) for f in args.files],
+        charge_method=args.charge_method, cutoff=args.cutoff,
         potential_method=args.potential_method,
         potential_reference=region_mask(args.potential_reference, shape, calibration, "--potential-reference"))
     maps = series.file_maps()
