@@ -10,8 +10,9 @@ frame, to
   ignored, label j = 1..m adds to segment j).
 
 Each frame is read once. Only the rows and columns inside the bounding box of the mask
-(or of the labelled pixels) are touched. Integer frames are summed in integers (int32 for
-8- and 16-bit frames, int64 for 32-bit frames: exact) and the moments formed in float64;
+(or of the labelled pixels) are touched. Integer frames are summed along each row in integers
+(int32 for 8- and 16-bit frames, int64 for 32-bit frames: exact) and the row sums accumulated
+in float64 (exact below 2**53, so a saturated frame cannot wrap); the moments are float64;
 float frames are summed in float64. A NaN pixel inside the mask makes that frame's sums
 NaN; a NaN pixel outside the mask is ignored.
 
@@ -73,7 +74,7 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
                 whole = False
     for i in prange(n):
         cols = _accumulator(frames, max(width, 1))
-        seg = _accumulator(frames, max(n_seg, 1))
+        seg = np.zeros(max(n_seg, 1), dtype=np.float64)  # row sums are exact integers; their total may pass 2**31
         zero = cols[0]
         total = 0.0
         row_moment = 0.0
@@ -105,12 +106,12 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
                         for c in range(lx1 - lx0):
                             v = fl[c] + zero
                             acc += v if lr[c] == label else zero
-                        seg[j] += acc
+                        seg[j] += np.float64(acc)
                 else:  # scatter
                     for c in range(lx1 - lx0):
                         lab = lr[c]
                         if lab > 0:
-                            seg[lab - 1] += fl[c] + zero
+                            seg[lab - 1] += np.float64(fl[c] + zero)
         col_moment = 0.0
         for c in range(width):
             col_moment += (mx0 + c) * np.float64(cols[c])
@@ -118,7 +119,7 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
         moments[i, 1] = col_moment
         moments[i, 2] = row_moment
         for j in range(n_seg):
-            segments[i, j] = np.float64(seg[j])
+            segments[i, j] = seg[j]
 
 
 _DOC = """Reduce a block of frames to masked moments and virtual-segment sums, in one pass.
