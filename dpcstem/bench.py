@@ -173,25 +173,28 @@ def measure_bandwidth(nbytes: int, *, threads: int, repeats: int = 5) -> dict:
         several times the last-level cache (1 GiB for the record).
     threads : int
     repeats : int
-        Timed passes after a warm-up; the median is reported.
+        Timed passes after a warm-up; the fastest is reported (STREAM's convention: the
+        limit is what the machine can do, and a pass slowed by another process says
+        nothing about it).
 
     Returns
     -------
     dict
-        ``read_gbps``: bytes of the array / median time of the sum; ``triad_gbps``: the
+        ``read_gbps``: bytes of the array / time of the fastest sum; ``triad_gbps``: the
         STREAM count, 24 bytes per element (two read, one written; write-allocate not
-        counted) / median time.
+        counted) / time of the fastest pass.
     """
     n = max(nbytes // 8, _BLOCK)
     a = np.ones(n)
     with _threads(threads):
-        read_s, _ = time_median(lambda: _stream_sum(a), repeats)
+        _, times = time_median(lambda: _stream_sum(a), repeats)
+    read_s = min(times)
     del a
     m = max(nbytes // 16, 1)
     x, y, z = np.zeros(m), np.ones(m), np.full(m, 0.5)
     with _threads(threads):
-        triad_s, _ = time_median(lambda: _triad(x, y, z, 3.0), repeats)
-    return {"read_gbps": n * 8 / read_s / 1e9, "triad_gbps": m * 24 / triad_s / 1e9}
+        _, times = time_median(lambda: _triad(x, y, z, 3.0), repeats)
+    return {"read_gbps": n * 8 / read_s / 1e9, "triad_gbps": m * 24 / min(times) / 1e9}
 
 
 # -- timing and memory --------------------------------------------------------------------
@@ -236,29 +239,31 @@ def _rotate(u, v, ok, total, axes, alpha):
     return theta_x.astype(np.float32), theta_y.astype(np.float32), total.astype(np.float32), ok.astype(np.uint8)
 
 
-def _normalised(segments, offset, inv_gain):
+def _normalised(segments, offset, inv_gain, saturation):
     x = (segments - offset[:, None, None]) * inv_gain[:, None, None]
     total = x[0] + x[1] + x[2] + x[3]
-    ok = (total > 0) & np.isfinite(total)
+    ok = (total > 0) & np.isfinite(total) & ~(segments >= saturation).any(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         d_a = (x[0] - x[2]) / total
         d_b = (x[1] - x[3]) / total
     return d_a, d_b, total, ok
 
 
-def numpy_deflection_linear(segments, offset, inv_gain, slope, axes, alpha):
+def numpy_deflection_linear(segments, offset, inv_gain, slope, axes, alpha, saturation=np.inf):
     """NumPy version of :func:`dpcstem.kernels.deflection_linear`.
 
     Returns ``(theta_x, theta_y, total, valid)`` as the kernel writes them: float32 ×3 and
-    uint8, shape (ny, nx); NaN deflection where ``valid`` is 0.
+    uint8, shape (ny, nx); NaN deflection where ``valid`` is 0 (a sum not positive and
+    finite, a raw segment at or above ``saturation``).
     """
-    d_a, d_b, total, ok = _normalised(segments, offset, inv_gain)
+    d_a, d_b, total, ok = _normalised(segments, offset, inv_gain, saturation)
     return _rotate(d_a / slope, d_b / slope, ok, total, axes, alpha)
 
 
-def numpy_deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step, axes, alpha):
+def numpy_deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step, axes, alpha,
+                           saturation=np.inf):
     """NumPy version of :func:`dpcstem.kernels.deflection_table`: a vectorised bilinear lookup."""
-    d_a, d_b, total, ok = _normalised(segments, offset, inv_gain)
+    d_a, d_b, total, ok = _normalised(segments, offset, inv_gain, saturation)
     n = table_u.shape[0]
     with np.errstate(invalid="ignore"):
         fj = (d_a - origin) / step
@@ -380,8 +385,9 @@ def numpy_reconstruct(segments, calibration, table):
     from . import physics
 
     axes = calibration.segment_axes()
+    full = float(np.iinfo(segments.dtype).max) if segments.dtype.kind in "ui" else np.inf
     tx, ty, _, valid = numpy_deflection_table(segments, np.zeros(4), np.ones(4), table.u, table.v, table.origin,
-                                              table.step, axes, calibration.alpha_mrad)
+                                              table.step, axes, calibration.alpha_mrad, full)
     kv, t = calibration.kv, calibration.thickness_nm
     ex = physics.field_v_per_m_from_deflection(tx.astype(np.float64), kv, t)
     ey = physics.field_v_per_m_from_deflection(ty.astype(np.float64), kv, t)
@@ -471,21 +477,23 @@ def segment_cases(sizes, dtypes=("uint16", "float32"), responses=("linear", "exa
     for n in sizes:
         for dtype in dtypes:
             seg = synthetic_segments(n, dtype, rng)
+            full = float(np.iinfo(seg.dtype).max) if seg.dtype.kind in "ui" else np.inf  # as reconstruct passes
             for kind in responses:
-                def kernel(seg=seg, kind=kind):
+                def kernel(seg=seg, kind=kind, full=full):
                     ny, nx = seg.shape[1:]
                     out = (np.empty((ny, nx), np.float32), np.empty((ny, nx), np.float32),
                            np.empty((ny, nx), np.float32), np.empty((ny, nx), np.uint8))
                     if kind == "linear":
-                        return lambda: (deflection_linear(seg, offset, inv_gain, slope, axes, alpha, *out), out)[1]
+                        return lambda: (deflection_linear(seg, offset, inv_gain, slope, axes, alpha, *out, full),
+                                        out)[1]
                     return lambda: (deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin,
-                                                     table.step, axes, alpha, *out), out)[1]
+                                                     table.step, axes, alpha, *out, full), out)[1]
 
-                def numpy(seg=seg, kind=kind):
+                def numpy(seg=seg, kind=kind, full=full):
                     if kind == "linear":
-                        return lambda: numpy_deflection_linear(seg, offset, inv_gain, slope, axes, alpha)
+                        return lambda: numpy_deflection_linear(seg, offset, inv_gain, slope, axes, alpha, full)
                     return lambda: numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin,
-                                                          table.step, axes, alpha)
+                                                          table.step, axes, alpha, full)
 
                 cases.append(Case(f"segments_{kind}_{dtype}_{n}", seg.shape, dtype, n * n, seg.nbytes,
                                   n * n * 13, kernel, numpy, _check_deflection))
@@ -744,7 +752,7 @@ def _time_case(factory, case, repeats):
     return call, median, times
 
 
-def _measure(case: Case, repeats: int, bandwidth: dict) -> dict:
+def _measure(case: Case, repeats: int) -> dict:
     repeats = case.repeats or repeats
     call, median, times = _time_case(case.kernel, case, repeats)
     got = call()
@@ -760,8 +768,6 @@ def _measure(case: Case, repeats: int, bandwidth: dict) -> dict:
             agrees = False
         del ref, want
         numpy_peak = peak_memory_mb(case.numpy)
-    gbps = case.bytes_read / median / 1e9
-    moved = (case.bytes_read + case.bytes_written) / median / 1e9
     return {
         "name": case.name,
         "shape": list(case.shape),
@@ -772,10 +778,6 @@ def _measure(case: Case, repeats: int, bandwidth: dict) -> dict:
         "pixels_per_s": case.pixels / median,
         "bytes_read": case.bytes_read,
         "bytes_written": case.bytes_written,
-        "gbps": gbps,
-        "bandwidth_fraction": gbps / bandwidth["read_gbps"],
-        "gbps_moved": moved,
-        "moved_fraction": moved / bandwidth["triad_gbps"],
         "numpy_median_s": numpy_median,
         "ratio_vs_numpy": None if numpy_median is None else numpy_median / median,
         "agrees_with_numpy": agrees,
@@ -784,6 +786,17 @@ def _measure(case: Case, repeats: int, bandwidth: dict) -> dict:
         "peers": {p: None for p in PEERS},
         "_output": got if case.peers_frames is not None else None,
     }
+
+
+def _add_rates(entry: dict, bandwidth: dict) -> dict:
+    """GB/s read and moved, and their fractions of the read and triad bandwidth, from the times."""
+    gbps = entry["bytes_read"] / entry["median_s"] / 1e9
+    moved = (entry["bytes_read"] + entry["bytes_written"]) / entry["median_s"] / 1e9
+    rates = {"gbps": gbps, "bandwidth_fraction": gbps / bandwidth["read_gbps"], "gbps_moved": moved,
+             "moved_fraction": moved / bandwidth["triad_gbps"]}
+    keys = list(entry)
+    at = keys.index("bytes_written") + 1
+    return {**{k: entry[k] for k in keys[:at]}, **rates, **{k: entry[k] for k in keys[at:]}}
 
 
 def _versions():
@@ -835,15 +848,20 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
     others = _OtherLoad()
     counts = thread_counts()
     top = counts[-1]
-    bandwidth = {}
-    for t in counts:
-        bandwidth[t] = measure_bandwidth(config.bandwidth_mib << 20, threads=t, repeats=config.repeats)
-        log(f"bandwidth on {t} thread(s): read {bandwidth[t]['read_gbps']:.1f} GB/s, "
-            f"triad {bandwidth[t]['triad_gbps']:.1f} GB/s")
+
+    def probe(when):
+        out = {}
+        for t in counts:
+            out[t] = measure_bandwidth(config.bandwidth_mib << 20, threads=t, repeats=config.repeats)
+            log(f"bandwidth ({when}) on {t} thread(s): read {out[t]['read_gbps']:.1f} GB/s, "
+                f"triad {out[t]['triad_gbps']:.1f} GB/s")
+        return out
+
+    start = probe("start")
     results = []
     with _threads(top):
         for case in _build_cases(config, only):
-            entry = _measure(case, config.repeats, bandwidth[top])
+            entry = _measure(case, config.repeats)
             if case.peers_frames is not None and case.peers_frames.shape[0] == max(config.com_scans):
                 com_x, com_y = entry["_output"]
                 report = run_peers(case.peers_frames, com_x, com_y, python=peers_python,
@@ -853,10 +871,16 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
                 entry["peer_details"] = report
             entry.pop("_output")
             results.append(entry)
-            log(f"{case.name}: {entry['median_s'] * 1e3:.2f} ms, {entry['gbps']:.2f} GB/s, "
-                f"{_fmt_ratio(entry['ratio_vs_numpy'])} NumPy")
+            log(f"{case.name}: {entry['median_s'] * 1e3:.2f} ms, {_fmt_ratio(entry['ratio_vs_numpy'])} NumPy")
             del case
-    threads = _thread_scaling(config, counts, bandwidth) if _selected("threads", only) else {}
+    threads = _thread_scaling(config, counts) if _selected("threads", only) else {}
+    end = probe("end")
+    # The limit is the better of the two probes: one taken while another process ran is low.
+    bandwidth = {t: {k: max(start[t][k], end[t][k]) for k in start[t]} for t in counts}
+    results = [_add_rates(entry, bandwidth[top]) for entry in results]
+    for row in threads.values():
+        for t in counts:
+            row[str(t)]["bandwidth_fraction"] = row[str(t)]["gbps"] / bandwidth[t]["read_gbps"]
     peer_versions = {}
     for entry in results:
         for name, detail in entry.get("peer_details", {}).items():
@@ -872,6 +896,8 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
         "bandwidth_read_1thread_gbps": bandwidth[1]["read_gbps"],
         "bandwidth_triad_1thread_gbps": bandwidth[1]["triad_gbps"],
         "bandwidth_array_mib": config.bandwidth_mib,
+        "bandwidth_probes": {when: {str(t): v for t, v in probe_.items()} for when, probe_ in
+                             (("start", start), ("end", end))},
         "peak_memory_method": PEAK_MEMORY_METHOD,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -923,7 +949,7 @@ def _size_scaling(results) -> dict:
     return out
 
 
-def _thread_scaling(config, counts, bandwidth) -> dict:
+def _thread_scaling(config, counts) -> dict:
     """Median time of the headline four-segment and centre-of-mass kernels on 1 and all threads."""
     n = max(config.segment_sizes)
     s = max(config.com_scans)
@@ -936,8 +962,7 @@ def _thread_scaling(config, counts, bandwidth) -> dict:
         for t in counts:
             with _threads(t):
                 median, _ = time_median(call, config.repeats)
-            gbps = case.bytes_read / median / 1e9
-            row[str(t)] = {"median_s": median, "gbps": gbps, "bandwidth_fraction": gbps / bandwidth[t]["read_gbps"]}
+            row[str(t)] = {"median_s": median, "gbps": case.bytes_read / median / 1e9}
         if len(counts) > 1:
             row["speedup"] = row["1"]["median_s"] / row[str(counts[-1])]["median_s"]
         out[case.name] = row
@@ -966,7 +991,7 @@ def format_table(record: dict) -> str:
         f"dpcstem {versions['dpcstem']} benchmark, {m['date']}, {versions['cpu']}, {m['cores']} cores, "
         f"{m['threads']} Numba threads; NumPy {versions['numpy']}, Numba {versions['numba']}, "
         f"SciPy {versions['scipy']}",
-        f"Memory bandwidth (measured in this run, {m['bandwidth_array_mib']} MiB arrays): read "
+        f"Memory bandwidth (the better of two probes in this run, {m['bandwidth_array_mib']} MiB arrays): read "
         f"{m['bandwidth_read_gbps']:.1f} GB/s ({m['bandwidth_read_1thread_gbps']:.1f} on one thread), triad "
         f"{m['bandwidth_triad_gbps']:.1f} GB/s ({m['bandwidth_triad_1thread_gbps']:.1f} on one thread). Other "
         f"processes used {100 * m['other_processes_cpu_fraction']:.0f}% of the machine's CPU time during the run.",

@@ -55,8 +55,10 @@ def test_record_has_the_schema_and_survives_json(run_record, tmp_path):
         assert isinstance(r["shape"], list) and r["median_s"] > 0 and r["peak_mb"] >= 0
     path = bench.write_json(record, tmp_path / "bench.json")
     assert json.loads(path.read_text()) == json.loads(json.dumps(record))
-    assert len(lines) == len(bench.thread_counts()) + len(names)  # one per bandwidth, one per benchmark
-    assert all(line.startswith("bandwidth on") for line in lines[:len(bench.thread_counts())])
+    probes = len(bench.thread_counts())
+    assert len(lines) == 2 * probes + len(names)  # bandwidth at the start and the end, one per benchmark
+    assert all(line.startswith("bandwidth (start)") for line in lines[:probes])
+    assert all(line.startswith("bandwidth (end)") for line in lines[-probes:])
 
 
 def test_every_reference_agreed_with_its_kernel_in_the_run(run_record):
@@ -80,6 +82,21 @@ def test_ratios_and_rates_are_computed_from_the_measured_times(run_record):
         assert r["pixels_per_s"] == pytest.approx(r["pixels"] / r["median_s"], rel=1e-12)
         moved = (r["bytes_read"] + r["bytes_written"]) / r["median_s"] / 1e9
         assert r["moved_fraction"] == pytest.approx(moved / m["bandwidth_triad_gbps"], rel=1e-12)
+
+
+def test_the_limit_is_the_better_of_the_two_bandwidth_probes(run_record):
+    record, _ = run_record
+    m = record["machine"]
+    probes = m["bandwidth_probes"]
+    top = str(bench.thread_counts()[-1])
+    for key, field in (("read_gbps", "bandwidth_read_gbps"), ("triad_gbps", "bandwidth_triad_gbps")):
+        assert m[field] == max(probes["start"][top][key], probes["end"][top][key])
+        assert m[field.replace("_gbps", "_1thread_gbps")] == max(probes["start"]["1"][key], probes["end"]["1"][key])
+    for row in record["threads"].values():
+        for t in bench.thread_counts():
+            entry = row[str(t)]
+            bw = max(probes["start"][str(t)]["read_gbps"], probes["end"][str(t)]["read_gbps"])
+            assert entry["bandwidth_fraction"] == pytest.approx(entry["gbps"] / bw, rel=1e-12)
 
 
 def test_bytes_read_are_the_inputs(run_record):
@@ -159,6 +176,8 @@ def _dead_pixel_segments(rng, shape, dtype):
     if np.dtype(dtype).kind == "f" and shape[0] * shape[1] > 3:
         seg[1, 0, 1] = np.nan
         seg[3, 1, 0] = np.inf
+    if shape[0] * shape[1] > 5:
+        seg[2, 1, 1] = 65535.0  # at the full scale of uint16: saturated
     return seg.astype(dtype)
 
 
@@ -172,13 +191,17 @@ def test_segment_references_on_dead_pixels_odd_shapes_and_one_pixel(dtype, shape
     axes = np.array([[0.6, 0.8], [-0.8, 0.6]])
     table = QuadrantResponse().inverse_table()
     outputs = [np.empty(shape, np.float32) for _ in range(3)] + [np.empty(shape, np.uint8)]
-    deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, *outputs)
-    bench._check_deflection(outputs, bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0))
-    deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0, *outputs)
-    want = bench.numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0)
+    full = 65535.0
+    deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, *outputs, full)
+    bench._check_deflection(outputs, bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, full))
+    deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0, *outputs, full)
+    want = bench.numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0,
+                                        full)
     bench._check_deflection(outputs, want)
     if shape != (1, 1):
         assert want[3][0, 0] == 0 and want[3][-1, -1] == 0 and want[3].sum() > 0
+    if shape[0] * shape[1] > 5:
+        assert want[3][1, 1] == 0  # the saturated pixel
 
 
 def test_numpy_integrations_recover_a_known_potential():
