@@ -184,27 +184,34 @@ class LinearResponse:
         return cls(QuadrantResponse.from_calibration(calibration).linear_slope)
 
 
-def _newton_invert(response, d_a, d_b, *, start=None, iterations=40, tol=1e-12):
-    """Solve signals(u, v) = (d_a, d_b) for s ≤ S_MAX; NaN where no such shift exists."""
+def _newton_invert(response, d_a, d_b, *, start=None, iterations=40, tol=1e-12, radius=S_MAX):
+    """Solve signals(u, v) = (d_a, d_b) for s ≤ ``radius``; NaN where no such shift exists.
+
+    Damped Newton iterations run on the points that have not converged yet.
+    """
+    d_a, d_b = np.broadcast_arrays(np.asarray(d_a, float), np.asarray(d_b, float))
     k = response.linear_slope
-    if start is None:
-        u, v = d_a / k, d_b / k
-    else:
-        u, v = start
-    u, v = _project(u, v, 0.9 * S_MAX)
-    h = 1e-7
-    for _ in range(iterations):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u, v, du, dv = _newton_step(response, u, v, d_a, d_b, h)
-        if np.all(np.abs(du) + np.abs(dv) < tol):
-            break
+    u, v = (d_a / k, d_b / k) if start is None else start
+    u, v = _project(np.array(u, float), np.array(v, float), 0.9 * radius)
+    active = np.ones(d_a.shape, bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(iterations):
+            nu, nv, du, dv = _newton_step(response, u[active], v[active], d_a[active], d_b[active], 1e-7, radius)
+            u[active], v[active] = nu, nv
+            moving = np.abs(du) + np.abs(dv) >= tol
+            active[active] = moving
+            if not active.any():
+                break
     fa, fb, _ = response.signals(u, v)
     miss = ~(np.hypot(fa - d_a, fb - d_b) <= 1e-9)
     return np.where(miss, np.nan, u), np.where(miss, np.nan, v)
 
 
-def _newton_step(response, u, v, d_a, d_b, h):
-    """One Newton step on signals(u, v) = (d_a, d_b), Jacobian by forward differences."""
+def _newton_step(response, u, v, d_a, d_b, h, radius):
+    """One damped Newton step on signals(u, v) = (d_a, d_b), Jacobian by forward differences.
+
+    Where the full step would not reduce the residual it is quartered.
+    """
     fa, fb, _ = response.signals(u, v)
     ra, rb = fa - d_a, fb - d_b
     ua, ub, _ = response.signals(u + h, v)
@@ -214,8 +221,14 @@ def _newton_step(response, u, v, d_a, d_b, h):
     det = j11 * j22 - j12 * j21
     du = np.nan_to_num((j22 * ra - j12 * rb) / det, nan=0.0, posinf=0.0, neginf=0.0)
     dv = np.nan_to_num((-j21 * ra + j11 * rb) / det, nan=0.0, posinf=0.0, neginf=0.0)
-    u, v = _project(u - du, v - dv, S_MAX)
-    return u, v, du, dv
+    nu, nv = _project(u - du, v - dv, radius)
+    na, nb, _ = response.signals(nu, nv)
+    worse = (na - d_a) ** 2 + (nb - d_b) ** 2 > ra**2 + rb**2
+    if worse.any():
+        du = np.where(worse, 0.25 * du, du)
+        dv = np.where(worse, 0.25 * dv, dv)
+        nu, nv = _project(u - du, v - dv, radius)
+    return nu, nv, du, dv
 
 
 def _project(u, v, radius):
@@ -224,29 +237,115 @@ def _project(u, v, radius):
     return u * scale, v * scale
 
 
+#: A shift is in the folding zone when the response's Jacobian determinant there is below
+#: this fraction of its largest value: signals from there may have two answers.
+FOLD_THRESHOLD = 1e-3
+
+
+def fold_radius(response, *, radii=None, azimuths=361, h=1e-6):
+    """The smallest shift (units of α) where the response folds (Jacobian ≤ 0), or S_MAX if it never does.
+
+    Inside the disc of this radius the response is one-to-one.
+    """
+    radii = np.linspace(0.01, S_MAX, 98) if radii is None else radii
+    phi = np.linspace(0, 2 * np.pi, azimuths)
+    s, p = np.meshgrid(radii, phi, indexing="ij")
+    u, v = s * np.cos(p), s * np.sin(p)
+    a0, b0, _ = response.signals(u, v)
+    a1, b1, _ = response.signals(u + h, v)
+    a2, b2, _ = response.signals(u, v + h)
+    det = ((a1 - a0) * (b2 - b0) - (a2 - a0) * (b1 - b0)) / h**2
+    folded = (det <= FOLD_THRESHOLD * np.abs(det).max()).any(axis=1)
+    return float(radii[np.argmax(folded)] - (radii[1] - radii[0])) if folded.any() else S_MAX
+
+
+#: Bumped whenever the way tables are built changes, so cached tables are rebuilt.
+TABLE_VERSION = 2
+
+
 @functools.lru_cache(maxsize=8)
 def _inverse_table(inner, outer, size=TABLE_SIZE):
+    """The table for one geometry, from the on-disk cache when it was built before."""
+    path = _cache_path(inner, outer, size)
+    if path is not None and path.is_file():
+        try:
+            with np.load(path) as f:
+                return InverseTable(u=f["u"], v=f["v"], origin=float(f["origin"]), step=float(f["step"]), name="exact")
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is rebuilt
+    table = _build_inverse_table(inner, outer, size)
+    if path is not None:
+        _store(path, table)
+    return table
+
+
+def _cache_path(inner, outer, size):
+    """Where a table is cached: ``$DPCSTEM_CACHE``, else the user's cache folder; None if unusable."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("DPCSTEM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dpcstem")
+    name = f"response_v{TABLE_VERSION}_{size}_{inner!r}_{outer!r}.npz".replace("inf", "infinite")
+    return Path(root) / name
+
+
+def _store(path, table):
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".table.", suffix=".npz", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, u=table.u, v=table.v, origin=table.origin, step=table.step)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # no cache: the table is rebuilt next time
+
+
+def _build_inverse_table(inner, outer, size):
     from matplotlib.path import Path as Polygon
     from scipy.interpolate import LinearNDInterpolator
 
     response = QuadrantResponse(inner, outer)
-    # Sample the forward map on a polar grid; its outer ring bounds the reachable signals.
-    radii = S_MAX * np.sqrt(np.linspace(0, 1, 60))
-    phi = np.linspace(0, 2 * np.pi, 361)[:-1]
+    reach_s = fold_radius(response)
+    # Sample the forward map on a polar grid of the one-to-one disc; its rim bounds the table.
+    radii = reach_s * np.sqrt(np.linspace(0, 1, 40))
+    phi = np.linspace(0, 2 * np.pi, 241)[:-1]
     su = (radii[:, None] * np.cos(phi)).ravel()
     sv = (radii[:, None] * np.sin(phi)).ravel()
     sa, sb, _ = response.signals(su, sv)
     rim = np.column_stack([sa, sb]).reshape(len(radii), len(phi), 2)[-1]
-    reach = float(np.max(np.abs(rim[:, 0])))
+    reach = float(np.max(np.abs(rim)))
     grid = np.linspace(-reach, reach, size)
+    step = float(grid[1] - grid[0])
     d_b, d_a = np.meshgrid(grid, grid, indexing="ij")
     inside = Polygon(rim).contains_points(np.column_stack([d_a.ravel(), d_b.ravel()])).reshape(d_a.shape)
+    if reach_s < S_MAX:
+        inside &= ~_folded_image(response, reach_s, grid[0], step, size)
     guess = LinearNDInterpolator(np.column_stack([sa, sb]), np.column_stack([su, sv]))(d_a[inside], d_b[inside])
-    u_in, v_in = _newton_invert(response, d_a[inside], d_b[inside], start=(guess[:, 0], guess[:, 1]), iterations=12)
+    u_in, v_in = _newton_invert(response, d_a[inside], d_b[inside], start=(guess[:, 0], guess[:, 1]), iterations=20,
+                                radius=reach_s)
     u = np.full(d_a.shape, np.nan)
     v = np.full(d_a.shape, np.nan)
     u[inside], v[inside] = u_in, v_in
-    return InverseTable(u=u, v=v, origin=-reach, step=float(grid[1] - grid[0]), name="exact")
+    return InverseTable(u=u, v=v, origin=-reach, step=step, name="exact")
+
+
+def _folded_image(response, reach_s, origin, step, size):
+    """Table cells (and their neighbours) whose signals a shift beyond ``reach_s`` also produces."""
+    radii = np.linspace(reach_s, S_MAX, 120)
+    phi = np.linspace(0, 2 * np.pi, 2881)
+    s, p = np.meshgrid(radii, phi, indexing="ij")
+    d_a, d_b, _ = response.signals(s * np.cos(p), s * np.sin(p))
+    hit = np.zeros((size, size), bool)
+    j = np.clip(np.rint((d_a.ravel() - origin) / step).astype(int), 0, size - 1)
+    i = np.clip(np.rint((d_b.ravel() - origin) / step).astype(int), 0, size - 1)
+    hit[i, j] = True
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(hit)
 
 
 def gains_from_vacuum(vacuum, *, offsets=None):
