@@ -242,10 +242,11 @@ def _rotate(u, v, ok, total, axes, alpha):
 def _normalised(segments, offset, inv_gain, saturation):
     x = (segments - offset[:, None, None]) * inv_gain[:, None, None]
     total = x[0] + x[1] + x[2] + x[3]
-    ok = (total > 0) & np.isfinite(total) & ~(segments >= saturation).any(axis=0)
+    ok = (total > 0) & (total <= np.finfo(np.float32).max) & ~(segments >= saturation).any(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         d_a = (x[0] - x[2]) / total
         d_b = (x[1] - x[3]) / total
+    ok &= (np.abs(d_a) <= 1) & (np.abs(d_b) <= 1)
     return d_a, d_b, total, ok
 
 
@@ -254,7 +255,7 @@ def numpy_deflection_linear(segments, offset, inv_gain, slope, axes, alpha, satu
 
     Returns ``(theta_x, theta_y, total, valid)`` as the kernel writes them: float32 ×3 and
     uint8, shape (ny, nx); NaN deflection where ``valid`` is 0 (a sum not positive and
-    finite, a raw segment at or above ``saturation``).
+    within float32, a raw segment at or above ``saturation``, |dA| or |dB| above 1).
     """
     d_a, d_b, total, ok = _normalised(segments, offset, inv_gain, saturation)
     return _rotate(d_a / slope, d_b / slope, ok, total, axes, alpha)

@@ -5,9 +5,10 @@ dA = (A − C)/S and dB = (B − D)/S with S = A + B + C + D, invert the detecto
 shift (u, v) along the segment axes (units of α), and rotate it into the scan frame with
 ``axes`` (row 0: A axis, row 1: B axis, as (x, y) components), times α.
 
-A pixel whose total S is not positive and finite, with a raw segment at the detector's full
-scale (``saturation``), or whose signals fall outside the response's range, is written as
-NaN with ``valid = 0``.
+A pixel whose total S is not positive and finite (nor within float32), with a raw segment at
+the detector's full scale (``saturation``), with |dA| or |dB| above 1 (no counts of electrons
+give that), or whose signals fall outside the response's range, is written as NaN with
+``valid = 0``.
 """
 
 import math
@@ -17,6 +18,8 @@ import numpy as np
 
 # fastmath without nnan/ninf: dead pixels (NaN, inf) must still be detected.
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# The segment sum is stored as float32: a larger one is refused rather than stored as inf.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @numba.njit(inline="always", fastmath=_FAST)
@@ -31,11 +34,14 @@ def _normalised(segments, iy, ix, offset, inv_gain, saturation):
     d = (rd - offset[3]) * inv_gain[3]
     total = a + b + c + d
     saturated = ra >= saturation or rb >= saturation or rc >= saturation or rd >= saturation
-    ok = total > 0.0 and not math.isinf(total) and not saturated
+    ok = total > 0.0 and total <= _FLOAT32_MAX and not saturated
     if not ok:
         return 0.0, 0.0, total, False
     inv = 1.0 / total
-    return (a - c) * inv, (b - d) * inv, total, True
+    da = (a - c) * inv
+    db = (b - d) * inv
+    # Counts of electrons cannot give |A − C| > A + B + C + D: such a pixel is not physical.
+    return da, db, total, abs(da) <= 1.0 and abs(db) <= 1.0
 
 
 @numba.njit(inline="always", fastmath=_FAST)

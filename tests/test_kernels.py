@@ -10,9 +10,11 @@ from dpcstem.kernels import curl, deflection_linear, deflection_table, divergenc
 def reference_normalised(segments, offset, inv_gain):
     s = (segments.astype(np.float64) - offset[:, None, None]) * inv_gain[:, None, None]
     total = s.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ok = np.isfinite(total) & (total > 0)
-        return (s[0] - s[2]) / total, (s[1] - s[3]) / total, total, ok
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ok = (total > 0) & (total <= np.finfo(np.float32).max)
+        d_a, d_b = (s[0] - s[2]) / total, (s[1] - s[3]) / total
+        ok &= (np.abs(d_a) <= 1) & (np.abs(d_b) <= 1)
+        return d_a, d_b, total, ok
 
 
 def reference_to_scan(u, v, axes, alpha):
