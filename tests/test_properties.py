@@ -3,7 +3,7 @@
 - inverting the exact forward model gives back the shift, by Newton's method (every shift up
   to S_MAX, for detectors whose inner hole is at most 0.2 α: a larger hole makes the response
   fold near the rim) and through the lookup table the fused kernel interpolates (shifts up to
-  0.9 α);
+  0.9 α; with a large hole, the shift or a refused pixel, never another shift);
 - rotating the field and the detector together gives the rotated deflection (segments and
   4D centre of mass alike);
 - the finite-difference divergence is linear;
@@ -83,8 +83,9 @@ def test_newton_inversion_of_the_exact_response_is_the_identity(geometry, shift)
     np.testing.assert_allclose(back_v, v, atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason="with an inner hole of 0.4 α or more and the outer edge at α, Newton's "
-                                       "method fails (NaN) for some shifts near 0.5-0.6 α that have one answer")
+@pytest.mark.xfail(strict=True, reason="with an inner hole of 0.4 α or more and the outer edge at α, "
+                                       "QuadrantResponse.invert fails (NaN) for some shifts near 0.5-0.6 α, inside "
+                                       "the fold radius")
 def test_newton_inversion_with_a_large_inner_hole():
     response = QuadrantResponse(0.5, 1.0)
     u, v = np.array([0.75 * math.cos(0.75)]), np.array([0.75 * math.sin(0.75)])
@@ -92,9 +93,9 @@ def test_newton_inversion_with_a_large_inner_hole():
     np.testing.assert_allclose([back_u[0], back_v[0]], [u[0], v[0]], atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason="where a large inner hole makes the response fold near the rim, the "
-                                       "inversion returns another shift with the same signals instead of "
-                                       "refusing the ambiguous pixel")
+@pytest.mark.xfail(strict=True, reason="where a large inner hole makes the response fold near the rim, "
+                                       "QuadrantResponse.invert returns another shift with the same signals "
+                                       "instead of NaN (the kernel's table refuses these pixels)")
 @pytest.mark.parametrize("inner, radius, angle", [(0.75, 0.875, 2.5), (0.3, 0.975, math.pi / 4)])
 def test_ambiguous_signals_are_refused_not_answered_wrongly(inner, radius, angle):
     response = QuadrantResponse(inner, math.inf)
@@ -123,16 +124,23 @@ def test_inverse_table_through_the_kernel_recovers_the_shift(geometry, shift, co
     assert np.all(error <= 2e-3 * np.maximum(s, 0.05))
 
 
-@pytest.mark.xfail(strict=True, reason="the inverse table leaves shifts near 0.9 α invalid, and is off by up to "
-                                       "1 % of the shift, where the detector's inner hole is 0.3 α or more")
-@pytest.mark.parametrize("inner, outer", [(0.4, None), (0.5, 1.5)])
-def test_inverse_table_covers_shifts_to_09_alpha_with_an_inner_hole(inner, outer):
-    cal = calibration(inner, outer)
-    angle = np.linspace(-math.pi, math.pi, 721)
-    u, v = 0.88 * np.cos(angle), 0.88 * np.sin(angle)
-    back_u, back_v, valid = kernel_inverse(u, v, cal)
-    assert valid.all()
-    assert np.max(np.hypot(back_u - u, back_v - v)) <= 2e-3 * 0.88
+HOLE_GEOMETRIES = [(0.3, None), (0.4, 1.0), (0.5, 1.5)]
+
+
+@SETTINGS
+@given(geometry=st.sampled_from(HOLE_GEOMETRIES), shift=shifts(S_MAX), counts=st.floats(1e-3, 1e6))
+def test_inverse_table_with_an_inner_hole_gives_the_shift_or_refuses_it(geometry, shift, counts):
+    """A large inner hole makes the response fold near the rim, where two shifts give the same signals:
+    the kernel then refuses the pixel. It never returns another shift, and it refuses none below 0.65 α."""
+    cal = calibration(*geometry)
+    u, v = shift
+    areas = segment_areas(u, v, inner=cal.inner_over_alpha, outer=cal.outer_over_alpha) * counts
+    theta_x, theta_y, _, valid = segment_deflection(areas.reshape(4, 1, -1), cal)
+    s = np.hypot(u, v)
+    error = np.hypot(theta_x[0] / ALPHA - u, theta_y[0] / ALPHA - v)
+    assert np.all(error[valid[0]] <= 2e-3 * np.maximum(s[valid[0]], 0.05))
+    assert valid[0][s <= 0.65].all()
+    check_finite_or_nan_and_invalid(theta_x, theta_y, valid)
 
 
 # -- rotation invariance ------------------------------------------------------------------------
