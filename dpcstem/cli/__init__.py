@@ -45,7 +45,8 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    warnings.showwarning = _one_line_warning
+    formatted = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         status = args.run(args)
     except DPCError as exc:
@@ -63,11 +64,13 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        warnings.formatwarning = formatted
     return int(status or 0)
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"dpcstem: warning: {message}", file=sys.stderr if file is None else file)
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"dpcstem: warning: {message}\n"
 
 
 if __name__ == "__main__":  # pragma: no cover
