@@ -290,8 +290,15 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
     shapes = {np.shape(s) for s in segments_list}
     if len(shapes) > 1:
         raise InputDataError(f"the acquisitions of a bias series have different shapes: {sorted(shapes)}")
-    if shifts_px is not None and len(shifts_px) != len(segments_list):
-        raise InputDataError(f"give one shift (dy, dx) per acquisition: {len(shifts_px)} for {len(segments_list)}")
+    if shifts_px is not None:
+        try:
+            shifts = np.asarray(shifts_px, dtype=float)
+        except (TypeError, ValueError):
+            shifts = np.full(1, np.nan)
+        if shifts.shape != (len(segments_list), 2) or not np.all(np.isfinite(shifts)):
+            raise InputDataError(f"give one finite shift (dy, dx) in pixels per acquisition, {len(segments_list)} in "
+                                 f"all, got {shifts_px!r}")
+        shifts_px = [tuple(row) for row in shifts]
 
     iterator = range(len(segments_list))
     if progress:

@@ -132,6 +132,21 @@ class InverseTable:
     step: float
     name: str
 
+    def lookup(self, d_a, d_b):
+        """Bilinear interpolation of (u, v) at signals (d_a, d_b), as the kernel does it; NaN outside."""
+        n = self.u.shape[0]
+        fj = (np.asarray(d_a, float) - self.origin) / self.step
+        fi = (np.asarray(d_b, float) - self.origin) / self.step
+        outside = ~((fj >= 0) & (fi >= 0) & (fj < n - 1) & (fi < n - 1))
+        fj, fi = np.where(outside, 0.0, fj), np.where(outside, 0.0, fi)
+        j, i = fj.astype(int), fi.astype(int)
+        wx, wy = fj - j, fi - i
+
+        def at(t):
+            return (1 - wy) * ((1 - wx) * t[i, j] + wx * t[i, j + 1]) + wy * ((1 - wx) * t[i + 1, j] + wx * t[i + 1, j + 1])
+
+        return np.where(outside, np.nan, at(self.u)), np.where(outside, np.nan, at(self.v))
+
 
 @dataclass(frozen=True)
 class QuadrantResponse:
@@ -165,8 +180,20 @@ class QuadrantResponse:
         return _inverse_table(self.inner, self.outer)
 
     def invert(self, d_a, d_b):
-        """Shifts (u, v) in units of α from difference signals, by Newton's method (not for images)."""
-        return _newton_invert(self, np.asarray(d_a, float), np.asarray(d_b, float))
+        """Shifts (u, v) in units of α from difference signals, to full precision (not for images).
+
+        Newton's method started from the inverse table; NaN where the table refuses the
+        signals (no shift gives them, or two do).
+        """
+        d_a, d_b = np.broadcast_arrays(np.asarray(d_a, float), np.asarray(d_b, float))
+        table = self.inverse_table()
+        u0, v0 = table.lookup(d_a, d_b)
+        known = np.isfinite(u0) & np.isfinite(v0)
+        u, v = np.full(d_a.shape, np.nan), np.full(d_a.shape, np.nan)
+        if known.any():
+            u[known], v[known] = _newton_invert(self, d_a[known], d_b[known], start=(u0[known], v0[known]),
+                                                radius=fold_radius(self))
+        return u, v
 
 
 @dataclass(frozen=True)

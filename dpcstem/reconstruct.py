@@ -247,6 +247,11 @@ def reconstruct_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration,
     if tx.ndim != 2 or tx.shape != ty.shape or tx.size == 0:
         raise InputDataError(f"deflection maps must be two non-empty 2-D arrays of one shape, got {tx.shape}, {ty.shape}")
     finite = np.isfinite(tx) & np.isfinite(ty)
+    for name, mask in (("valid", valid), ("potential_reference", potential_reference)):
+        if mask is not None and np.shape(mask) != tx.shape:
+            raise InputDataError(f"{name} must be a mask of the scan's shape {tx.shape}, got shape {np.shape(mask)}")
+    if cutoff is not None and not (np.isfinite(cutoff) and cutoff > 0):
+        raise InputDataError(f"the low-pass cutoff must be a positive spatial frequency in cycles/nm, got {cutoff!r}")
     valid = finite if valid is None else (np.asarray(valid, dtype=bool) & finite)
     tx = np.where(valid, tx, np.nan).astype(np.float32)
     ty = np.where(valid, ty, np.nan).astype(np.float32)
@@ -273,6 +278,10 @@ def reconstruct_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration,
                                   valid=valid)
     else:
         raise InputDataError(f"charge_method must be one of {CHARGE_METHODS}, got {charge_method!r}")
+    if not valid.any():
+        raise InputDataError(
+            f"no pixel of the {tx.shape[0]} x {tx.shape[1]} scan has the valid neighbours a divergence needs: "
+            "the charge density needs at least 2 x 2 valid pixels")
     rho = physics.VACUUM_PERMITTIVITY_F_M * div
     projected = calibration.pv_over_e_v * physics.MRAD_TO_RAD * integrate_gradient(
         tx, ty, step_x=calibration.step_x_nm, step_y=calibration.step_y_nm, method=potential_method, valid=valid)

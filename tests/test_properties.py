@@ -83,9 +83,6 @@ def test_newton_inversion_of_the_exact_response_is_the_identity(geometry, shift)
     np.testing.assert_allclose(back_v, v, atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason="with an inner hole of 0.4 α or more and the outer edge at α, "
-                                       "QuadrantResponse.invert fails (NaN) for some shifts near 0.5-0.6 α, inside "
-                                       "the fold radius")
 def test_newton_inversion_with_a_large_inner_hole():
     response = QuadrantResponse(0.5, 1.0)
     u, v = np.array([0.75 * math.cos(0.75)]), np.array([0.75 * math.sin(0.75)])
@@ -93,9 +90,6 @@ def test_newton_inversion_with_a_large_inner_hole():
     np.testing.assert_allclose([back_u[0], back_v[0]], [u[0], v[0]], atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason="where a large inner hole makes the response fold near the rim, "
-                                       "QuadrantResponse.invert returns another shift with the same signals "
-                                       "instead of NaN (the kernel's table refuses these pixels)")
 @pytest.mark.parametrize("inner, radius, angle", [(0.75, 0.875, 2.5), (0.3, 0.975, math.pi / 4)])
 def test_ambiguous_signals_are_refused_not_answered_wrongly(inner, radius, angle):
     response = QuadrantResponse(inner, math.inf)

@@ -50,6 +50,7 @@ def run(args):
         if missing:
             raise InputDataError(f"no bias recorded in {', '.join(missing)}: give --bias V... (one per FILE)")
         biases = [float(a.metadata["bias_v"]) for a in acquisitions]
+    check_same_calibration(args, acquisitions)
     calibration = calibration_from_args(args, acquisitions[0].calibration_values)
     calibration.require_thickness()
     vacuum = read_segments(args.reference).segments if args.reference else None
@@ -74,6 +75,30 @@ def run(args):
         print(format_table(rows))
     print(f"wrote {output}")
     return 0
+
+
+#: Calibration fields and the options that override them.
+_OPTIONS = {"kv": "kv", "alpha_mrad": "alpha", "step_x_nm": "step", "step_y_nm": "step", "thickness_nm": "thickness",
+            "collection_inner_mrad": "collection", "collection_outer_mrad": "collection",
+            "detector_rotation_deg": "detector_rotation", "flip": "flip"}
+
+
+def check_same_calibration(args, acquisitions):
+    """Every file must record the calibration the first records, unless an option sets that value."""
+    import numpy as np
+
+    from ..errors import CalibrationError
+
+    first = acquisitions[0].calibration_values
+    for path, acquisition in zip(args.files[1:], acquisitions[1:]):
+        for name, value in acquisition.calibration_values.items():
+            option = _OPTIONS.get(name)
+            if option is None or getattr(args, option, None) not in (None, False) or name not in first:
+                continue
+            if not np.allclose(np.asarray(value, float), np.asarray(first[name], float), rtol=1e-6, atol=0):
+                raise CalibrationError(
+                    f"{path} records {name} {value!r} but {args.files[0]} records {first[name]!r}: a bias series "
+                    f"needs one calibration; give --{option.replace('_', '-')} to set it")
 
 
 def format_table(rows) -> str:
