@@ -137,8 +137,11 @@ def draw_figures(outcomes, folder: Path) -> list:
     from .. import plot
 
     files = []
+    # One colour scale per quantity for both cathodes, so they compare by eye.
     vmax_field = max(np.nanpercentile(np.abs(_normal_field(o, r)), 99.5) for o in outcomes.values()
                      for r in o["series"].net[1:])
+    vmax_charge = max(np.nanpercentile(np.abs(r.charge_density), 99.5) for o in outcomes.values()
+                      for r in o["series"].net[1:])
     for name, outcome in outcomes.items():
         series = outcome["series"]
         step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
@@ -149,7 +152,7 @@ def draw_figures(outcomes, folder: Path) -> list:
                                    title=f"{name} cathode ({outcome['thickness_nm']:g} nm): net field against 0 V")
         files.append(_save(fig, folder / f"{name}_net_field.png"))
         charges = [r.charge_density for r in series.net[1:]]
-        fig = plot.plot_bias_panel(charges, biases, units="C/m^3", step_nm=step, ncols=4,
+        fig = plot.plot_bias_panel(charges, biases, units="C/m^3", step_nm=step, ncols=4, vmax=vmax_charge,
                                    quantity="net charge density",
                                    title=f"{name} cathode: net charge accumulation against 0 V "
                                          f"(low-pass {CHARGE_CUTOFF_PER_NM} /nm)")
