@@ -97,12 +97,13 @@ def test_reconstruct_killed_while_writing_leaves_no_new_output(reconstruct_input
 
 def test_bias_series_interrupted_while_writing_cleans_up(tmp_path):
     """Ctrl-C (SIGINT) while the series is written: exit 130, no output, no temporary file left."""
-    for i in range(3):
-        np.save(tmp_path / f"s{i}.npy", counts((256, 256), seed=10 + i))
+    # Large enough that the write lasts long past the moment the temporary file appears.
+    for i in range(4):
+        np.save(tmp_path / f"s{i}.npy", counts((512, 512), seed=10 + i))
     (tmp_path / "out.h5").write_bytes(EARLIER)
     status, _, err = run_and_interrupt(
-        ["bias-series", "s0.npy", "s1.npy", "s2.npy", "--bias", "0", "1", "2", "--no-register", *OPTIONS,
-         "--overwrite", "-o", "out.h5"], tmp_path, signal.SIGINT)
+        ["bias-series", "s0.npy", "s1.npy", "s2.npy", "s3.npy", "--bias", "0", "1", "2", "3", "--no-register",
+         *OPTIONS, "--overwrite", "-o", "out.h5"], tmp_path, signal.SIGINT)
     assert status == 130, err
     assert "interrupted; no output was written" in err
     assert (tmp_path / "out.h5").read_bytes() == EARLIER
