@@ -2,13 +2,13 @@
 
 import h5py
 import numpy as np
-import psutil
 import pytest
 
 from dpcstem import Calibration
 from dpcstem.cli import main
 from dpcstem.io import load_result_arrays, sha256_file
 from dpcstem.simulate.fourd import write_frames
+from helpers import worker_processes
 
 CAL = Calibration(kv=200, alpha_mrad=1.0, step_x_nm=2.0, step_y_nm=1.5, thickness_nm=80.0)
 SCAN = (10, 12)
@@ -25,18 +25,6 @@ def truth():
     theta_x = np.broadcast_to(0.04 * _without_line(np.sin(2 * np.pi * np.arange(SCAN[1]) / SCAN[1])), SCAN)
     theta_y = np.broadcast_to(0.03 * _without_line(np.cos(2 * np.pi * np.arange(SCAN[0]) / SCAN[0]))[:, None], SCAN)
     return np.array(theta_x), np.array(theta_y)
-
-
-def _worker_processes():
-    """Child processes other than multiprocessing's resource tracker (which lives as long as we do)."""
-    out = set()
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
-                out.add(p.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +67,11 @@ def test_com_writes_the_result_layout_with_centre_of_mass(simulated, tmp_path, c
 def test_com_on_npy_with_camera_length_and_a_local_cluster(simulated, tmp_path):
     _, npy = simulated
     out = tmp_path / "out.h5"
-    before = _worker_processes()
+    before = worker_processes()
     status = main(["com", str(npy), "--kv", "200", "--step", "2", "1.5", "--thickness", "80", "--alpha", "1.0",
                    "--camera-length", "550", "--detector-pixel-um", "55", "--workers", "2", "-o", str(out)])
     assert status == 0
-    assert _worker_processes() <= before  # the cluster it started is gone
+    assert worker_processes() <= before  # the cluster it started is gone
     maps, attrs = load_result_arrays(out)
     assert attrs["mrad_per_px"] == pytest.approx(0.1) and attrs["mrad_per_px_source"] == "user"
     assert attrs["alpha_mrad"] == 1.0 and attrs["alpha_mrad_source"] == "user"

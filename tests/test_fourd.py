@@ -10,7 +10,6 @@ import dask.array as da
 import h5py
 import hyperspy.api as hs
 import numpy as np
-import psutil
 import pytest
 
 from dpcstem import Calibration, InputDataError
@@ -30,6 +29,7 @@ from dpcstem.fourd import (
 )
 from dpcstem.io.pixelated import open_pixelated
 from dpcstem.simulate.fourd import simulate_frames
+from helpers import PEAK_MEMORY_FUNCTIONS, worker_processes
 
 FRAME = (17, 19)
 
@@ -142,22 +142,10 @@ def test_distributed_cluster_gives_the_same_answer(frames, masks, tmp_path, clus
 def test_local_cluster_started_for_the_call_is_closed(frames, masks):
     mask, labels = masks
     expected = frame_sums(frames, mask=mask, labels=labels)
-    before = _worker_processes()
+    before = worker_processes()
     got = frame_sums(da.from_array(frames, chunks=(3, 6, *FRAME)), mask=mask, labels=labels, workers=2)
     assert_same(got, expected)
-    assert _worker_processes() <= before
-
-
-def _worker_processes():
-    """Child processes other than multiprocessing's resource tracker (which lives as long as we do)."""
-    out = set()
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
-                out.add(p.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
+    assert worker_processes() <= before
 
 
 def test_unreachable_scheduler_and_both_options_are_refused(frames):
@@ -326,28 +314,11 @@ def test_simulated_layer_field_recovered_within_one_percent():
     assert result.attrs["mrad_per_px"] == 0.08 and result.attrs["mask_radius_px"] == 18.0
 
 
-_PEAK_SCRIPT = """
+_PEAK_SCRIPT = PEAK_MEMORY_FUNCTIONS + """
 import os, sys
 import numpy as np, h5py
 from dpcstem.fourd import frame_sums
 
-def _peak_rss():
-    \"\"\"The process's peak resident memory in bytes (VmHWM; getrusage's ru_maxrss keeps the peak of
-    threads that have exited, which a reset does not clear).\"\"\"
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-def growth(work):
-    \"\"\"Peak resident memory of work() above the resident memory before it, in bytes.\"\"\"
-    with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM, ru_maxrss) to the present
-        fh.write("5")
-    with open("/proc/self/statm") as fh:
-        before = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    result = work()
-    return _peak_rss() - before, result
 
 small_path, path, kind, block = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 def reduce(name):

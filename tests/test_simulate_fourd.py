@@ -13,6 +13,7 @@ from dpcstem import Calibration, InputDataError
 from dpcstem.fourd import centre_of_mass
 from dpcstem.io.pixelated import open_pixelated
 from dpcstem.simulate.fourd import FrameSimulator, disc_frames, simulate_frames, write_frames
+from helpers import PEAK_MEMORY_FUNCTIONS
 
 CAL = Calibration(kv=200, alpha_mrad=1.0, step_x_nm=0.5)
 
@@ -98,29 +99,12 @@ def test_written_files_open_with_their_calibration(tmp_path):
         simulate_frames(np.full((2, 2), np.nan), np.zeros((2, 2)), CAL, frame_shape=(8, 8), mrad_per_px=0.1)
 
 
-_PEAK_SCRIPT = """
+_PEAK_SCRIPT = PEAK_MEMORY_FUNCTIONS + """
 import os, sys
 import numpy as np
 from dpcstem import Calibration
 from dpcstem.simulate.fourd import simulate_frames, write_frames
 
-def _peak_rss():
-    \"\"\"The process's peak resident memory in bytes (VmHWM; getrusage's ru_maxrss keeps the peak of
-    threads that have exited, which a reset does not clear).\"\"\"
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-def growth(work):
-    \"\"\"Peak resident memory of work() above the resident memory before it, in bytes.\"\"\"
-    with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM, ru_maxrss) to the present
-        fh.write("5")
-    with open("/proc/self/statm") as fh:
-        before = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    work()
-    return _peak_rss() - before
 
 path, block = sys.argv[1], int(sys.argv[2])
 cal = Calibration(kv=200, alpha_mrad=1.0, step_x_nm=1.0)
@@ -129,10 +113,10 @@ def theta(rows):
     return np.linspace(-0.05, 0.05, rows * 64).reshape(rows, 64)
 warm = path.replace("big", "warm")
 write_frames(warm, theta(2), theta(2), cal, **options)  # warm up imports and the file library
-small = growth(lambda: write_frames(path.replace("big", "small"), theta(24), theta(24), cal, block_bytes=block,
+small, _ = growth(lambda: write_frames(path.replace("big", "small"), theta(24), theta(24), cal, block_bytes=block,
                                     **options))
-big = growth(lambda: write_frames(path, theta(96), -theta(96), cal, block_bytes=block, **options))
-held = growth(lambda: simulate_frames(theta(24), theta(24), cal, **options))  # the control: a set in memory
+big, _ = growth(lambda: write_frames(path, theta(96), -theta(96), cal, block_bytes=block, **options))
+held, _ = growth(lambda: simulate_frames(theta(24), theta(24), cal, **options))  # the control: a set in memory
 print(small, big, held)
 """
 
