@@ -18,7 +18,9 @@ from scipy import ndimage
 
 from .calibration import Calibration
 from .errors import InputDataError
-from .reconstruct import reconstruct_deflection, response_model, segment_deflection, vacuum_reference
+from .options import ReconstructionOptions
+from .reconstruct import reconstruct_deflection, segment_deflection, vacuum_reference
+from .response import response_model
 from .result import UNITS
 
 #: A direction of the segment-sum image has structure when its mean squared gradient (of the
@@ -283,6 +285,7 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
     -------
     BiasSeriesResult
     """
+    options = ReconstructionOptions(response=response, gains=gains, offsets=offsets, descan_order=descan_order, **options)
     segments_list = list(segments_list)
     if not segments_list:
         raise InputDataError("a bias series needs at least one acquisition")
@@ -307,12 +310,11 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
         iterator = tqdm(iterator, desc="bias series", unit="map")
     descan = None
     if vacuum is not None:
-        gains, descan = vacuum_reference(vacuum, calibration, response=response, offsets=offsets,
-                                         descan_order=descan_order)
+        gains, descan = vacuum_reference(vacuum, calibration, options=options)
+        options = options.replace(gains=gains)
     deflections = [None] * len(segments_list)
     for i in iterator:
-        tx, ty, total, valid = segment_deflection(segments_list[i], calibration, response=response, gains=gains,
-                                                  offsets=offsets)
+        tx, ty, total, valid = segment_deflection(segments_list[i], calibration, options=options)
         if not valid.any():
             name = names[i] if names is not None else f"acquisition {i + 1} of {len(segments_list)}"
             raise InputDataError(f"{name} ({biases[i]:g} V): no pixel could be reconstructed (zero, saturated or "
@@ -337,9 +339,9 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
     ref_x, ref_y, ref_ok = maps[ref]
     results = []
     for sx, sy, ok in maps:
-        results.append(reconstruct_deflection(sx, sy, calibration, valid=ok, **options))
+        results.append(reconstruct_deflection(sx, sy, calibration, valid=ok, options=options))
         both = ok & ref_ok
-        net.append(reconstruct_deflection(sx - ref_x, sy - ref_y, calibration, valid=both, **options))
+        net.append(reconstruct_deflection(sx - ref_x, sy - ref_y, calibration, valid=both, options=options))
     attrs = {"response": response_model(response, calibration).name}
     if descan is not None:
         attrs.update(descan.attrs())

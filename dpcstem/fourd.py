@@ -36,7 +36,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _validate
 from .calibration import Calibration
+from .calibration.descan import fit_descan
+from .options import check_options
 from .errors import CalibrationError, InputDataError
 from .kernels.com import FRAME_DTYPES, bounding_box, reduce_frames, reduce_frames_serial
 
@@ -499,47 +502,6 @@ def _angular_pixel_size(value) -> float:
     return value
 
 
-def fit_plane(values, region=None) -> np.ndarray:
-    """Least-squares plane a + b·x + c·y through a map over ``region`` (and finite pixels).
-
-    Parameters
-    ----------
-    values : ndarray, shape (ny, nx)
-    region : ndarray of bool, shape (ny, nx), optional
-
-    Returns
-    -------
-    ndarray of float64, shape (ny, nx)
-        The plane evaluated on the whole grid (x the column, y the row index).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    use = np.isfinite(values)
-    if region is not None:
-        region = np.asarray(region, dtype=bool)
-        if region.shape != values.shape:
-            raise InputDataError(f"descan region shape {region.shape} does not match the scan {values.shape}")
-        use &= region
-    y, x = np.indices(values.shape, dtype=np.float64)
-    n = int(use.sum())
-    if n == 0:
-        raise InputDataError("the descan region holds no pixel with a finite centre of mass")
-    columns = [np.ones(n)]
-    if np.ptp(x[use]) > 0:
-        columns.append(x[use])
-    if np.ptp(y[use]) > 0:
-        columns.append(y[use])
-    design = np.stack(columns, axis=1)
-    coef, *_ = np.linalg.lstsq(design, values[use], rcond=None)
-    plane = np.full(values.shape, coef[0])
-    k = 1
-    if np.ptp(x[use]) > 0:
-        plane += coef[k] * x
-        k += 1
-    if np.ptp(y[use]) > 0:
-        plane += coef[k] * y
-    return plane
-
-
 def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: float, reference=None,
                         region=None):
     """Beam deflection in the scan frame (mrad) from the centre of mass (detector pixels).
@@ -556,8 +518,10 @@ def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: 
     reference : (com_x, com_y) of scalars or (ny, nx) maps, optional
         The undeflected pattern centre in pixels (a vacuum scan's centre of mass, or a
         known centre). Without it, the descan is a plane fitted to each component over
-        ``region`` — a plane removes any uniform deflection there, so choose a region
-        that is field-free, or one over which the field averages to zero.
+        ``region`` by the one robust descan fit of the segment path
+        (:func:`dpcstem.calibration.descan.fit_descan`: a field over a small part of the
+        region is rejected as an outlier) — a plane removes any uniform deflection there,
+        so choose a region that is field-free, or one over which the field averages to zero.
     region : ndarray of bool, shape (ny, nx), optional
         Where the plane is fitted (default: the whole scan).
 
@@ -573,19 +537,19 @@ def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: 
         raise InputDataError(f"centre-of-mass maps must be two 2-D arrays of one shape, got {com_x.shape}, "
                              f"{com_y.shape}")
     if reference is None:
-        ref_x, ref_y = fit_plane(com_x, region), fit_plane(com_y, region)
+        finite = np.isfinite(com_x) & np.isfinite(com_y)
+        if not finite.any() or (region is not None and not (_validate.mask("descan region", region, com_x.shape)
+                                                             & finite).any()):
+            raise InputDataError("the descan region holds no pixel with a finite centre of mass")
+        ref_x, ref_y = fit_descan(com_x, com_y, mask=region, order=1).surface(com_x.shape)
     else:
         ref_x, ref_y = (np.asarray(r, dtype=np.float64) for r in reference)
         for r in (ref_x, ref_y):
             if r.ndim not in (0, 2) or (r.ndim == 2 and r.shape != com_x.shape):
                 raise InputDataError(f"a descan reference must be a number or a map of the scan's shape "
                                      f"{com_x.shape}, got shape {r.shape}")
-    u = (com_x - ref_x) * mrad_per_px
-    v = (com_y - ref_y) * mrad_per_px
-    axes = calibration.segment_axes()  # row 0: detector +kx in scan (x, y); row 1: detector +ky
-    theta_x = u * axes[0, 0] + v * axes[1, 0]
-    theta_y = u * axes[0, 1] + v * axes[1, 1]
-    return theta_x, theta_y
+    # The detector's +kx, +ky axes are the frame's u, v axes.
+    return calibration.to_scan_frame((com_x - ref_x) * mrad_per_px, (com_y - ref_y) * mrad_per_px)
 
 
 def bright_field_disc(data, *, max_frames=64):
@@ -612,7 +576,7 @@ def bright_field_disc(data, *, max_frames=64):
 
 def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_radius_px=None,
                     mask_centre_yx=None, reference=None, region=None, scheduler=None, workers=None,
-                    block_bytes=BLOCK_BYTES, progress=None, **reconstruct_options):
+                    block_bytes=BLOCK_BYTES, progress=None, options=None):
     """Field, charge density and potential from 4D-STEM frames through the centre of mass.
 
     Parameters
@@ -630,8 +594,8 @@ def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_
         Descan, see :func:`deflection_from_com`.
     scheduler, workers, block_bytes, progress :
         See :func:`frame_sums`.
-    **reconstruct_options :
-        Passed to :func:`dpcstem.reconstruct.reconstruct_deflection`.
+    options : ReconstructionOptions, optional
+        Charge and potential methods, as for :func:`dpcstem.reconstruct.reconstruct_deflection`.
 
     Returns
     -------
@@ -641,6 +605,7 @@ def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_
     """
     from .reconstruct import reconstruct_deflection
 
+    options = check_options(options)
     mrad_per_px = _angular_pixel_size(mrad_per_px)
     array, _ = _as_frames(data)
     mask = None
@@ -659,7 +624,7 @@ def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_
     if not valid.any():
         raise InputDataError("no frame has a finite centre of mass: every frame holds zero counts or NaN inside the "
                              "mask (check the data, the mask radius and centre)")
-    result = reconstruct_deflection(theta_x, theta_y, calibration, valid=valid, **reconstruct_options)
+    result = reconstruct_deflection(theta_x, theta_y, calibration, valid=valid, options=options)
     result.extra["com_x"] = (sums.com_x.astype(np.float32), "px")
     result.extra["com_y"] = (sums.com_y.astype(np.float32), "px")
     result.extra["intensity"] = (sums.intensity.astype(np.float32), "counts")

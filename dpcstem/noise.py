@@ -22,21 +22,23 @@ scan noise and drift are not in these maps.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from scipy import fft
 
-from . import physics
+from . import _validate, physics
 from .calibration import Calibration
-from .detector import LinearResponse, gains_from_vacuum, segment_areas
+from .calibration.gains import gains_from_vacuum
 from .errors import CalibrationError, InputDataError
 from .fourier import lowpass_window
-from .reconstruct import CHARGE_METHODS, check_segments, response_model, segment_deflection
+from .options import ReconstructionOptions, check_options
+from .reconstruct import check_segments, segment_deflection
+from .response import LinearResponse, response_model
+from .response.geometry import difference_signals, segment_areas
 
 
-def deflection_covariance(segments, calibration: Calibration, *, response="exact", dose=None,
-                          counts_per_electron=None, gains=None, offsets=None, vacuum=None):
+def deflection_covariance(segments, calibration: Calibration, *, options: ReconstructionOptions | None = None,
+                          dose=None, counts_per_electron=None, vacuum=None):
     """Variance and covariance of the deflection from the counting noise of the segments.
 
     Parameters
@@ -44,8 +46,9 @@ def deflection_covariance(segments, calibration: Calibration, *, response="exact
     segments : array_like, shape (4, ny, nx)
         Segment images A, B, C, D in counts (as given to :func:`~dpcstem.reconstruct.reconstruct`).
     calibration : Calibration
-    response : {"exact", "linear"} or empirical response
-        The response the deflection is reconstructed with.
+    options : ReconstructionOptions, optional
+        The options the deflection is reconstructed with (its response, gains, offsets):
+        corrected counts are (raw − offset)/gain.
     dose : float, optional
         Mean electrons per probe position in the bright-field disc. The detector's counts
         per electron are then taken as the mean segment sum over the valid pixels divided
@@ -55,9 +58,8 @@ def deflection_covariance(segments, calibration: Calibration, *, response="exact
     counts_per_electron : float, optional
         Counts the detector records per electron (after the segment gains). Give this or
         ``dose``.
-    gains, offsets, vacuum
-        As for :func:`~dpcstem.reconstruct.segment_deflection`: corrected counts are
-        (raw − offset)/gain.
+    vacuum : array_like, optional
+        As for :func:`~dpcstem.reconstruct.segment_deflection` (gives the gains).
 
     Returns
     -------
@@ -69,57 +71,47 @@ def deflection_covariance(segments, calibration: Calibration, *, response="exact
     if (dose is None) == (counts_per_electron is None):
         raise CalibrationError("give either the dose (electrons per probe position) or the detector's "
                                "counts_per_electron, one of them, for the counting noise")
-    _, _, _, valid = segment_deflection(segments, calibration, response=response, gains=gains, offsets=offsets,
-                                        vacuum=vacuum)
-    seg = check_segments(segments).astype(np.float64)
+    options = check_options(options)
+    _, _, _, valid = segment_deflection(segments, calibration, options=options, vacuum=vacuum)
+    gains, offsets = options.gains, options.offsets
     if vacuum is not None:
         gains = gains_from_vacuum(vacuum, offsets=offsets)
+    seg = check_segments(segments).astype(np.float64)
+    d_a, d_b, total = difference_signals(seg, gains=gains, offsets=offsets)
+    d_a = np.where(valid, d_a, np.nan)
+    d_b = np.where(valid, d_b, np.nan)
     if offsets is not None:
-        seg -= np.asarray(offsets, float).reshape(4, 1, 1)
+        seg -= offsets.reshape(4, 1, 1)
     if gains is not None:
-        seg /= np.asarray(gains, float).reshape(4, 1, 1)
+        seg /= gains.reshape(4, 1, 1)
     a, b, c, d = seg
-    total = a + b + c + d
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d_a = np.where(valid, (a - c) / total, np.nan)
-        d_b = np.where(valid, (b - d) / total, np.nan)
     if counts_per_electron is None:
-        dose = _positive("dose", dose, "electrons per probe position")
+        dose = _validate.positive("dose", dose, what="electrons per probe position")
         collected = float(segment_areas(0.0, 0.0, inner=calibration.inner_over_alpha,
                                         outer=calibration.outer_over_alpha).sum() / np.pi)
         if not valid.any():
             raise InputDataError("no pixel has a valid deflection: the counts per electron cannot be found from the dose")
         g = float(np.mean(total[valid])) / (dose * collected)
     else:
-        g = _positive("counts_per_electron", counts_per_electron, "detector counts per electron")
+        g = _validate.positive("counts_per_electron", counts_per_electron, what="detector counts per electron")
     with np.errstate(divide="ignore", invalid="ignore"):
         var_a = g * ((a + c) / total - d_a**2) / total
         var_b = g * ((b + d) / total - d_b**2) / total
         cov_ab = -g * d_a * d_b / total
-    j = _inverse_jacobian(response_model(response, calibration), d_a, d_b)
+    j = _inverse_jacobian(response_model(options.response, calibration), d_a, d_b)
     # Σ_uv = J Σ_d Jᵀ, J = [[du/dA, du/dB], [dv/dA, dv/dB]].
     var_u = j[0, 0] ** 2 * var_a + 2 * j[0, 0] * j[0, 1] * cov_ab + j[0, 1] ** 2 * var_b
     var_v = j[1, 0] ** 2 * var_a + 2 * j[1, 0] * j[1, 1] * cov_ab + j[1, 1] ** 2 * var_b
     cov_uv = j[0, 0] * j[1, 0] * var_a + (j[0, 0] * j[1, 1] + j[0, 1] * j[1, 0]) * cov_ab + j[0, 1] * j[1, 1] * var_b
-    # θ = α Mᵀ (u, v): θx = α(u M00 + v M10), θy = α(u M01 + v M11).
-    m = calibration.segment_axes()
+    # θ = α R (u, v) (R the calibration's frame matrix), so Σ_θ = α² R Σ_uv Rᵀ.
+    r = calibration.frame_matrix
     alpha2 = calibration.alpha_mrad**2
-    var_x = alpha2 * (m[0, 0] ** 2 * var_u + 2 * m[0, 0] * m[1, 0] * cov_uv + m[1, 0] ** 2 * var_v)
-    var_y = alpha2 * (m[0, 1] ** 2 * var_u + 2 * m[0, 1] * m[1, 1] * cov_uv + m[1, 1] ** 2 * var_v)
-    cov_xy = alpha2 * (m[0, 0] * m[0, 1] * var_u + (m[0, 0] * m[1, 1] + m[1, 0] * m[0, 1]) * cov_uv
-                       + m[1, 0] * m[1, 1] * var_v)
+    var_x = alpha2 * (r[0, 0] ** 2 * var_u + 2 * r[0, 0] * r[0, 1] * cov_uv + r[0, 1] ** 2 * var_v)
+    var_y = alpha2 * (r[1, 0] ** 2 * var_u + 2 * r[1, 0] * r[1, 1] * cov_uv + r[1, 1] ** 2 * var_v)
+    cov_xy = alpha2 * (r[0, 0] * r[1, 0] * var_u + (r[0, 0] * r[1, 1] + r[0, 1] * r[1, 0]) * cov_uv
+                       + r[0, 1] * r[1, 1] * var_v)
     nan = np.nan
     return (np.where(valid, var_x, nan), np.where(valid, var_y, nan), np.where(valid, cov_xy, nan), valid)
-
-
-def _positive(name, value, what):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not (math.isfinite(number) and number > 0):
-        raise CalibrationError(f"{name} must be a positive number ({what}), got {value!r}")
-    return number
 
 
 def _inverse_jacobian(model, d_a, d_b):
@@ -128,50 +120,11 @@ def _inverse_jacobian(model, d_a, d_b):
         k = 1.0 / model.slope
         zero = np.zeros_like(d_a)
         return np.array([[zero + k, zero], [zero, zero + k]])
-    table = model.inverse_table()
-    out = np.empty((2, 2, *d_a.shape))
-    for row, t in enumerate((table.u, table.v)):
-        out[row, 0] = _bilinear(_derivative(t, table.step, axis=1), d_a, d_b, table)
-        out[row, 1] = _bilinear(_derivative(t, table.step, axis=0), d_a, d_b, table)
-    return out
-
-
-def _derivative(t, step, axis):
-    """Central difference along ``axis`` where both neighbours are finite, one-sided otherwise."""
-    t = np.moveaxis(t, axis, 0)
-    out = np.full(t.shape, np.nan)
-    out[1:-1] = (t[2:] - t[:-2]) / (2 * step)
-    forward = np.full(t.shape, np.nan)
-    forward[:-1] = (t[1:] - t[:-1]) / step
-    backward = np.full(t.shape, np.nan)
-    backward[1:] = (t[1:] - t[:-1]) / step
-    out = np.where(np.isfinite(out), out, np.where(np.isfinite(forward), forward, backward))
-    return np.moveaxis(out, 0, axis)
-
-
-def _bilinear(grid, d_a, d_b, table):
-    """Bilinear interpolation of ``grid`` at signals (dA, dB), over its finite corners."""
-    n = grid.shape[0]
-    fj = (d_a - table.origin) / table.step
-    fi = (d_b - table.origin) / table.step
-    ok = np.isfinite(fi) & np.isfinite(fj)
-    fi = np.clip(np.where(ok, fi, 0.0), 0.0, n - 1.000001)
-    fj = np.clip(np.where(ok, fj, 0.0), 0.0, n - 1.000001)
-    i, j = np.floor(fi).astype(int), np.floor(fj).astype(int)
-    wy, wx = fi - i, fj - j
-    total = np.zeros(d_a.shape)
-    weight = np.zeros(d_a.shape)
-    for di, dj, w in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx), (1, 0, wy * (1 - wx)), (1, 1, wy * wx)):
-        value = grid[i + di, j + dj]
-        finite = np.isfinite(value)
-        total += np.where(finite, w * np.where(finite, value, 0.0), 0.0)
-        weight += np.where(finite, w, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok & (weight > 0), total / weight, np.nan)
+    return model.inverse_table().jacobian(d_a, d_b)
 
 
 def uncertainty_from_covariance(var_x, var_y, cov_xy, calibration: Calibration, *, valid=None,
-                                charge_method="finite-difference", cutoff=None) -> dict:
+                                options: ReconstructionOptions | None = None) -> dict:
     """Uncertainty maps of deflection, field and charge density from the deflection's covariance.
 
     Parameters
@@ -183,8 +136,8 @@ def uncertainty_from_covariance(var_x, var_y, cov_xy, calibration: Calibration, 
     valid : ndarray of bool, optional
         Pixels with a deflection (default: where the variances are finite), as given to
         :func:`~dpcstem.reconstruct.reconstruct_deflection`.
-    charge_method, cutoff
-        As for :func:`~dpcstem.reconstruct.reconstruct_deflection` (cutoff in cycles/nm).
+    options : ReconstructionOptions, optional
+        Its ``charge_method`` and ``cutoff``, as given to the reconstruction.
 
     Returns
     -------
@@ -216,8 +169,8 @@ def uncertainty_from_covariance(var_x, var_y, cov_xy, calibration: Calibration, 
                              f"{cov_xy.shape}")
     finite = np.isfinite(var_x) & np.isfinite(var_y) & np.isfinite(cov_xy)
     valid = finite if valid is None else (np.asarray(valid, bool) & finite)
-    if charge_method not in CHARGE_METHODS:
-        raise InputDataError(f"charge_method must be one of {CHARGE_METHODS}, got {charge_method!r}")
+    options = check_options(options)
+    charge_method, cutoff = options.charge_method, options.cutoff
 
     def out(a, mask):
         return np.where(mask, a, np.nan).astype(np.float32)
@@ -329,8 +282,8 @@ def _spectral_variance(var_ex, var_ey, cov_e, step_x, step_y, cutoff):
     return total
 
 
-def uncertainty_maps(segments, calibration: Calibration, *, response="exact", dose=None, counts_per_electron=None,
-                     gains=None, offsets=None, vacuum=None, charge_method="finite-difference", cutoff=None) -> dict:
+def uncertainty_maps(segments, calibration: Calibration, *, options: ReconstructionOptions | None = None, dose=None,
+                     counts_per_electron=None, vacuum=None) -> dict:
     """One-standard-deviation maps of deflection, field and charge density from counting noise.
 
     Parameters
@@ -338,10 +291,10 @@ def uncertainty_maps(segments, calibration: Calibration, *, response="exact", do
     segments : array_like, shape (4, ny, nx)
         Segment images A, B, C, D in counts.
     calibration : Calibration
-    response, dose, counts_per_electron, gains, offsets, vacuum
-        As for :func:`deflection_covariance` (the same as given to the reconstruction).
-    charge_method, cutoff
-        As for :func:`~dpcstem.reconstruct.reconstruct_deflection` (cutoff in cycles/nm).
+    options : ReconstructionOptions, optional
+        The options given to the reconstruction.
+    dose, counts_per_electron, vacuum
+        As for :func:`deflection_covariance`.
 
     Returns
     -------
@@ -366,7 +319,5 @@ def uncertainty_maps(segments, calibration: Calibration, *, response="exact", do
     ('mrad', 0.0157)
     """
     var_x, var_y, cov_xy, valid = deflection_covariance(
-        segments, calibration, response=response, dose=dose, counts_per_electron=counts_per_electron, gains=gains,
-        offsets=offsets, vacuum=vacuum)
-    return uncertainty_from_covariance(var_x, var_y, cov_xy, calibration, valid=valid, charge_method=charge_method,
-                                       cutoff=cutoff)
+        segments, calibration, options=options, dose=dose, counts_per_electron=counts_per_electron, vacuum=vacuum)
+    return uncertainty_from_covariance(var_x, var_y, cov_xy, calibration, valid=valid, options=options)

@@ -26,8 +26,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-#: Fast-math flags that allow reassociation (vectorised sums) but keep NaN and inf checks.
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from .config import FASTMATH
 
 #: Frame dtypes the kernels are compiled for (native byte order).
 FRAME_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32,

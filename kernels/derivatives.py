@@ -9,8 +9,10 @@ An invalid pixel thus never enters a neighbour's derivative.
 import numba
 import numpy as np
 
+from .config import FASTMATH
 
-@numba.njit(inline="always")
+
+@numba.njit(inline="always", fastmath=FASTMATH)
 def _d_dx(f, valid, iy, ix, step):
     nx = f.shape[1]
     left = ix > 0 and valid[iy, ix - 1] != 0
@@ -24,7 +26,7 @@ def _d_dx(f, valid, iy, ix, step):
     return 0.0, False
 
 
-@numba.njit(inline="always")
+@numba.njit(inline="always", fastmath=FASTMATH)
 def _d_dy(f, valid, iy, ix, step):
     ny = f.shape[0]
     up = iy > 0 and valid[iy - 1, ix] != 0
@@ -38,7 +40,7 @@ def _d_dy(f, valid, iy, ix, step):
     return 0.0, False
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def divergence(fx, fy, valid, step_x, step_y, out, out_valid):
     """∂fx/∂x + ∂fy/∂y into ``out`` (NaN where undefined), with ``out_valid`` (uint8).
 
@@ -62,7 +64,7 @@ def divergence(fx, fy, valid, step_x, step_y, out, out_valid):
                 out_valid[iy, ix] = 0
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def curl(fx, fy, valid, step_x, step_y, out, out_valid):
     """∂fy/∂x − ∂fx/∂y (the z component of the curl); arguments as in :func:`divergence`."""
     ny, nx = fx.shape

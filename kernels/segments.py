@@ -16,8 +16,8 @@ import math
 import numba
 import numpy as np
 
-# fastmath without nnan/ninf: dead pixels (NaN, inf) must still be detected.
-_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from .config import FASTMATH as _FAST
+
 # The segment sum is stored as float32: a larger one is refused rather than stored as inf.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 

@@ -26,6 +26,7 @@ import tifffile
 
 import dpcstem
 from dpcstem import Calibration
+from dpcstem.options import ReconstructionOptions
 from dpcstem.bias import reconstruct_series
 from dpcstem.cli import main
 from dpcstem.errors import (
@@ -371,17 +372,17 @@ CASES = [
          "ok", r"no overflow", same_as_float),
     Case("segments", "a scan of one pixel (1 × 1)", api(lambda d: reconstruct(segments()[:, :1, :1], CAL)),
          InputDataError, r"."),
-    Case("segments", "three gains for four segments", api(lambda d: reconstruct(segments(), CAL, gains=[1, 1, 1])),
+    Case("segments", "three gains for four segments", api(lambda d: ReconstructionOptions(gains=[1, 1, 1])),
          CalibrationError, r"gains must be 4 finite numbers \(A, B, C, D\), got \[1, 1, 1\]"),
-    Case("segments", "a negative gain", api(lambda d: reconstruct(segments(), CAL, gains=[1, 1, 1, -1])),
-         CalibrationError, r"segment gains must be positive"),
+    Case("segments", "a negative gain", api(lambda d: ReconstructionOptions(gains=[1, 1, 1, -1])),
+         CalibrationError, r"gains must be 4 positive numbers \(A, B, C, D\), got \[1, 1, 1, -1\]"),
     Case("segments", "a vacuum reference with no counts",
          api(lambda d: reconstruct(segments(), CAL, vacuum=np.zeros((4, 8, 8)))), InputDataError,
          r"vacuum reference segment means must be positive"),
     Case("segments", "a thickness map (3, 3) for an 8 × 8 scan",
          api(lambda d: reconstruct(segments(), CAL.replace(thickness_nm=np.full((3, 3), 50.0)))), CalibrationError,
          r"thickness map shape \(3, 3\) does not match the scan \(8, 8\)"),
-    Case("segments", "an unknown response model", api(lambda d: reconstruct(segments(), CAL, response="bogus")),
+    Case("segments", "an unknown response model", api(lambda d: ReconstructionOptions(response="bogus")),
          CalibrationError, r"response must be one of \('exact', 'linear'\).*got 'bogus'"),
     Case("segments", "deflection maps of shapes (3, 3) and (3, 4)",
          api(lambda d: reconstruct_deflection(np.zeros((3, 3)), np.zeros((3, 4)), CAL)), InputDataError,
@@ -410,7 +411,7 @@ CASES = [
         ("outer collection angle below the inner", dict(collection_inner_mrad=2.0, collection_outer_mrad=1.0),
          r"collection_outer_mrad 1\.0 must exceed collection_inner_mrad 2\.0"),
         ("negative inner collection angle", dict(collection_inner_mrad=-1.0),
-         r"collection_inner_mrad must be zero or positive, got -1\.0"),
+         r"collection_inner_mrad must be zero or positive and finite .*got -1\.0"),
         ("zero thickness", dict(thickness_nm=0), r"thickness_nm must be positive and finite .*got 0\.0"),
         ("negative thickness", dict(thickness_nm=-131), r"thickness_nm must be positive .*got -131\.0"),
         ("a thickness map with a zero pixel", dict(thickness_nm=np.array([[100.0, 0.0], [100.0, 100.0]])),
@@ -850,7 +851,9 @@ def test_scan_too_small_for_a_divergence_is_named(shape):
 @pytest.mark.parametrize("option", ["valid", "potential_reference"])
 def test_masks_of_the_wrong_shape_are_named(option):
     with pytest.raises(InputDataError, match=option):
-        reconstruct_deflection(np.zeros((3, 3)), np.zeros((3, 3)), CAL, **{option: np.ones((2, 2), bool)})
+        mask = np.ones((2, 2), bool)
+        given = dict(valid=mask) if option == "valid" else dict(options=ReconstructionOptions(potential_reference=mask))
+        reconstruct_deflection(np.zeros((3, 3)), np.zeros((3, 3)), CAL, **given)
 
 
 @pytest.mark.parametrize("shift", [(1.0,), (np.nan, 0.0)])
@@ -862,7 +865,7 @@ def test_malformed_registration_shift_is_named(shift):
 @pytest.mark.parametrize("cutoff", [-1.0, 0.0, float("nan")])
 def test_spectral_cutoff_must_be_positive(cutoff):
     with pytest.raises(DPCError, match=r"cutoff"):
-        reconstruct(segments(), CAL, charge_method="spectral", cutoff=cutoff)
+        reconstruct(segments(), CAL, options=ReconstructionOptions(charge_method="spectral", cutoff=cutoff))
 
 
 # -- the table --------------------------------------------------------------------------------

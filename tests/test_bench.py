@@ -11,7 +11,7 @@ import pytest
 
 from dpcstem import bench
 from dpcstem.cli import main
-from dpcstem.detector import QuadrantResponse
+from dpcstem.response import QuadrantResponse
 from dpcstem.kernels import deflection_linear, deflection_table
 
 TINY = bench.BenchConfig(segment_sizes=(16, 24), derivative_size=17, fourier_size=12, com_scans=(2, 3),

@@ -14,20 +14,14 @@ from scipy import special
 from scipy.interpolate import RegularGridInterpolator
 
 from dpcstem import Calibration, CalibrationError, InputDataError, MissingMetadataError, UnreadableFileError, physics
-from dpcstem.calibrate import (
-    EmpiricalResponse,
-    apply_rotation,
-    difference_signals,
-    find_rotation,
-    fit_descan,
-    fit_response,
-    load_response,
-    remove_descan,
-    save_response,
-    subtract_reference,
-)
-from dpcstem.detector import QuadrantResponse
-from dpcstem.detector import difference_signals as exact_signals
+from dpcstem.options import ReconstructionOptions
+from dpcstem.calibration.descan import fit_descan, remove_descan, subtract_reference
+from dpcstem.calibration.rotation import apply_rotation, find_rotation
+from dpcstem.io.response_file import load_response, save_response
+from dpcstem.response import QuadrantResponse
+from dpcstem.response.empirical import EmpiricalResponse, fit_response
+from dpcstem.response.geometry import difference_signals
+from dpcstem.response.geometry import shift_signals as exact_signals
 from dpcstem.errors import OutputExistsError
 from dpcstem.reconstruct import reconstruct, segment_deflection
 from dpcstem.simulate import (
@@ -472,14 +466,12 @@ def test_empirical_response_corrects_a_blurred_disc_edge():
     alpha = np.hypot(tx, ty).max() / 0.6
     cal = Calibration(kv=KV, alpha_mrad=alpha, step_x_nm=step, thickness_nm=THICKNESS, detector_rotation_deg=25.0,
                       flip=True)
-    axes = cal.segment_axes()
-    u = (tx * axes[0, 0] + ty * axes[0, 1]) / alpha
-    v = (tx * axes[1, 0] + ty * axes[1, 1]) / alpha
+    u, v = (w / alpha for w in cal.to_detector_frame(tx, ty))
     _, _, segments = blurred_disc_signals(u, v, blur)
     peak = abs(LAYER.peak_field_v_per_m)
 
     def field_error(response):
-        result = reconstruct(segments, cal, response=response)
+        result = reconstruct(segments, cal, options=ReconstructionOptions(response=response))
         assert result.valid.all()
         return np.max(np.hypot(result.field_x - truth.field_x, result.field_y - truth.field_y)) / peak
 
@@ -488,7 +480,7 @@ def test_empirical_response_corrects_a_blurred_disc_edge():
     assert geometric > 0.01, f"geometric model off by {geometric:.2%}"
     assert empirical < 0.01, f"empirical response off by {empirical:.3%} (geometric {geometric:.2%})"
     assert empirical < geometric / 10
-    result = reconstruct(segments, cal, response=response)
+    result = reconstruct(segments, cal, options=ReconstructionOptions(response=response))
     assert result.attrs["response"] == "empirical"
 
 
@@ -505,10 +497,10 @@ def test_empirical_response_from_a_simulated_tilt_series_in_the_scan_frame(rotat
     cal = Calibration(kv=KV, alpha_mrad=2.5, step_x_nm=0.5, thickness_nm=THICKNESS, detector_rotation_deg=rotation,
                       flip=flip)
     tu, tv = tilt_grid(n=11)
-    tilts = cal.alpha_mrad * (np.outer(tu, cal.segment_axes()[0]) + np.outer(tv, cal.segment_axes()[1]))
+    tilts = cal.alpha_mrad * np.column_stack(cal.to_scan_frame(tu, tv))
     gains, offsets = np.array([1.0, 1.2, 0.9, 1.1]), np.array([50.0, 0.0, 20.0, 10.0])
     series = simulate_tilt_series(cal, tilts, edge_blur=blur, dose=1e6, gains=gains, offsets=offsets)
-    d_a, d_b = difference_signals(series.segments, gains=gains, offsets=offsets)
+    d_a, d_b, _ = difference_signals(series.segments, gains=gains, offsets=offsets)
     ref_a, ref_b, _ = blurred_disc_signals(tu, tv, blur)
     np.testing.assert_allclose(d_a, ref_a, atol=1e-5)
     np.testing.assert_allclose(d_b, ref_b, atol=1e-5)
@@ -527,7 +519,8 @@ def test_empirical_response_from_a_simulated_tilt_series_in_the_scan_frame(rotat
     peak = 0.6 * cal.alpha_mrad
 
     def deflection_error(response):
-        result = reconstruct(segments, cal, response=response, gains=gains, offsets=offsets)
+        result = reconstruct(segments, cal,
+                             options=ReconstructionOptions(response=response, gains=gains, offsets=offsets))
         return np.max(np.hypot(result.deflection_x - scale * tx, result.deflection_y - scale * ty)) / peak
 
     geometric, empirical = deflection_error("exact"), deflection_error(response)
@@ -542,12 +535,12 @@ def test_difference_signals_of_raw_counts():
     _, _, segments = blurred_disc_signals(np.array([0.2, -0.1]), np.array([0.3, 0.0]), 0.1)
     gains, offsets = np.array([1.0, 1.2, 0.9, 1.1]), np.array([5.0, 0.0, 2.0, 1.0])
     raw = segments * 1000 * gains[:, None] + offsets[:, None]
-    d_a, d_b = difference_signals(raw, gains=gains, offsets=offsets)
+    d_a, d_b, _ = difference_signals(raw, gains=gains, offsets=offsets)
     total = segments.sum(axis=0)
     np.testing.assert_allclose(d_a, (segments[0] - segments[2]) / total, atol=1e-13)
     np.testing.assert_allclose(d_b, (segments[1] - segments[3]) / total, atol=1e-13)
     tu, tv = tilt_grid(n=5)
-    in_alpha = fit_response(tu, tv, *difference_signals(blurred_disc_signals(tu, tv, 0.1)[2]))
+    in_alpha = fit_response(tu, tv, *difference_signals(blurred_disc_signals(tu, tv, 0.1)[2])[:2])
     assert in_alpha.alpha_mrad is None
     in_alpha.check(Calibration(kv=KV, alpha_mrad=7.0, step_x_nm=1.0))  # tilts in units of α: any α
 
@@ -573,8 +566,8 @@ def test_empirical_response_saved_and_reloaded(tmp_path):
     cal = Calibration(kv=KV, alpha_mrad=2.0, step_x_nm=1.0, thickness_nm=THICKNESS)
     tx, ty = point_charges((16, 18), peak_mrad=1.0)
     segments = segments_from_deflection(tx, ty, cal)
-    np.testing.assert_array_equal(reconstruct(segments, cal, response=loaded).field_x,
-                                  reconstruct(segments, cal, response=response).field_x)
+    np.testing.assert_array_equal(reconstruct(segments, cal, options=ReconstructionOptions(response=loaded)).field_x,
+                                  reconstruct(segments, cal, options=ReconstructionOptions(response=response)).field_x)
     with pytest.raises(OutputExistsError, match="output exists"):
         save_response(path, response)
     save_response(path, response, overwrite=True)

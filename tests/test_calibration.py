@@ -43,11 +43,29 @@ def test_inner_angle_reaching_alpha_is_refused():
         Calibration(**BASE, collection_inner_mrad=12.0)
 
 
-def test_segment_axes_rotation_and_flip():
+def test_frame_matrix_rotation_and_flip():
+    """Columns are the A and B axes in scan (x, y): A at ψ, B at ψ+90° (ψ−90° with flip)."""
     cal = Calibration(**BASE, detector_rotation_deg=90)
-    np.testing.assert_allclose(cal.segment_axes(), [[0, 1], [-1, 0]], atol=1e-15)
+    np.testing.assert_allclose(cal.frame_matrix, [[0, -1], [1, 0]], atol=1e-15)
     flipped = Calibration(**BASE, detector_rotation_deg=90, flip=True)
-    np.testing.assert_allclose(flipped.segment_axes(), [[0, 1], [1, 0]], atol=1e-15)
+    np.testing.assert_allclose(flipped.frame_matrix, [[0, 1], [1, 0]], atol=1e-15)
+    assert not cal.frame_matrix.flags.writeable
+
+
+@pytest.mark.parametrize("rotation,flip", [(0.0, False), (33.0, False), (-120.0, True), (270.0, True)])
+def test_to_detector_frame_inverts_to_scan_frame(rotation, flip, rng):
+    cal = Calibration(**BASE, detector_rotation_deg=rotation, flip=flip)
+    x, y = rng.normal(size=(2, 7, 5))
+    u, v = cal.to_detector_frame(x, y)
+    np.testing.assert_allclose(np.hypot(u, v), np.hypot(x, y), rtol=1e-12)  # a rotation keeps lengths
+    back = cal.to_scan_frame(u, v)
+    np.testing.assert_allclose(back, (x, y), atol=1e-12)
+    # segment A's axis lies at azimuth ψ from scan +x toward +y, whatever the flip
+    ax, ay = cal.to_scan_frame(1.0, 0.0)
+    assert math.isclose(math.atan2(ay, ax), math.atan2(math.sin(math.radians(rotation)),
+                                                       math.cos(math.radians(rotation))), abs_tol=1e-12)
+    bx, by = cal.to_scan_frame(0.0, 1.0)
+    assert math.isclose(ax * by - ay * bx, -1.0 if flip else 1.0)  # the flip makes the frame left-handed
 
 
 def test_thickness_map_is_validated_and_frozen():

@@ -14,17 +14,16 @@ CAL = Calibration(kv=200, alpha_mrad=1.0, step_x_nm=2.0, step_y_nm=1.5, thicknes
 SCAN = (10, 12)
 
 
-def _without_line(values):
-    """Values less their least-squares straight line: what a plane fit of the descan leaves alone."""
-    t = np.arange(values.size, dtype=float)
-    return values - np.polyval(np.polyfit(t, values, 1), t)
-
-
 def truth():
-    """A deflection with no mean and no ramp over the scan (mrad)."""
-    theta_x = np.broadcast_to(0.04 * _without_line(np.sin(2 * np.pi * np.arange(SCAN[1]) / SCAN[1])), SCAN)
-    theta_y = np.broadcast_to(0.03 * _without_line(np.cos(2 * np.pi * np.arange(SCAN[0]) / SCAN[0]))[:, None], SCAN)
-    return np.array(theta_x), np.array(theta_y)
+    """A deflection over a small part of the scan (a particle), none elsewhere (mrad).
+
+    The descan is a robust plane fitted over the whole scan: the particle's pixels are its
+    outliers, so the deflection there is kept whole.
+    """
+    theta_x, theta_y = np.zeros(SCAN), np.zeros(SCAN)
+    theta_x[3:6, 4:7] = 0.04
+    theta_y[3:6, 4:7] = -0.03
+    return theta_x, theta_y
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,11 @@ import math
 import numpy as np
 import pytest
 
-from dpcstem.detector import (
-    S_MAX,
-    LinearResponse,
-    QuadrantResponse,
-    difference_signals,
-    gains_from_vacuum,
-    segment_areas,
-)
+from dpcstem.calibration.gains import gains_from_vacuum
+from dpcstem.response import LinearResponse, QuadrantResponse
+from dpcstem.response.exact import fold_radius
+from dpcstem.response.geometry import S_MAX, segment_areas
+from dpcstem.response.geometry import shift_signals
 from dpcstem.errors import InputDataError
 
 
@@ -35,7 +32,7 @@ def test_centred_disc_fills_each_quadrant_equally():
 
 @pytest.mark.parametrize("s", [0.05, 0.34, 0.5, 0.76, 0.9])
 def test_matches_closed_form_for_full_quadrants(s):
-    d_a, d_b, total = difference_signals(s, 0.0)
+    d_a, d_b, total = shift_signals(s, 0.0)
     x = s / math.sqrt(2)
     expected = 2 / math.pi * (x * math.sqrt(1 - x * x) + math.asin(x))
     assert d_a == pytest.approx(expected, abs=1e-13)
@@ -59,14 +56,14 @@ def test_linear_slope_and_its_halving_with_outer_edge_at_alpha():
 
 @pytest.mark.parametrize("s,departure", [(0.34, 0.01), (0.76, 0.05)])
 def test_linear_response_departs_as_the_geometry_says(s, departure):
-    exact, _, _ = difference_signals(s, 0.0)
+    exact, _, _ = shift_signals(s, 0.0)
     linear = QuadrantResponse().linear_slope * s
     assert (linear - exact) / linear == pytest.approx(departure, abs=0.001)
 
 
 def test_shifts_along_a_diagonal_couple_both_signals():
-    d_a, d_b, _ = difference_signals(0.5, 0.5)
-    one_axis, _, _ = difference_signals(0.5, 0.0)
+    d_a, d_b, _ = shift_signals(0.5, 0.5)
+    one_axis, _, _ = shift_signals(0.5, 0.0)
     assert d_a == pytest.approx(d_b)
     assert d_a < one_axis  # the second axis takes signal away: axes couple at large shifts
 
@@ -108,7 +105,6 @@ def test_table_inverts_both_axes_together(inner, outer, covered, rng):
 @pytest.mark.parametrize("inner,outer", [(0.576, 3.21), (0.5, 1.0), (0.75, math.inf)])
 def test_table_refuses_signals_that_two_shifts_give(inner, outer):
     """With a large inner hole the response folds: signals from beyond the fold are refused, not misread."""
-    from dpcstem.detector import fold_radius
 
     response = QuadrantResponse(inner, outer)
     fold = fold_radius(response)

@@ -20,7 +20,6 @@ from dpcstem.fourd import (
     centre_of_mass,
     deflection_from_com,
     disc_mask,
-    fit_plane,
     frame_sums,
     mrad_per_px,
     quadrant_labels,
@@ -247,17 +246,24 @@ def test_mrad_per_px():
         mrad_per_px(camera_length_mm=-1, detector_pixel_um=55)
 
 
-def test_fit_plane_recovers_a_plane_in_a_region():
-    y, x = np.indices((9, 13), dtype=float)
-    plane = 3.0 + 0.2 * x - 0.05 * y
-    bump = np.zeros_like(plane)
-    bump[:, 8:] = 1.0
-    region = np.zeros(plane.shape, bool)
-    region[:, :7] = True
-    np.testing.assert_allclose(fit_plane(plane + bump, region), plane, atol=1e-12)
-    np.testing.assert_allclose(fit_plane(np.full((1, 5), 2.0)), 2.0)
+def test_com_descan_is_the_robust_fit_of_the_segment_path():
+    """The 4D descan is :func:`fit_descan`'s robust plane: a field over a small part of the scan is rejected.
+
+    A plain least-squares plane over the whole scan (the former 4D fit) tilts toward the field
+    and removes part of it; the robust fit returns the descan plane, so the field survives.
+    """
+    y, x = np.indices((21, 31), dtype=float)
+    plane_x, plane_y = 3.0 + 0.02 * x - 0.01 * y, -1.0 + 0.015 * y
+    bump = np.where((x > 24) & (y > 15), 0.8, 0.0)  # the specimen's deflection, px
+    cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1.0)
+    tx, ty = deflection_from_com(plane_x + bump, plane_y, cal, mrad_per_px=1.0)
+    np.testing.assert_allclose(tx, bump, atol=1e-9)
+    np.testing.assert_allclose(ty, 0.0, atol=1e-9)
+    region = x < 20
+    tx, _ = deflection_from_com(plane_x + bump, plane_y, cal, mrad_per_px=1.0, region=region)
+    np.testing.assert_allclose(tx, bump, atol=1e-9)
     with pytest.raises(InputDataError, match="descan region holds no pixel"):
-        fit_plane(plane, np.zeros(plane.shape, bool))
+        deflection_from_com(plane_x, plane_y, cal, mrad_per_px=1.0, region=np.zeros(x.shape, bool))
 
 
 @pytest.mark.parametrize("rotation, flip", [(0.0, False), (30.0, False), (-120.0, True)])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dpcstem import Calibration, physics
+from dpcstem.options import ReconstructionOptions
 from dpcstem.fourier import integrate_gradient
 from dpcstem.reconstruct import reconstruct_deflection
 
@@ -37,7 +38,7 @@ def test_potential_of_a_known_gaussian_within_1_percent(method):
     v, tx, ty = gaussian_potential(**CASE)
     cal = Calibration(kv=KV, alpha_mrad=10, step_x_nm=CASE["step"][0], step_y_nm=CASE["step"][1],
                       thickness_nm=THICKNESS)
-    result = reconstruct_deflection(tx, ty, cal, potential_method=method)
+    result = reconstruct_deflection(tx, ty, cal, options=ReconstructionOptions(potential_method=method))
     projected = result.extra["projected_potential"][0]
     assert rms_error(projected, v) < 0.01
     # The thickness-averaged potential is the projected one over t, in volts.
@@ -65,7 +66,7 @@ def test_reference_region_sets_the_zero():
     cal = Calibration(kv=KV, alpha_mrad=10, step_x_nm=0.4, step_y_nm=0.5, thickness_nm=THICKNESS)
     region = np.zeros(v.shape, bool)
     region[-10:, -10:] = True
-    result = reconstruct_deflection(tx, ty, cal, potential_reference=region)
+    result = reconstruct_deflection(tx, ty, cal, options=ReconstructionOptions(potential_reference=region))
     assert abs(np.mean(result.potential[region])) < 1e-6
     assert result.potential[int(30 / 0.5), int(8 / 0.4)] == pytest.approx(400 / THICKNESS, rel=0.02)
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dpcstem.detector import QuadrantResponse
+from dpcstem.calibration.core import frame_matrix
+from dpcstem.response import QuadrantResponse
 from dpcstem.kernels import curl, deflection_linear, deflection_table, divergence
 
 
@@ -69,9 +70,8 @@ CASES = [(np.uint16, (37, 53)), (np.float32, (37, 53)), (np.float32, (1, 1)), (n
 
 
 def axes_for(deg, flip):
-    psi = np.radians(deg)
-    b = psi - np.pi / 2 if flip else psi + np.pi / 2
-    return np.array([[np.cos(psi), np.sin(psi)], [np.cos(b), np.sin(b)]])
+    """The kernel's ``axes``: rows are the A and B axes in scan (x, y), the frame matrix's columns."""
+    return np.ascontiguousarray(frame_matrix(deg, flip).T)
 
 
 @pytest.mark.parametrize("dtype,shape", CASES)

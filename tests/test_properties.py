@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from dpcstem import Calibration
-from dpcstem.detector import S_MAX, QuadrantResponse, segment_areas
+from dpcstem.options import ReconstructionOptions
+from dpcstem.response import QuadrantResponse
+from dpcstem.response.geometry import S_MAX, segment_areas
 from dpcstem.fourd import deflection_from_com
 from dpcstem.kernels import divergence
 from dpcstem.kernels.com import reduce_frames, reduce_frames_serial
@@ -101,7 +103,8 @@ def test_ambiguous_signals_are_refused_not_answered_wrongly(inner, radius, angle
 def kernel_inverse(u, v, cal, response="exact"):
     """Segments of the exact response for shifts (u, v) → deflection through the fused kernel, in units of α."""
     areas = segment_areas(u, v, inner=cal.inner_over_alpha, outer=cal.outer_over_alpha)
-    theta_x, theta_y, total, valid = segment_deflection(areas.reshape(4, 1, -1), cal, response=response)
+    theta_x, theta_y, total, valid = segment_deflection(areas.reshape(4, 1, -1), cal,
+                                                        options=ReconstructionOptions(response=response))
     return theta_x[0] / ALPHA, theta_y[0] / ALPHA, valid[0]
 
 
@@ -239,7 +242,8 @@ def test_exact_kernel_takes_any_finite_segments(seg, geometry, rotation, flip):
        geometry=table_geometries)
 def test_linear_kernel_takes_any_counts(seg, geometry):
     """Non-negative counts of any size: the linear response gives finite deflections or masks the pixel."""
-    theta_x, theta_y, _, valid = segment_deflection(seg, calibration(*geometry), response="linear")
+    theta_x, theta_y, _, valid = segment_deflection(seg, calibration(*geometry),
+                                                    options=ReconstructionOptions(response="linear"))
     check_finite_or_nan_and_invalid(theta_x, theta_y, valid)
 
 
@@ -252,7 +256,8 @@ def test_linear_kernel_takes_any_counts(seg, geometry):
 ])
 def test_kernels_mask_unphysical_differences(values, response):
     seg = np.array(values, np.float64).reshape(4, 1, 1)
-    theta_x, theta_y, total, valid = segment_deflection(seg, calibration(), response=response)
+    theta_x, theta_y, total, valid = segment_deflection(seg, calibration(),
+                                                        options=ReconstructionOptions(response=response))
     check_finite_or_nan_and_invalid(theta_x, theta_y, valid)
     assert not valid.any()  # |A - C| > A + B + C + D, or a sum no float32 holds: no count of electrons does this
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dpcstem import Calibration, InputDataError, physics
+from dpcstem.options import ReconstructionOptions
 from dpcstem.reconstruct import reconstruct, reconstruct_deflection
 from dpcstem.simulate import (
     MottSchottky,
@@ -74,8 +75,8 @@ def test_linear_mode_underestimates_large_shifts_as_the_geometry_says():
     truth = uniform_field_truth((3, 3), (field_for_shift(0.34, 2.0), 0.0))
     tx, ty = deflection_from_truth(truth, KV, THICKNESS)
     seg = segments_from_deflection(tx, ty, cal)
-    exact = reconstruct(seg, cal, response="exact")
-    linear = reconstruct(seg, cal, response="linear")
+    exact = reconstruct(seg, cal, options=ReconstructionOptions(response="exact"))
+    linear = reconstruct(seg, cal, options=ReconstructionOptions(response="linear"))
     ratio = float(np.mean(linear.deflection_x / exact.deflection_x))
     assert 1 - ratio == pytest.approx(0.0098, abs=0.001)
 

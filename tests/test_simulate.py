@@ -8,7 +8,8 @@ from scipy import integrate, optimize
 from skimage.registration import phase_cross_correlation
 
 from dpcstem import Calibration, physics
-from dpcstem.detector import difference_signals, segment_areas
+from dpcstem.options import ReconstructionOptions
+from dpcstem.response.geometry import segment_areas, shift_signals
 from dpcstem.errors import InputDataError
 from dpcstem.reconstruct import reconstruct, reconstruct_deflection
 from dpcstem.simulate import (
@@ -305,7 +306,7 @@ def test_reconstructed_noise_free_acquisition_reproduces_the_truth():
     shape = (24, 96)
     segments, truth = simulate_acquisition(layer, cal, shape, bias_v=1.0, normal_deg=0.0, probe=False, gains=GAINS,
                                            offsets=OFFSETS, descan=DESCAN, noise=False, dose=4e4)
-    result = reconstruct(segments, cal, gains=GAINS, offsets=OFFSETS)
+    result = reconstruct(segments, cal, options=ReconstructionOptions(gains=GAINS, offsets=OFFSETS))
     descan_x, descan_y = DESCAN(shape)
     theta_x, theta_y = result.deflection_x - descan_x, result.deflection_y - descan_y
     peak_theta = np.abs(truth.deflection_x).max()
@@ -332,7 +333,7 @@ def test_probe_and_mip_reach_the_segments_as_the_truth_says():
     segments, truth = simulate_acquisition(ms_layer(0.3), cal, shape, bias_v=1.0, normal_deg=10.0, mip=(18.0, 12.0),
                                            thickness=StepThickness(131.0, 160.0, width_nm=1.0),
                                            gains=GAINS, offsets=OFFSETS, descan=DESCAN, noise=False, oversample=2)
-    result = reconstruct(segments, cal, gains=GAINS, offsets=OFFSETS)
+    result = reconstruct(segments, cal, options=ReconstructionOptions(gains=GAINS, offsets=OFFSETS))
     descan_x, descan_y = DESCAN(shape)
     peak = np.abs(truth.deflection_x).max()
     assert np.abs(result.deflection_x - descan_x - truth.deflection_x).max() < 2e-3 * peak
@@ -344,7 +345,7 @@ def test_vacuum_reference_holds_the_descan_and_the_gains():
     shape = (16, 20)
     vacuum = simulate_vacuum(cal, shape, descan=DESCAN, gains=GAINS, offsets=OFFSETS, noise=False, dose=4e4,
                              dtype=np.float64)
-    result = reconstruct(vacuum, cal, gains=GAINS, offsets=OFFSETS)
+    result = reconstruct(vacuum, cal, options=ReconstructionOptions(gains=GAINS, offsets=OFFSETS))
     descan_x, descan_y = DESCAN(shape)
     assert np.allclose(result.deflection_x, descan_x, atol=1e-6)
     assert np.allclose(result.deflection_y, descan_y, atol=1e-6)
@@ -448,10 +449,8 @@ def test_tilt_series_gives_the_exact_response_signals_without_blur():
     tilts = rng.uniform(-1.3, 1.3, size=(40, 2))
     series = simulate_tilt_series(cal, tilts, gains=GAINS, offsets=OFFSETS)
     d_a, d_b, total = series.difference_signals(gains=series.gains, offsets=series.offsets)
-    axes = cal.segment_axes()
-    u = (tilts[:, 0] * axes[0, 0] + tilts[:, 1] * axes[0, 1]) / 2.0
-    v = (tilts[:, 0] * axes[1, 0] + tilts[:, 1] * axes[1, 1]) / 2.0
-    exact_a, exact_b, exact_total = difference_signals(u, v, inner=0.15, outer=2.5)
+    u, v = (w / 2.0 for w in cal.to_detector_frame(tilts[:, 0], tilts[:, 1]))
+    exact_a, exact_b, exact_total = shift_signals(u, v, inner=0.15, outer=2.5)
     assert np.allclose(d_a, exact_a, atol=1e-12) and np.allclose(d_b, exact_b, atol=1e-12)
     assert np.allclose(total, exact_total / np.pi * 4e4, rtol=1e-12)
     raw_a, _, _ = series.difference_signals()

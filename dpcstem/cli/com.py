@@ -95,6 +95,7 @@ def run(args):
 
     from ..errors import InputDataError
     from ..fourd import bright_field_disc, centre_of_mass, reconstruct_com
+    from ..options import ReconstructionOptions
     from ..io import write_result
 
     output = check_output(args.output, args.overwrite)
@@ -120,8 +121,8 @@ def run(args):
         inputs.append(args.reference)
     result = reconstruct_com(data, calibration, mrad_per_px=scale, mask_radius_px=args.mask_radius,
                              mask_centre_yx=centre if args.mask_radius is not None else None, reference=reference,
-                             charge_method=args.charge_method, cutoff=args.cutoff,
-                             potential_method=args.potential_method, **engine)
+                             options=ReconstructionOptions(charge_method=args.charge_method, cutoff=args.cutoff,
+                                                           potential_method=args.potential_method), **engine)
     attrs = {**calibration.to_attrs(), "mrad_per_px_source": scale_source,
              **{k: v for k, v in result.attrs.items() if v is not None}}
     if calibration.sources.get("alpha_mrad") != "user":

@@ -61,7 +61,7 @@ def response_from_args(args):
     """'exact', 'linear' or an empirical response read from its file."""
     if args.response in ("exact", "linear"):
         return args.response
-    from ..calibrate import load_response
+    from ..io.response_file import load_response
 
     return load_response(Path(args.response))
 
@@ -73,7 +73,7 @@ def read_reference(path):
     """
     if path is None:
         return None
-    from ..detector import gains_from_vacuum
+    from ..calibration.gains import gains_from_vacuum
     from ..errors import DPCError
     from ..io import read_segments
 
@@ -106,6 +106,7 @@ def region_mask(rectangle, shape, calibration, option):
 
 def run(args):
     from ..io import read_segments, write_result
+    from ..options import ReconstructionOptions
     from ..reconstruct import reconstruct, reconstruct_deflection, segment_deflection
 
     output = check_output(args.output, args.overwrite)
@@ -119,28 +120,28 @@ def run(args):
     vacuum = reference.segments if reference else None
     shape = acquisition.segments.shape[1:]
     attrs = {}
+    options = ReconstructionOptions(
+        response=response, descan_order=args.descan_order, charge_method=args.charge_method, cutoff=args.cutoff,
+        potential_method=args.potential_method,
+        potential_reference=region_mask(args.potential_reference, shape, calibration, "--potential-reference"))
     if args.fit_rotation:
-        from ..calibrate import find_rotation
+        from ..calibration.rotation import find_rotation
 
         raw = calibration.replace(detector_rotation_deg=0.0, flip=False)
-        tx, ty, _, ok = segment_deflection(acquisition.segments, raw, response=response)
+        tx, ty, _, ok = segment_deflection(acquisition.segments, raw, options=options)
         fit = find_rotation(tx, ty, raw, valid=ok, flip=True if args.flip else None)
         calibration = fit.calibration(calibration)
         attrs.update(fit.attrs())
         print(f"fitted detector rotation {fit.rotation_deg:.2f}°, flip {fit.flip}: rms curl / rms div "
               f"{fit.curl_ratio:.3f} (other flip {fit.curl_ratio_other_flip:.3f})")
-    options = dict(charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
-                   potential_reference=region_mask(args.potential_reference, shape, calibration,
-                                                   "--potential-reference"))
-    result = reconstruct(acquisition.segments, calibration, response=response, vacuum=vacuum,
-                         descan_order=args.descan_order, **options)
+    result = reconstruct(acquisition.segments, calibration, options=options, vacuum=vacuum)
     if args.descan_region is not None:
-        from ..calibrate import fit_descan
+        from ..calibration.descan import fit_descan
 
         mask = region_mask(args.descan_region, shape, calibration, "--descan-region")
         fit = fit_descan(result.deflection_x, result.deflection_y, mask=mask & result.valid, order=args.descan_order)
         corrected = reconstruct_deflection(*fit.subtract(result.deflection_x, result.deflection_y), calibration,
-                                           valid=result.valid, **options)
+                                           valid=result.valid, options=options)
         corrected.extra.update(result.extra)
         corrected.attrs.update(result.attrs)
         corrected.attrs.update(fit.attrs())
@@ -149,9 +150,8 @@ def run(args):
         from ..noise import uncertainty_maps
 
         result.extra.update(uncertainty_maps(
-            acquisition.segments, calibration, response=response, dose=args.dose,
-            counts_per_electron=args.counts_per_electron, vacuum=vacuum, charge_method=args.charge_method,
-            cutoff=args.cutoff))
+            acquisition.segments, calibration, options=options, dose=args.dose,
+            counts_per_electron=args.counts_per_electron, vacuum=vacuum))
     if hasattr(response, "attrs"):
         attrs.update(response.attrs())
     lines = []

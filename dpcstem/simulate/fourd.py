@@ -76,10 +76,8 @@ def disc_frames(shift_x_px, shift_y_px, *, frame_shape, radius_px, centre_yx=Non
 
 def _detector_shift_px(theta_x_mrad, theta_y_mrad, calibration, mrad_per_px):
     """Scan-frame deflection → shift on the detector (kx, ky) in pixels."""
-    axes = calibration.segment_axes()  # orthonormal rows: detector +kx, +ky in scan (x, y)
-    u = (theta_x_mrad * axes[0, 0] + theta_y_mrad * axes[0, 1]) / mrad_per_px
-    v = (theta_x_mrad * axes[1, 0] + theta_y_mrad * axes[1, 1]) / mrad_per_px
-    return u, v
+    u, v = calibration.to_detector_frame(theta_x_mrad, theta_y_mrad)  # detector +kx, +ky
+    return u / mrad_per_px, v / mrad_per_px
 
 
 class FrameSimulator:

@@ -26,6 +26,7 @@ from scipy import fft, ndimage
 
 from ..calibration import Calibration
 from ..errors import InputDataError
+from ..response.geometry import difference_signals
 from .segments import segments_from_deflection
 
 #: Grid points per α of the detector-plane grid of the blurred response.
@@ -141,7 +142,7 @@ def blurred_segment_areas(u, v, *, inner=0.0, outer=math.inf, blur=0.0, points_p
     The disc (radius 1, i.e. α) is convolved with a 2-D Gaussian of standard deviation
     ``blur`` (in units of α) and its overlap with each segment is computed on a grid of
     ``points_per_alpha`` points per α, then interpolated (cubic spline) at the shifts.
-    With ``blur = 0`` it reproduces :func:`dpcstem.detector.segment_areas` to a few parts
+    With ``blur = 0`` it reproduces :func:`dpcstem.response.geometry.segment_areas` to a few parts
     in 10⁵ of the disc area, and, unlike it, it also covers shifts beyond α.
 
     Parameters
@@ -206,7 +207,7 @@ def detect(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=4e4, no
         raw = gain·electrons + offset for A, B, C, D (default 1 and 0).
     edge_blur : float
         Blur of the disc edge, standard deviation in units of α (0: the sharp disc of the
-        exact response, :mod:`dpcstem.detector`).
+        exact response, :mod:`dpcstem.response.exact`).
     dtype : numpy dtype
         Output type (uint16 as a detector writes it).
     rng : numpy.random.Generator or int, optional
@@ -330,10 +331,7 @@ class TiltSeries:
         -------
         d_a, d_b, total : ndarray, float64, (n,)
         """
-        seg = np.asarray(self.segments, dtype=float)
-        seg = (seg - _four("offsets", offsets, 0.0)[:, None]) / _four("gains", gains, 1.0)[:, None]
-        total = seg.sum(axis=0)
-        return (seg[0] - seg[2]) / total, (seg[1] - seg[3]) / total, total
+        return difference_signals(self.segments, gains=gains, offsets=offsets)
 
 
 def simulate_tilt_series(calibration: Calibration, tilts_mrad, *, edge_blur=0.0, dose=4e4, noise=False,

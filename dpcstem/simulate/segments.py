@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..calibration import Calibration
-from ..detector import segment_areas
+from ..response.geometry import segment_areas
 
 
 def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=None, gains=None,
@@ -39,10 +39,8 @@ def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibratio
     """
     tx = np.asarray(theta_x_mrad, dtype=float)
     ty = np.asarray(theta_y_mrad, dtype=float)
-    axes = calibration.segment_axes()
-    # Shift along the segment axes, in units of α (axes are orthonormal).
-    u = (tx * axes[0, 0] + ty * axes[0, 1]) / calibration.alpha_mrad
-    v = (tx * axes[1, 0] + ty * axes[1, 1]) / calibration.alpha_mrad
+    # Shift along the segment axes, in units of α.
+    u, v = (w / calibration.alpha_mrad for w in calibration.to_detector_frame(tx, ty))
     if edge_blur:
         from .instrument import blurred_segment_areas
 

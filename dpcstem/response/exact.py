@@ -1,25 +1,9 @@
-"""The response of a four-quadrant annular detector to a shifted bright-field disc.
+"""The exact response of a quadrant detector to a sharp, uniform bright-field disc, and its inversion.
 
-Geometry (DESIGN.md §3): a uniform disc of radius α (the convergence semi-angle) is shifted
-by θ = s·α. Four quadrant segments A, B, C, D lie between collection angles β_in and β_out,
-centred at azimuths 0°, 90°, 180°, 270° of the *detector frame* (the frame whose first axis
-is segment A's; :meth:`dpcstem.Calibration.segment_axes` maps it to the scan frame). The
-counts in a segment are the overlap area of the disc with it.
-
-Everything here works in units of α: a shift (u, v) along the A and B axes, collection radii
-``inner = β_in/α`` and ``outer = β_out/α``. The normalised difference signals are
-``dA = (A − C)/(A + B + C + D)`` and ``dB = (B − D)/(A + B + C + D)``.
-
-The overlap has a closed form while the disc covers the detector centre (s < 1): along
-azimuth t from the shift direction the disc edge lies at ρ(t) = s·cos t + sqrt(1 − s² sin² t),
-and ½∫ρ² dt = G(t) = ½[t + ½s² sin 2t + w·sqrt(1 − w²) + arcsin w] with w = s·sin t. ρ(t) ≥ r
-exactly where |t| ≤ T(r), cos T(r) = (r² + s² − 1)/(2rs), so a segment's area is a sum of
-G differences and constant-radius sector terms.
-
-References
-----------
-Close, Chen, Shibata, Findlay, Ultramicroscopy 159 (2015) 124, doi:10.1016/j.ultramic.2015.09.002
-Brown et al., Ultramicroscopy 182 (2017) 169, doi:10.1016/j.ultramic.2017.07.002
+:class:`QuadrantResponse` gives the difference signals of :mod:`~dpcstem.response.geometry`
+for a shift and inverts them, both axes together: by Newton's method to full precision
+(:meth:`QuadrantResponse.invert`) or through the :class:`~dpcstem.response.table.InverseTable`
+the kernel reads (built once per geometry, cached on disk).
 """
 
 from __future__ import annotations
@@ -30,123 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputDataError
-
-#: Largest shift (in units of α) the exact inversion covers; the model needs s < 1.
-S_MAX = 0.98
-
-#: Points per axis of the inverse lookup table in difference-signal space.
-TABLE_SIZE = 257
-
-_SEGMENT_CENTRES = np.arange(4) * (np.pi / 2)
-_HALF_WIDTH = np.pi / 4
-
-
-def _edge_angle(r, s):
-    """T(r): the disc edge lies beyond radius r for |t| ≤ T(r) (t from the shift direction)."""
-    if r == 0:
-        return np.full_like(s, np.pi)
-    if math.isinf(r):
-        return np.zeros_like(s)
-    c = (r * r + s * s - 1.0) / (2.0 * r * s)
-    return np.arccos(np.clip(c, -1.0, 1.0))
-
-
-def _g(t, s):
-    """Antiderivative of ρ(t)²/2."""
-    w = s * np.sin(t)
-    return 0.5 * (t + 0.5 * s * s * np.sin(2 * t) + w * np.sqrt(np.clip(1 - w * w, 0, None)) + np.arcsin(w))
-
-
-def _clipped(a, b, big_t, s, *, with_integral=True):
-    """Length of [a, b] ∩ [−T, T] and ∫ρ²/2 over it."""
-    lo = np.maximum(a, -big_t)
-    hi = np.minimum(b, big_t)
-    inside = hi > lo
-    length = np.where(inside, hi - lo, 0.0)
-    if not with_integral:
-        return length, None
-    integral = np.where(inside, _g(np.where(inside, hi, 0), s) - _g(np.where(inside, lo, 0), s), 0.0)
-    return length, integral
-
-
-def segment_areas(u, v, *, inner=0.0, outer=math.inf):
-    """Overlap of a unit disc shifted by (u, v) with the four quadrant segments.
-
-    Parameters
-    ----------
-    u, v : array_like
-        Shift of the disc along the A and B segment axes, in units of α. Must have
-        sqrt(u² + v²) < 1 (the disc covers the detector centre).
-    inner, outer : float
-        Inner and outer collection radii in units of α (``outer`` may be ``inf``).
-
-    Returns
-    -------
-    ndarray, shape (4, ...)
-        Areas of A, B, C, D in units of α²; a centred disc on a full detector gives π/4 each.
-    """
-    u, v = np.broadcast_arrays(np.asarray(u, dtype=float), np.asarray(v, dtype=float))
-    s = np.hypot(u, v)
-    if np.any(s >= 1):
-        raise InputDataError(f"the exact detector model needs shifts below α (s < 1), got s up to {s.max():.3f}")
-    s = np.maximum(s, 1e-12)
-    phi_s = np.arctan2(v, u)
-    t_in = _edge_angle(inner, s)
-    t_out = _edge_angle(outer, s)
-    areas = np.empty((4, *s.shape))
-    for k, centre in enumerate(_SEGMENT_CENTRES):
-        a = np.mod(centre - _HALF_WIDTH - phi_s + np.pi, 2 * np.pi) - np.pi  # in [−π, π)
-        b = a + 2 * _HALF_WIDTH
-        area = np.zeros_like(s)
-        # The segment may wrap past +π: split it into [a, min(b, π)] and [−π, b − 2π].
-        for lo, hi in ((a, np.minimum(b, np.pi)), (np.full_like(a, -np.pi), np.maximum(b - 2 * np.pi, -np.pi))):
-            len_in, int_in = _clipped(lo, hi, t_in, s)
-            area += int_in - 0.5 * inner**2 * len_in
-            if not math.isinf(outer):
-                len_out, int_out = _clipped(lo, hi, t_out, s)
-                area += -(int_out - 0.5 * inner**2 * len_out) + 0.5 * (outer**2 - inner**2) * len_out
-        areas[k] = area
-    return areas
-
-
-def difference_signals(u, v, *, inner=0.0, outer=math.inf):
-    """Normalised differences (dA, dB) and the total S = A+B+C+D for a shift (u, v) in units of α."""
-    a, b, c, d = segment_areas(u, v, inner=inner, outer=outer)
-    total = a + b + c + d
-    return (a - c) / total, (b - d) / total, total
-
-
-@dataclass(frozen=True)
-class InverseTable:
-    """The inverse response on a regular grid of difference signals.
-
-    ``u[i, j]`` and ``v[i, j]`` are the shifts (units of α, detector frame) whose signals are
-    ``dA = origin + j·step`` and ``dB = origin + i·step``; NaN where no shift below
-    :data:`S_MAX` gives those signals.
-    """
-
-    u: np.ndarray
-    v: np.ndarray
-    origin: float
-    step: float
-    name: str
-
-    def lookup(self, d_a, d_b):
-        """Bilinear interpolation of (u, v) at signals (d_a, d_b), as the kernel does it; NaN outside."""
-        n = self.u.shape[0]
-        fj = (np.asarray(d_a, float) - self.origin) / self.step
-        fi = (np.asarray(d_b, float) - self.origin) / self.step
-        outside = ~((fj >= 0) & (fi >= 0) & (fj < n - 1) & (fi < n - 1))
-        fj, fi = np.where(outside, 0.0, fj), np.where(outside, 0.0, fi)
-        j, i = fj.astype(int), fi.astype(int)
-        wx, wy = fj - j, fi - i
-
-        def at(t):
-            return (1 - wy) * ((1 - wx) * t[i, j] + wx * t[i, j + 1]) + wy * ((1 - wx) * t[i + 1, j] + wx * t[i + 1, j + 1])
-
-        return np.where(outside, np.nan, at(self.u)), np.where(outside, np.nan, at(self.v))
-
+from .geometry import S_MAX, shift_signals
+from .table import TABLE_SIZE, InverseTable
 
 @dataclass(frozen=True)
 class QuadrantResponse:
@@ -165,7 +34,7 @@ class QuadrantResponse:
 
     def signals(self, u, v):
         """(dA, dB, S) for shifts (u, v) in units of α along the A and B axes."""
-        return difference_signals(u, v, inner=self.inner, outer=self.outer)
+        return shift_signals(u, v, inner=self.inner, outer=self.outer)
 
     @functools.cached_property
     def linear_slope(self) -> float:
@@ -194,22 +63,6 @@ class QuadrantResponse:
             u[known], v[known] = _newton_invert(self, d_a[known], d_b[known], start=(u0[known], v0[known]),
                                                 radius=fold_radius(self))
         return u, v
-
-
-@dataclass(frozen=True)
-class LinearResponse:
-    """The first-order response dA = k·u, dB = k·v with the geometric slope k."""
-
-    slope: float
-
-    @property
-    def name(self) -> str:
-        return "linear"
-
-    @classmethod
-    def from_calibration(cls, calibration) -> "LinearResponse":
-        return cls(QuadrantResponse.from_calibration(calibration).linear_slope)
-
 
 def _newton_invert(response, d_a, d_b, *, start=None, iterations=40, tol=1e-12, radius=S_MAX):
     """Solve signals(u, v) = (d_a, d_b) for s ≤ ``radius``; NaN where no such shift exists.
@@ -373,30 +226,3 @@ def _folded_image(response, reach_s, origin, step, size):
     from scipy import ndimage
 
     return ndimage.binary_dilation(hit)
-
-
-def gains_from_vacuum(vacuum, *, offsets=None):
-    """Per-segment gains from a vacuum reference (no specimen, beam undeflected on average).
-
-    With the beam centred every segment collects the same area, so the mean of each segment
-    over the vacuum scan, divided by the mean over segments, is its relative gain.
-
-    Parameters
-    ----------
-    vacuum : array_like, shape (4, ny, nx) or (4,)
-        Vacuum segment images (or their means), order A, B, C, D, in counts.
-    offsets : array_like, shape (4,), optional
-        Dark offsets to subtract first, in counts.
-
-    Returns
-    -------
-    ndarray, shape (4,), float64
-        Gains normalised to a mean of 1.
-    """
-    vac = np.asarray(vacuum, dtype=np.float64)
-    if vac.ndim not in (1, 3) or vac.shape[0] != 4:
-        raise InputDataError(f"a vacuum reference needs 4 segments (4, ny, nx), got shape {vac.shape}")
-    means = np.nanmean(vac.reshape(4, -1), axis=1) - (0.0 if offsets is None else np.asarray(offsets, float))
-    if not np.all(np.isfinite(means)) or np.any(means <= 0):
-        raise InputDataError(f"vacuum reference segment means must be positive after offsets, got {means}")
-    return means / means.mean()

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import physics
-from .errors import CalibrationError
+from .. import _validate, physics
+from ..errors import CalibrationError
 
 #: Fields written to result files as root attributes, in this order.
 SCALAR_FIELDS = (
@@ -38,16 +38,33 @@ KV_MAX = 5000.0
 ALPHA_MAX_MRAD = 200.0
 
 
-def _positive(name, value, *, allow_none=False, hint=""):
-    if value is None and allow_none:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise CalibrationError(f"{name} must be a number{hint}, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise CalibrationError(f"{name} must be positive and finite{hint}, got {value!r}")
-    return value
+def frame_matrix(rotation_deg, flip=False) -> np.ndarray:
+    """The 2 x 2 matrix R that takes detector-frame vectors to the scan frame: (x, y) = R·(u, v).
+
+    R = rotation(ψ)·diag(1, −1 if flip else 1), composed once (DESIGN.md §2): column 0 is the
+    direction of segment A (azimuth ψ from scan +x toward scan +y), column 1 that of segment
+    B (ψ+90°, or ψ−90° with ``flip``), as scan (x, y) components. R is orthogonal: its
+    transpose takes the scan frame to the detector frame. The one home of the frame rotation;
+    read-only.
+
+    Examples
+    --------
+    >>> frame_matrix(90.0, flip=True).round(12) + 0.0
+    array([[ 0.,  1.],
+           [ 1., -0.]])
+    """
+    psi = math.radians(rotation_deg)
+    c, s = math.cos(psi), math.sin(psi)
+    m = -1.0 if flip else 1.0
+    matrix = np.array([[c, -s * m], [s, c * m]])
+    matrix.setflags(write=False)
+    return matrix
+
+
+def apply_matrix(matrix, x, y):
+    """(x', y') = matrix·(x, y) for numbers or arrays of one shape, as float64."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return matrix[0, 0] * x + matrix[0, 1] * y, matrix[1, 0] * x + matrix[1, 1] * y
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,29 +113,26 @@ class Calibration:
 
     def __post_init__(self):
         setv = lambda name, v: object.__setattr__(self, name, v)  # noqa: E731 (frozen)
-        setv("kv", _positive("kv", self.kv, hint=" (accelerating voltage in kV)"))
+        setv("kv", _validate.positive("kv", self.kv, what="accelerating voltage in kV"))
         if self.kv > KV_MAX:
             raise CalibrationError(
                 f"kv {self.kv:g} is beyond any electron microscope: kv is the accelerating voltage in kV "
                 f"(at most {KV_MAX:g}), e.g. 200 for 200 kV, not 200000")
-        setv("alpha_mrad", _positive("alpha_mrad", self.alpha_mrad, hint=" (convergence semi-angle in mrad)"))
+        setv("alpha_mrad", _validate.positive("alpha_mrad", self.alpha_mrad,
+                                                      what="convergence semi-angle in mrad"))
         if self.alpha_mrad > ALPHA_MAX_MRAD:
             raise CalibrationError(
                 f"alpha_mrad {self.alpha_mrad:g} is beyond any probe-forming lens: alpha_mrad is the convergence "
                 f"semi-angle in mrad (at most {ALPHA_MAX_MRAD:g}), e.g. 20 for 20 mrad")
-        setv("step_x_nm", _positive("step_x_nm", self.step_x_nm, hint=" (scan step in nm)"))
-        setv("step_y_nm", _positive("step_y_nm", self.step_x_nm if self.step_y_nm is None else self.step_y_nm,
-                                    hint=" (scan step in nm)"))
+        setv("step_x_nm", _validate.positive("step_x_nm", self.step_x_nm, what="scan step in nm"))
+        setv("step_y_nm", _validate.positive("step_y_nm", self.step_x_nm if self.step_y_nm is None else self.step_y_nm,
+                                             what="scan step in nm"))
         setv("thickness_nm", _thickness(self.thickness_nm))
         inner = 0.0 if self.collection_inner_mrad is None else self.collection_inner_mrad
-        try:
-            inner = float(inner)
-        except (TypeError, ValueError):
-            raise CalibrationError(f"collection_inner_mrad must be a number, got {inner!r}") from None
-        if not math.isfinite(inner) or inner < 0:
-            raise CalibrationError(f"collection_inner_mrad must be zero or positive, got {inner!r}")
+        inner = _validate.non_negative("collection_inner_mrad", inner, what="inner collection semi-angle in mrad")
         setv("collection_inner_mrad", inner)
-        outer = _positive("collection_outer_mrad", self.collection_outer_mrad, allow_none=True)
+        outer = _validate.positive("collection_outer_mrad", self.collection_outer_mrad, allow_none=True,
+                                   what="outer collection semi-angle in mrad")
         setv("collection_outer_mrad", outer)
         if inner >= self.alpha_mrad:
             raise CalibrationError(
@@ -132,16 +146,10 @@ class Calibration:
                 f"alpha_mrad {self.alpha_mrad} is above collection_outer_mrad {outer}: the bright-field disc "
                 "overfills the detector and a small deflection changes no segment; give the outer angle >= alpha"
             )
-        try:
-            rotation = float(self.detector_rotation_deg)
-        except (TypeError, ValueError):
-            rotation = math.nan
-        if not math.isfinite(rotation):
-            raise CalibrationError(
-                f"detector_rotation_deg must be a finite angle in degrees, got {self.detector_rotation_deg!r}")
-        setv("detector_rotation_deg", rotation)
-        setv("flip", _flag("flip", self.flip))
-        setv("eps_r", _positive("eps_r", self.eps_r, allow_none=True, hint=" (relative permittivity)"))
+        setv("detector_rotation_deg", _validate.finite("detector_rotation_deg", self.detector_rotation_deg,
+                                                       noun="angle in degrees"))
+        setv("flip", _validate.flag("flip", self.flip))
+        setv("eps_r", _validate.positive("eps_r", self.eps_r, allow_none=True, what="relative permittivity"))
         setv("sources", dict(self.sources))
 
     # -- derived quantities -------------------------------------------------------------
@@ -160,15 +168,34 @@ class Calibration:
         """Outer collection angle in units of α (``inf`` when not given)."""
         return math.inf if self.collection_outer_mrad is None else self.collection_outer_mrad / self.alpha_mrad
 
-    def segment_axes(self) -> np.ndarray:
-        """Unit vectors (scan frame, (x, y) components) of the A and B segment axes, shape (2, 2).
+    @property
+    def frame_matrix(self) -> np.ndarray:
+        """The 2 x 2 matrix R with (x, y) = R·(u, v): detector frame to scan frame (:func:`frame_matrix`)."""
+        return frame_matrix(self.detector_rotation_deg, self.flip)
 
-        Row 0 is the direction of segment A (azimuth ψ), row 1 that of segment B (ψ+90°,
-        or ψ−90° with ``flip``). A shift (u, v) along these axes is u·row0 + v·row1 in scan x, y.
+    def to_scan_frame(self, u, v):
+        """A detector-frame vector (u along segment A, v along segment B) in the scan frame (x, y).
+
+        Works on numbers or arrays of any one shape, in any unit (the result has the same).
+
+        Examples
+        --------
+        >>> cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1, detector_rotation_deg=90)
+        >>> [round(float(c), 12) for c in cal.to_scan_frame(1.0, 0.0)]
+        [0.0, 1.0]
         """
-        psi = math.radians(self.detector_rotation_deg)
-        b = psi - math.pi / 2 if self.flip else psi + math.pi / 2
-        return np.array([[math.cos(psi), math.sin(psi)], [math.cos(b), math.sin(b)]])
+        return apply_matrix(self.frame_matrix, u, v)
+
+    def to_detector_frame(self, x, y):
+        """A scan-frame vector (x, y) along the detector's segment A and B axes (u, v); inverse of :meth:`to_scan_frame`.
+
+        Examples
+        --------
+        >>> cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1, detector_rotation_deg=90, flip=True)
+        >>> [round(float(c), 12) for c in cal.to_detector_frame(0.0, 1.0)]
+        [1.0, 0.0]
+        """
+        return apply_matrix(self.frame_matrix.T, x, y)
 
     def require_thickness(self):
         if self.thickness_nm is None:
@@ -216,23 +243,11 @@ class Calibration:
         return cls(**kwargs, sources=sources)
 
 
-def _flag(name, value) -> bool:
-    """True or False from a bool or the numbers 0 and 1 (HDF5 attributes); anything else is refused.
-
-    ``bool("no")`` is True: a string must not slip through as a flag.
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
-        return bool(value)
-    raise CalibrationError(f"{name} must be True or False, got {value!r}")
-
-
 def _thickness(value):
     if value is None:
         return None
     if np.ndim(value) == 0:
-        return _positive("thickness_nm", value, hint=" (specimen thickness in nm)")
+        return _validate.positive("thickness_nm", value, what="specimen thickness in nm")
     arr = np.array(value, dtype=np.float64)
     if arr.ndim != 2 or arr.size == 0:
         raise CalibrationError(f"a thickness map must be 2-D (ny, nx), got shape {arr.shape}")

@@ -1,0 +1,90 @@
+"""The inverse response as a table: shift (u, v) on a regular grid of difference signals.
+
+Every response the reconstruction inverts (exact, empirical) is an :class:`InverseTable`;
+its bilinear lookup is the one the fused kernel runs per pixel
+(:func:`dpcstem.kernels.deflection_table`, held to :meth:`InverseTable.lookup` by a test),
+and its Jacobian carries the counting noise into the deflection (:mod:`dpcstem.noise`).
+
+A cell whose four corners are not all finite gives NaN: such signals are refused, by the
+kernel and here alike; so is a signal outside the grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Points per axis of the inverse lookup table in difference-signal space.
+TABLE_SIZE = 257
+
+
+@dataclass(frozen=True)
+class InverseTable:
+    """The inverse response on a regular grid of difference signals.
+
+    ``u[i, j]`` and ``v[i, j]`` are the shifts (units of α, detector frame) whose signals are
+    ``dA = origin + j·step`` and ``dB = origin + i·step``; NaN where no shift below
+    :data:`dpcstem.response.geometry.S_MAX` gives those signals.
+
+    Examples
+    --------
+    >>> grid = np.linspace(-1, 1, 3)
+    >>> table = InverseTable(u=np.tile(grid, (3, 1)), v=np.tile(grid[:, None], (1, 3)), origin=-1.0, step=1.0,
+    ...                      name="identity")
+    >>> [float(x) for x in table.lookup(0.25, -0.5)]
+    [0.25, -0.5]
+    >>> [float(x) for x in table.lookup(1.5, 0.0)]
+    [nan, nan]
+    """
+
+    u: np.ndarray
+    v: np.ndarray
+    origin: float
+    step: float
+    name: str
+
+    def interpolate(self, grids, d_a, d_b):
+        """Bilinear interpolation of each of ``grids`` (on this table's grid) at signals (d_a, d_b).
+
+        NaN outside the grid and where a corner of the cell is NaN: exactly the kernel's rule.
+        """
+        n = self.u.shape[0]
+        fj = (np.asarray(d_a, float) - self.origin) / self.step
+        fi = (np.asarray(d_b, float) - self.origin) / self.step
+        outside = ~((fj >= 0) & (fi >= 0) & (fj < n - 1) & (fi < n - 1))
+        fj, fi = np.where(outside, 0.0, fj), np.where(outside, 0.0, fi)
+        j, i = fj.astype(int), fi.astype(int)
+        wx, wy = fj - j, fi - i
+
+        def at(t):
+            return (1 - wy) * ((1 - wx) * t[i, j] + wx * t[i, j + 1]) + wy * ((1 - wx) * t[i + 1, j] + wx * t[i + 1, j + 1])
+
+        return tuple(np.where(outside, np.nan, at(t)) for t in grids)
+
+    def lookup(self, d_a, d_b):
+        """Shift (u, v) at signals (d_a, d_b) by bilinear interpolation, as the kernel does it; NaN outside."""
+        return self.interpolate((self.u, self.v), d_a, d_b)
+
+    def jacobian(self, d_a, d_b):
+        """∂(u, v)/∂(dA, dB) at the signals, shape (2, 2, ...): [[du/dA, du/dB], [dv/dA, dv/dB]].
+
+        The table's derivatives (central differences where both neighbours are finite,
+        one-sided otherwise) interpolated like :meth:`lookup`: NaN where it gives NaN.
+        """
+        grids = [_derivative(t, self.step, axis) for t in (self.u, self.v) for axis in (1, 0)]
+        du_da, du_db, dv_da, dv_db = self.interpolate(grids, d_a, d_b)
+        return np.array([[du_da, du_db], [dv_da, dv_db]])
+
+
+def _derivative(t, step, axis):
+    """Central difference along ``axis`` where both neighbours are finite, one-sided otherwise."""
+    t = np.moveaxis(t, axis, 0)
+    out = np.full(t.shape, np.nan)
+    out[1:-1] = (t[2:] - t[:-2]) / (2 * step)
+    forward = np.full(t.shape, np.nan)
+    forward[:-1] = (t[1:] - t[:-1]) / step
+    backward = np.full(t.shape, np.nan)
+    backward[1:] = (t[1:] - t[:-1]) / step
+    out = np.where(np.isfinite(out), out, np.where(np.isfinite(forward), forward, backward))
+    return np.moveaxis(out, 0, axis)
