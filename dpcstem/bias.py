@@ -21,7 +21,7 @@ from .errors import InputDataError
 from .options import ReconstructionOptions
 from .reconstruct import reconstruct_deflection, segment_deflection, vacuum_reference
 from .response import response_model
-from .result import UNITS
+from .units import unit_of
 
 #: A direction of the segment-sum image has structure when its mean squared gradient (of the
 #: smoothed image) exceeds this many times what the image's own noise alone would give.
@@ -209,11 +209,11 @@ class BiasSeriesResult:
         for name in ("deflection_x", "deflection_y", "field_x", "field_y", "charge_density",
                      "free_charge_density", "potential"):
             if getattr(self.maps[0], name) is not None:
-                out[name] = (self.stacked(name), UNITS[name])
+                out[name] = (self.stacked(name), unit_of(name))
         out["valid"] = (self.stacked("valid").astype(np.uint8), "1")
         for name in ("field_x", "field_y", "charge_density", "free_charge_density"):
             if getattr(self.net[0], name) is not None:
-                out[f"net_{name}"] = (self.stacked(name, net=True), UNITS[name])
+                out[f"net_{name}"] = (self.stacked(name, net=True), unit_of(name))
         out["net_deflection_x"] = (self.stacked("deflection_x", net=True), "mrad")
         out["net_deflection_y"] = (self.stacked("deflection_y", net=True), "mrad")
         out["net_valid"] = (self.stacked("valid", net=True).astype(np.uint8), "1")
@@ -285,7 +285,8 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, ref
     -------
     BiasSeriesResult
     """
-    options = ReconstructionOptions(response=response, gains=gains, offsets=offsets, descan_order=descan_order, **options)
+    options = ReconstructionOptions(response=response, gains=gains, offsets=offsets, descan_order=descan_order,
+                                    **options)
     segments_list = list(segments_list)
     if not segments_list:
         raise InputDataError("a bias series needs at least one acquisition")

@@ -94,8 +94,8 @@ class ReconstructionOptions:
         if self.potential_reference is not None:
             reference = np.array(self.potential_reference)
             if reference.ndim != 2 or reference.dtype.kind not in "bui":
-                raise InputDataError(f"potential_reference must be a boolean mask (ny, nx), got shape {reference.shape} "
-                                     f"and dtype {reference.dtype}")
+                raise InputDataError(f"potential_reference must be a boolean mask (ny, nx), got shape "
+                                     f"{reference.shape} and dtype {reference.dtype}")
             setv("potential_reference", _readonly(reference.astype(bool)))
 
     def replace(self, **changes) -> "ReconstructionOptions":

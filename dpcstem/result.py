@@ -7,23 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .calibration import Calibration
-
-#: Unit of every named map that can leave the library.
-UNITS = {
-    "deflection_x": "mrad",
-    "deflection_y": "mrad",
-    "field_x": "V/m",
-    "field_y": "V/m",
-    "charge_density": "C/m^3",
-    "free_charge_density": "C/m^3",
-    "potential": "V",
-    "projected_potential": "V*nm",
-    "valid": "1",
-    "intensity": "counts",
-    "com_x": "px",
-    "com_y": "px",
-    "curl": "1/m^2*V",
-}
+from .units import unit_of
 
 #: The maps of a four-segment result, in file order.
 PRIMARY_MAPS = ("deflection_x", "deflection_y", "field_x", "field_y", "charge_density",
@@ -81,7 +65,7 @@ class DPCResult:
         for name in PRIMARY_MAPS:
             value = getattr(self, name)
             if value is not None:
-                out[name] = (value, UNITS[name])
+                out[name] = (value, unit_of(name))
         out["valid"] = (self.valid.astype(np.uint8), "1")
         out.update(self.extra)
         return out

@@ -1,4 +1,4 @@
-"""The Numba kernels against plain NumPy references written here."""
+"""The segment and derivative kernels held to the loop oracles of ``tests/naive.py``."""
 
 import numpy as np
 import pytest
@@ -7,45 +7,7 @@ from dpcstem.calibration.core import frame_matrix
 from dpcstem.response import QuadrantResponse
 from dpcstem.kernels import curl, deflection_linear, deflection_table, divergence
 
-
-def reference_normalised(segments, offset, inv_gain):
-    s = (segments.astype(np.float64) - offset[:, None, None]) * inv_gain[:, None, None]
-    total = s.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        ok = (total > 0) & (total <= np.finfo(np.float32).max)
-        d_a, d_b = (s[0] - s[2]) / total, (s[1] - s[3]) / total
-        ok &= (np.abs(d_a) <= 1) & (np.abs(d_b) <= 1)
-        return d_a, d_b, total, ok
-
-
-def reference_to_scan(u, v, axes, alpha):
-    return alpha * (u * axes[0, 0] + v * axes[1, 0]), alpha * (u * axes[0, 1] + v * axes[1, 1])
-
-
-def reference_linear(segments, offset, inv_gain, slope, axes, alpha):
-    d_a, d_b, total, ok = reference_normalised(segments, offset, inv_gain)
-    tx, ty = reference_to_scan(d_a / slope, d_b / slope, axes, alpha)
-    return np.where(ok, tx, np.nan), np.where(ok, ty, np.nan), total, ok
-
-
-def reference_table(segments, offset, inv_gain, table, axes, alpha):
-    d_a, d_b, total, ok = reference_normalised(segments, offset, inv_gain)
-    n = table.u.shape[0]
-    fj = np.where(ok, (d_a - table.origin) / table.step, -1.0)
-    fi = np.where(ok, (d_b - table.origin) / table.step, -1.0)
-    ok = ok & (fj >= 0) & (fi >= 0) & (fj < n - 1) & (fi < n - 1)
-    j = np.where(ok, np.floor(fj), 0).astype(int)
-    i = np.where(ok, np.floor(fi), 0).astype(int)
-    wx, wy = fj - j, fi - i
-
-    def lookup(t):
-        return ((1 - wy) * (1 - wx) * t[i, j] + (1 - wy) * wx * t[i, j + 1] + wy * (1 - wx) * t[i + 1, j]
-                + wy * wx * t[i + 1, j + 1])
-
-    u, v = lookup(table.u), lookup(table.v)
-    ok = ok & np.isfinite(u) & np.isfinite(v)
-    tx, ty = reference_to_scan(u, v, axes, alpha)
-    return np.where(ok, tx, np.nan), np.where(ok, ty, np.nan), total, ok
+import naive
 
 
 def random_segments(rng, shape, dtype):
@@ -66,7 +28,7 @@ def run_kernel(kernel, segments, *args):
 
 
 CASES = [(np.uint16, (37, 53)), (np.float32, (37, 53)), (np.float32, (1, 1)), (np.uint16, (1, 7)),
-         (np.float64, (16, 16)), (np.uint8, (5, 3))]
+         (np.float64, (16, 16)), (np.uint8, (5, 3)), (np.int32, (3, 8)), (np.float64, (1, 1))]
 
 
 def axes_for(deg, flip):
@@ -81,7 +43,7 @@ def test_linear_kernel_equals_reference(dtype, shape, rng):
     inv_gain = 1 / rng.uniform(0.9, 1.1, 4)
     axes = axes_for(37.0, True)
     got = run_kernel(deflection_linear, seg, offset, inv_gain, 0.9, axes, 2.5)
-    want = reference_linear(seg, offset, inv_gain, 0.9, axes, 2.5)
+    want = naive.deflection_linear(seg, offset, inv_gain, 0.9, axes, 2.5)
     np.testing.assert_array_equal(got[3], want[3])
     for g, w in zip(got[:3], want[:3]):
         np.testing.assert_allclose(g[want[3]], w[want[3]], rtol=2e-6, atol=1e-6)
@@ -97,7 +59,7 @@ def test_table_kernel_equals_reference(dtype, shape, rng):
     axes = axes_for(-20.0, False)
     args = (offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 2.5)
     got = run_kernel(deflection_table, seg, *args)
-    want = reference_table(seg, *args[:2], table, axes, 2.5)
+    want = naive.deflection_table(seg, *args)
     np.testing.assert_array_equal(got[3], want[3])
     for g, w in zip(got[:2], want[:2]):
         np.testing.assert_allclose(g[want[3]], w[want[3]], rtol=2e-6, atol=2e-6)
@@ -113,39 +75,14 @@ def test_table_kernel_flags_signals_outside_the_response(rng):
     assert list(got[3][0]) == [False, True]
 
 
-def reference_derivative(f, valid, step, axis):
-    """Loop reference: central where both neighbours are valid, else one-sided, else undefined."""
-    f = np.moveaxis(f, axis, -1)
-    valid = np.moveaxis(valid, axis, -1)
-    out = np.full(f.shape, np.nan)
-    ok = np.zeros(f.shape, bool)
-    for r in range(f.shape[0]):
-        n = f.shape[1]
-        for c in range(n):
-            left = c > 0 and valid[r, c - 1]
-            right = c < n - 1 and valid[r, c + 1]
-            if left and right:
-                out[r, c] = (f[r, c + 1] - f[r, c - 1]) / (2 * step)
-            elif right:
-                out[r, c] = (f[r, c + 1] - f[r, c]) / step
-            elif left:
-                out[r, c] = (f[r, c] - f[r, c - 1]) / step
-            ok[r, c] = left or right
-    return np.moveaxis(out, -1, axis), np.moveaxis(ok, -1, axis)
-
-
 @pytest.mark.parametrize("shape", [(23, 31), (1, 5), (6, 1), (2, 2)])
 @pytest.mark.parametrize("mask_fraction", [0.0, 0.2])
 def test_divergence_and_curl_equal_reference(shape, mask_fraction, rng):
     fx, fy = rng.normal(size=(2, *shape))
     valid = rng.random(shape) >= mask_fraction
     sx, sy = 0.7, 1.3
-    dfx_dx, okx = reference_derivative(fx, valid, sx, 1)
-    dfy_dy, oky = reference_derivative(fy, valid, sy, 0)
-    dfy_dx, okyx = reference_derivative(fy, valid, sx, 1)
-    dfx_dy, okxy = reference_derivative(fx, valid, sy, 0)
-    for kernel, want, ok in ((divergence, dfx_dx + dfy_dy, okx & oky), (curl, dfy_dx - dfx_dy, okyx & okxy)):
-        ok = ok & valid
+    for kernel, oracle in ((divergence, naive.divergence), (curl, naive.curl)):
+        want, ok = oracle(fx, fy, valid, sx, sy)
         out = np.empty(shape)
         out_valid = np.empty(shape, np.uint8)
         kernel(fx, fy, valid.astype(np.uint8), sx, sy, out, out_valid)
@@ -191,3 +128,39 @@ def test_saturated_segments_are_flagged(kernel, rng):
     saturated = (seg >= full_scale).any(axis=0)
     assert saturated.sum() >= 3
     np.testing.assert_array_equal(valid.astype(bool), without & ~saturated)
+
+
+def test_numpy_lookup_and_the_kernel_lookup_agree(rng):
+    """The inverse table's NumPy lookup (noise propagation, Newton start) and the kernel's are one rule.
+
+    Identity axes and α = 1 make the kernel return the looked-up shift itself; signals are drawn
+    over the whole table and beyond it, so cells with NaN corners and points outside are hit.
+    """
+    table = QuadrantResponse(0.5, 3.0).inverse_table()  # a hole: the table has a NaN edge inside its square
+    n = 60
+    d_a = rng.uniform(table.origin - 0.05, -table.origin + 0.05, n)
+    d_b = rng.uniform(table.origin - 0.05, -table.origin + 0.05, n)
+    # segments with exactly these signals: A − C = dA·S, B − D = dB·S with S = 4
+    seg = np.array([1 + 2 * d_a, 1 + 2 * d_b, 1 - 2 * d_a, 1 - 2 * d_b]).reshape(4, 1, n)
+    tx, ty, _, valid = run_kernel(deflection_table, seg, np.zeros(4), np.ones(4), table.u, table.v, table.origin,
+                                  table.step, np.eye(2), 1.0)
+    u, v = table.lookup(d_a, d_b)
+    np.testing.assert_array_equal(valid[0], np.isfinite(u) & np.isfinite(v))
+    assert 0 < valid.sum() < n  # both answers occur
+    np.testing.assert_allclose(tx[0][valid[0]], u[valid[0]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ty[0][valid[0]], v[valid[0]], rtol=1e-5, atol=1e-6)
+    for k in range(n):  # and the loop oracle's lookup says the same, point by point
+        shift = naive.table_shift(d_a[k], d_b[k], table.u, table.v, table.origin, table.step)
+        assert (shift is None) == (not np.isfinite(u[k]))
+
+
+def test_the_table_jacobian_is_the_derivative_of_its_lookup():
+    table = QuadrantResponse(0.1, 2.0).inverse_table()
+    d_a, d_b, h = np.array([0.05, -0.2, 0.31]), np.array([0.1, 0.02, -0.15]), 1e-7
+    jac = table.jacobian(d_a, d_b)
+    u0, v0 = table.lookup(d_a, d_b)
+    ua, va = table.lookup(d_a + h, d_b)
+    ub, vb = table.lookup(d_a, d_b + h)
+    numeric = np.array([[(ua - u0) / h, (ub - u0) / h], [(va - v0) / h, (vb - v0) / h]])
+    # within a cell the lookup is bilinear and the Jacobian interpolates central differences of the grid
+    np.testing.assert_allclose(jac, numeric, rtol=0.05, atol=0.02)

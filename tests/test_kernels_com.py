@@ -1,26 +1,18 @@
-"""The 4D-STEM frame-reduction kernels held to a plain NumPy reference."""
+"""The 4D-STEM frame-reduction kernels held to the loop oracle of ``tests/naive.py``."""
 
 import numpy as np
 import pytest
 
 from dpcstem.kernels.com import FRAME_DTYPES, bounding_box, reduce_frames, reduce_frames_serial
 
+import naive
+
 KERNELS = [reduce_frames, reduce_frames_serial]
 
 
 def reference(frames, mask, labels, n_seg):
-    """Σ I, Σ kx·I, Σ ky·I over the mask and each segment's sum, in float64, pixel by pixel."""
-    f = frames.astype(np.float64)
-    inside = np.where(mask, f, 0.0)  # a NaN outside the mask does not count
-    ky, kx = mask.shape
-    moments = np.stack([
-        inside.sum(axis=(1, 2)),
-        (inside * np.arange(kx)[None, None, :]).sum(axis=(1, 2)),
-        (inside * np.arange(ky)[None, :, None]).sum(axis=(1, 2)),
-    ], axis=1)
-    segments = np.stack([np.where(labels == j + 1, f, 0.0).sum(axis=(1, 2)) for j in range(n_seg)], axis=1) \
-        if n_seg else np.zeros((len(frames), 0))
-    return moments, segments
+    """The loop oracle: Σ I, Σ kx·I, Σ ky·I over the mask and each segment's sum, in float64."""
+    return naive.reduce_frames(frames, mask, labels, n_seg)
 
 
 def run(kernel, frames, mask, labels, n_seg):

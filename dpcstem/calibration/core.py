@@ -187,7 +187,7 @@ class Calibration:
         return apply_matrix(self.frame_matrix, u, v)
 
     def to_detector_frame(self, x, y):
-        """A scan-frame vector (x, y) along the detector's segment A and B axes (u, v); inverse of :meth:`to_scan_frame`.
+        """A scan-frame vector (x, y) along the detector's A and B axes (u, v): the inverse of :meth:`to_scan_frame`.
 
         Examples
         --------

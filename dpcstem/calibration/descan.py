@@ -113,7 +113,8 @@ def fit_descan(theta_x_mrad, theta_y_mrad, *, mask=None, order=1) -> DescanFit:
     tx, ty = _validate.pair("deflection", theta_x_mrad, theta_y_mrad)
     if order not in (1, 2):
         raise InputDataError(f"descan order must be 1 (plane) or 2 (quadratic), got {order!r}")
-    use = ((np.ones(tx.shape, bool) if mask is None else _validate.mask("descan mask", mask, tx.shape)) & np.isfinite(tx) & np.isfinite(ty)).ravel()
+    region = np.ones(tx.shape, bool) if mask is None else _validate.mask("descan mask", mask, tx.shape)
+    use = (region & np.isfinite(tx) & np.isfinite(ty)).ravel()
     design = _design(tx.shape, order)
     n_terms = design.shape[1]
     n = int(use.sum())

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..result import UNITS
+from ..units import unit_of
 
 #: Readable names of the maps, for ``metadata.Signal.quantity``.
 QUANTITIES = {
@@ -91,7 +91,7 @@ def result_to_signals(maps: Mapping, attrs: Mapping) -> dict:
         axes.append(_length_axis("x", nx, step_x))
         signal = hs.signals.Signal2D(array, axes=axes)
         signal.metadata.General.title = name
-        unit = unit or UNITS.get(name, "")
+        unit = unit or unit_of(name)
         label = QUANTITIES.get(name, name)
         signal.metadata.set_item("Signal.quantity", f"{label} ({unit})" if unit not in ("", "1") else label)
         signal.original_metadata.add_dictionary(original)

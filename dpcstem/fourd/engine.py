@@ -1,4 +1,4 @@
-"""Pixelated 4D-STEM: centre of mass and virtual segments, then deflection, field and charge.
+"""Pixelated 4D-STEM, the accumulation: every frame reduced to a few numbers, in one pass.
 
 Every frame is reduced in one pass (:mod:`dpcstem.kernels.com`) to its masked intensity,
 first moments and virtual-segment sums; all later steps work on those few maps. The
@@ -13,22 +13,11 @@ frames may come as
   for the call; ``scheduler="tcp://host:port"`` uses a running one);
 
 and every path gives the same numbers. Frames are (scan_y, scan_x, ky, kx): scan rows,
-scan columns, detector rows, detector columns. Detector coordinates are in pixels, kx
-the column index and ky the row index of the whole frame.
-
-From centre of mass to deflection (:func:`deflection_from_com`): the angular pixel size
-(:func:`mrad_per_px`), the descan of the pattern centre (a plane fitted over the scan or
-a region of it, or a reference), and the detector's orientation against the scan from the
-:class:`~dpcstem.calibration.Calibration`: the detector's +kx axis points along scan
-azimuth ψ = ``detector_rotation_deg`` (from scan +x toward scan +y) and its +ky axis
-along ψ+90°, or ψ−90° with ``flip`` (DESIGN.md §2). :func:`reconstruct_com` runs the whole
-chain and hands the deflection to :func:`dpcstem.reconstruct.reconstruct_deflection`.
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
 import mmap
 import sys
 from contextlib import contextmanager
@@ -36,12 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate
-from .calibration import Calibration
-from .calibration.descan import fit_descan
-from .options import check_options
-from .errors import CalibrationError, InputDataError
-from .kernels.com import FRAME_DTYPES, bounding_box, reduce_frames, reduce_frames_serial
+from ..errors import InputDataError
+from ..kernels.com import FRAME_DTYPES, bounding_box, reduce_frames, reduce_frames_serial
+
 
 #: Target size of one block of frames read at a time (bytes), for arrays and HDF5 datasets.
 BLOCK_BYTES = 64 * 2**20
@@ -81,59 +67,6 @@ class FrameSums:
         return cls(intensity=total.copy(), com_x=com_x, com_y=com_y, segments=seg)
 
 
-# -- masks ----------------------------------------------------------------------------------
-
-def disc_mask(frame_shape, centre_yx, radius_px, inner_radius_px=0.0) -> np.ndarray:
-    """Boolean disc (or annulus) on the detector, shape ``frame_shape`` (ky, kx).
-
-    Parameters
-    ----------
-    frame_shape : (int, int)
-        Detector rows and columns.
-    centre_yx : (float, float)
-        Centre (row, column) in pixels.
-    radius_px, inner_radius_px : float
-        Outer and inner radius in pixels; pixels whose centre lies at a distance
-        r with inner <= r <= outer are True.
-    """
-    ky, kx = (int(n) for n in frame_shape)
-    if not radius_px > inner_radius_px >= 0:
-        raise InputDataError(f"mask radii must satisfy outer > inner >= 0 (pixels), got outer {radius_px}, "
-                             f"inner {inner_radius_px}")
-    y, x = np.ogrid[:ky, :kx]
-    r2 = (y - centre_yx[0]) ** 2 + (x - centre_yx[1]) ** 2
-    mask = (r2 <= radius_px**2) & (r2 >= inner_radius_px**2)
-    if not mask.any():
-        raise InputDataError(f"the mask of radius {radius_px} px around {tuple(centre_yx)} holds no pixel of the "
-                             f"{ky}x{kx} detector")
-    return mask
-
-
-def quadrant_labels(frame_shape, centre_yx, radius_px, inner_radius_px=0.0) -> np.ndarray:
-    """Virtual four-segment detector: labels 1..4 = A, B, C, D, 0 outside, shape (ky, kx) uint8.
-
-    Segment A is centred on the detector's +kx axis, B on +ky, C on −kx and D on −ky (each
-    spans 90°; the pixel at the centre belongs to none). With the calibration's ``detector_rotation_deg`` and ``flip`` describing the
-    detector's axes against the scan, these are the segments of DESIGN.md §2 and their sums
-    can go to :func:`dpcstem.reconstruct.reconstruct`.
-    """
-    mask = disc_mask(frame_shape, centre_yx, radius_px, inner_radius_px)
-    y, x = np.indices(mask.shape)
-    dy = y - centre_yx[0]
-    dx = x - centre_yx[1]
-    # pixels on a diagonal go to the segment after them counter-clockwise (A keeps −45°, B +45°,
-    # C 135°, D −135°), which keeps the four segments images of each other under 90° rotations
-    labels = np.zeros(mask.shape, np.uint8)
-    labels[(dx > 0) & (-dx <= dy) & (dy < dx)] = 1
-    labels[(dy > 0) & (-dy < dx) & (dx <= dy)] = 2
-    labels[(dx < 0) & (dx < dy) & (dy <= -dx)] = 3
-    labels[(dy < 0) & (dy <= dx) & (dx < -dy)] = 4
-    labels[~mask] = 0
-    return labels
-
-
-# -- the reduction engine -------------------------------------------------------------------
-
 def frame_sums(data, *, mask=None, labels=None, scheduler=None, workers=None, block_bytes=BLOCK_BYTES,
                progress=None) -> FrameSums:
     """Reduce every frame to its masked intensity, centre of mass and virtual-segment sums.
@@ -165,7 +98,7 @@ def frame_sums(data, *, mask=None, labels=None, scheduler=None, workers=None, bl
     -------
     FrameSums
     """
-    array, kind = _as_frames(data)
+    array, kind = as_frames(data)
     sy, sx, ky, kx = (int(n) for n in array.shape)
     mask, labels, n_seg, boxes = _prepare_masks(mask, labels, (ky, kx))
     if progress is None:
@@ -208,14 +141,14 @@ def virtual_segments(data, labels, **engine) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.size == 0 or not np.any(labels > 0):
         raise InputDataError("labels hold no segment: label the pixels of segment j with j = 1..m (0 is ignored)")
-    array, _ = _as_frames(data)
+    array, _ = as_frames(data)
     no_moments = np.zeros(tuple(array.shape[2:]), bool)
     return frame_sums(array, mask=no_moments, labels=labels, **engine).segments
 
 
-def _as_frames(data):
+def as_frames(data):
     """The 4-D array behind ``data`` and how to read it: 'memory', 'hdf5' or 'dask'."""
-    from .io.pixelated import PixelatedData
+    from ..io.pixelated import PixelatedData
 
     if isinstance(data, PixelatedData):
         data = data.data
@@ -353,7 +286,7 @@ def _release_pages(view):
 def _as_dask(array, kind, block_bytes):
     import dask.array as da
 
-    from .io.pixelated import _HDF5Frames, _hdf5_chunks
+    from ..io.pixelated import _HDF5Frames, _hdf5_chunks
 
     if kind == "dask":
         out = array
@@ -464,169 +397,3 @@ def _progress_bar(enabled, total, unit):
 
     with tqdm(total=total, unit=unit, desc="4D-STEM", file=sys.stderr, leave=False) as bar:
         yield bar
-
-
-# -- from centre of mass to deflection ------------------------------------------------------
-
-def mrad_per_px(*, camera_length_mm=None, detector_pixel_um=None, mrad_per_px=None) -> float:
-    """Angular size of one detector pixel in mrad.
-
-    Either given directly, or from the camera length L (mm) and the detector pixel pitch p
-    (µm) as p / L (small-angle: a pitch of 55 µm at 100 mm is 0.55 mrad).
-    """
-    if mrad_per_px is not None:
-        if camera_length_mm is not None or detector_pixel_um is not None:
-            raise CalibrationError("give mrad_per_px, or camera_length_mm with detector_pixel_um, not both")
-        value = float(mrad_per_px)
-        if not (math.isfinite(value) and value > 0):
-            raise CalibrationError(f"mrad_per_px must be positive and finite, got {mrad_per_px!r}")
-        return value
-    if camera_length_mm is None or detector_pixel_um is None:
-        raise CalibrationError("the detector's angular pixel size is needed: give mrad_per_px "
-                               "(--mrad-per-px), or camera_length_mm and detector_pixel_um "
-                               "(--camera-length MM --detector-pixel-um UM)")
-    length, pitch = float(camera_length_mm), float(detector_pixel_um)
-    for name, value in (("camera_length_mm", length), ("detector_pixel_um", pitch)):
-        if not (math.isfinite(value) and value > 0):
-            raise CalibrationError(f"{name} must be positive and finite, got {value!r}")
-    return pitch / length  # µm / mm = mrad
-
-
-def _angular_pixel_size(value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise CalibrationError(f"mrad_per_px must be a number (mrad per detector pixel), got {value!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise CalibrationError(f"mrad_per_px must be positive and finite (mrad per detector pixel), got {value!r}")
-    return value
-
-
-def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: float, reference=None,
-                        region=None):
-    """Beam deflection in the scan frame (mrad) from the centre of mass (detector pixels).
-
-    Parameters
-    ----------
-    com_x, com_y : ndarray, shape (ny, nx)
-        Centre of mass in detector pixels (column, row), detector frame.
-    calibration : Calibration
-        ``detector_rotation_deg`` ψ and ``flip``: the detector's +kx axis lies along scan
-        azimuth ψ (from scan +x toward +y), its +ky axis along ψ+90° (ψ−90° with flip).
-    mrad_per_px : float
-        Angular size of a detector pixel (see :func:`mrad_per_px`).
-    reference : (com_x, com_y) of scalars or (ny, nx) maps, optional
-        The undeflected pattern centre in pixels (a vacuum scan's centre of mass, or a
-        known centre). Without it, the descan is a plane fitted to each component over
-        ``region`` by the one robust descan fit of the segment path
-        (:func:`dpcstem.calibration.descan.fit_descan`: a field over a small part of the
-        region is rejected as an outlier) — a plane removes any uniform deflection there,
-        so choose a region that is field-free, or one over which the field averages to zero.
-    region : ndarray of bool, shape (ny, nx), optional
-        Where the plane is fitted (default: the whole scan).
-
-    Returns
-    -------
-    theta_x_mrad, theta_y_mrad : ndarray of float64, shape (ny, nx)
-        Deflection along scan x and scan y in mrad.
-    """
-    mrad_per_px = _angular_pixel_size(mrad_per_px)
-    com_x = np.asarray(com_x, dtype=np.float64)
-    com_y = np.asarray(com_y, dtype=np.float64)
-    if com_x.ndim != 2 or com_x.shape != com_y.shape:
-        raise InputDataError(f"centre-of-mass maps must be two 2-D arrays of one shape, got {com_x.shape}, "
-                             f"{com_y.shape}")
-    if reference is None:
-        finite = np.isfinite(com_x) & np.isfinite(com_y)
-        if not finite.any() or (region is not None and not (_validate.mask("descan region", region, com_x.shape)
-                                                             & finite).any()):
-            raise InputDataError("the descan region holds no pixel with a finite centre of mass")
-        ref_x, ref_y = fit_descan(com_x, com_y, mask=region, order=1).surface(com_x.shape)
-    else:
-        ref_x, ref_y = (np.asarray(r, dtype=np.float64) for r in reference)
-        for r in (ref_x, ref_y):
-            if r.ndim not in (0, 2) or (r.ndim == 2 and r.shape != com_x.shape):
-                raise InputDataError(f"a descan reference must be a number or a map of the scan's shape "
-                                     f"{com_x.shape}, got shape {r.shape}")
-    # The detector's +kx, +ky axes are the frame's u, v axes.
-    return calibration.to_scan_frame((com_x - ref_x) * mrad_per_px, (com_y - ref_y) * mrad_per_px)
-
-
-def bright_field_disc(data, *, max_frames=64):
-    """Centre (row, column) and radius of the bright-field disc, in detector pixels.
-
-    Found from the mean of up to ``max_frames`` frames of the first scan row: the centre
-    of mass of the pixels above half the maximum, and the radius of a disc of their area.
-    """
-    array, _ = _as_frames(data)
-    n = min(int(array.shape[1]), int(max_frames))
-    sample = np.asarray(array[0, :n], dtype=np.float64)
-    finite = np.isfinite(sample)
-    counted = finite.sum(axis=0)
-    mean = np.where(counted > 0, np.where(finite, sample, 0.0).sum(axis=0) / np.maximum(counted, 1), np.nan)
-    if not np.isfinite(mean).any() or np.nanmax(mean) <= 0:
-        raise InputDataError("the first frames hold no counts: the bright-field disc cannot be found; "
-                             "give the mask centre and radius")
-    bright = mean >= 0.5 * np.nanmax(mean)
-    y, x = np.indices(mean.shape)
-    centre = (float(y[bright].mean()), float(x[bright].mean()))
-    radius = math.sqrt(bright.sum() / math.pi)
-    return centre, radius
-
-
-def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_radius_px=None,
-                    mask_centre_yx=None, reference=None, region=None, scheduler=None, workers=None,
-                    block_bytes=BLOCK_BYTES, progress=None, options=None):
-    """Field, charge density and potential from 4D-STEM frames through the centre of mass.
-
-    Parameters
-    ----------
-    data : array-like, shape (scan_y, scan_x, ky, kx)
-        The frames (any source :func:`frame_sums` takes).
-    calibration : Calibration
-        kV, scan step, thickness, and the detector's rotation and flip against the scan.
-    mrad_per_px : float
-        Angular size of one detector pixel in mrad.
-    mask_radius_px : float, optional
-        Restrict the centre of mass to a disc of this radius (pixels) around
-        ``mask_centre_yx`` (default: the bright-field disc's centre); default: whole frame.
-    reference, region :
-        Descan, see :func:`deflection_from_com`.
-    scheduler, workers, block_bytes, progress :
-        See :func:`frame_sums`.
-    options : ReconstructionOptions, optional
-        Charge and potential methods, as for :func:`dpcstem.reconstruct.reconstruct_deflection`.
-
-    Returns
-    -------
-    DPCResult
-        With ``extra`` holding ``com_x``, ``com_y`` (px, detector frame) and
-        ``intensity`` (counts) over the mask.
-    """
-    from .reconstruct import reconstruct_deflection
-
-    options = check_options(options)
-    mrad_per_px = _angular_pixel_size(mrad_per_px)
-    array, _ = _as_frames(data)
-    mask = None
-    attrs = {"mrad_per_px": float(mrad_per_px), "descan": "plane" if reference is None else "reference"}
-    if mask_radius_px is not None:
-        if mask_centre_yx is None:
-            mask_centre_yx, _ = bright_field_disc(array)
-        mask = disc_mask(tuple(array.shape[2:]), mask_centre_yx, mask_radius_px)
-        attrs.update(mask_radius_px=float(mask_radius_px), mask_centre_y_px=float(mask_centre_yx[0]),
-                     mask_centre_x_px=float(mask_centre_yx[1]))
-    sums = centre_of_mass(array, mask=mask, scheduler=scheduler, workers=workers, block_bytes=block_bytes,
-                          progress=progress)
-    theta_x, theta_y = deflection_from_com(sums.com_x, sums.com_y, calibration, mrad_per_px=mrad_per_px,
-                                           reference=reference, region=region)
-    valid = np.isfinite(theta_x) & np.isfinite(theta_y)
-    if not valid.any():
-        raise InputDataError("no frame has a finite centre of mass: every frame holds zero counts or NaN inside the "
-                             "mask (check the data, the mask radius and centre)")
-    result = reconstruct_deflection(theta_x, theta_y, calibration, valid=valid, options=options)
-    result.extra["com_x"] = (sums.com_x.astype(np.float32), "px")
-    result.extra["com_y"] = (sums.com_y.astype(np.float32), "px")
-    result.extra["intensity"] = (sums.intensity.astype(np.float32), "counts")
-    result.attrs.update(attrs)
-    return result
