@@ -27,14 +27,13 @@ import numpy as np
 
 from . import _validate
 from .errors import CalibrationError, InputDataError
+from .calibration.descan import check_order
 from .fourier import INTEGRATION_METHODS
 from .response import RESPONSES
 #: How the divergence of the field is taken.
 CHARGE_METHODS = ("finite-difference", "spectral")
 #: How the deflection is integrated to the potential (:func:`dpcstem.fourier.integrate_gradient`).
 POTENTIAL_METHODS = INTEGRATION_METHODS
-#: Orders of the descan surface fitted to a vacuum scan: plane, quadratic.
-DESCAN_ORDERS = (1, 2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,9 +83,7 @@ class ReconstructionOptions:
             setv("gains", _readonly(_validate.four("gains", self.gains, positive_only=True)))
         if self.offsets is not None:
             setv("offsets", _readonly(_validate.four("offsets", self.offsets)))
-        if isinstance(self.descan_order, (bool, np.bool_)) or self.descan_order not in DESCAN_ORDERS:
-            raise CalibrationError(f"descan_order must be 1 (plane) or 2 (quadratic), got {self.descan_order!r}")
-        setv("descan_order", int(self.descan_order))
+        setv("descan_order", check_order(self.descan_order))
         _validate.choice("charge_method", self.charge_method, CHARGE_METHODS)
         setv("cutoff", _validate.positive("cutoff", self.cutoff, allow_none=True,
                                           what="low-pass cutoff in cycles/nm"))

@@ -376,7 +376,7 @@ def test_descan_from_a_vacuum_reference_scan():
 
 def test_descan_refuses_what_it_cannot_fit():
     m = np.zeros((10, 12))
-    with pytest.raises(InputDataError, match="order must be 1"):
+    with pytest.raises(CalibrationError, match=r"order must be 1 \(plane\) or 2 \(quadratic\), got 3"):
         fit_descan(m, m, order=3)
     with pytest.raises(InputDataError, match="at least 6 valid pixels"):
         fit_descan(m, m, mask=np.eye(10, 12, dtype=bool)[:, :] & (np.arange(12) < 2))
@@ -386,6 +386,23 @@ def test_descan_refuses_what_it_cannot_fit():
         fit_descan(m, m, mask=row)
     with pytest.raises(InputDataError, match="descan mask must have the scan's shape"):
         fit_descan(m, m, mask=np.ones((3, 3), bool))
+
+
+def test_the_simulated_descan_is_the_surface_the_fit_evaluates():
+    """One descan convention: a fit of the simulator's descan maps reproduces them to rounding.
+
+    The simulator's fractional position is measured from the scan centre as the fit's pixel
+    offsets are, so on an axis of one pixel it is 0 there (the offset itself), not −½.
+    """
+    descan = Descan(offset_mrad=(0.4, -0.1), linear_mrad=((0.3, -0.2), (0.05, 0.25)),
+                    quadratic_mrad=((0.02, -0.01, 0.03), (0.0, 0.04, -0.02)))
+    dx, dy = descan((9, 14))
+    fit = fit_descan(dx, dy, order=2)
+    for got, want in zip(fit.surface((9, 14)), (dx, dy)):
+        np.testing.assert_allclose(got, want, atol=1e-12)
+    assert fit.coefficients_x[0] == pytest.approx(0.4) and fit.coefficients_y[0] == pytest.approx(-0.1)
+    column_x, _ = descan((5, 1))
+    np.testing.assert_allclose(column_x[:, 0], 0.4 - 0.2 * np.linspace(-0.5, 0.5, 5) + 0.03 * np.linspace(-0.5, 0.5, 5) ** 2)
 
 
 # -- empirical response ------------------------------------------------------------------------

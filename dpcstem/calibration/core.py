@@ -49,9 +49,9 @@ def frame_matrix(rotation_deg, flip=False) -> np.ndarray:
 
     Examples
     --------
-    >>> frame_matrix(90.0, flip=True).round(12) + 0.0
-    array([[ 0.,  1.],
-           [ 1., -0.]])
+    >>> frame_matrix(90.0, flip=True).round(12) + 0.0  # A along scan +y, B along scan +x
+    array([[0., 1.],
+           [1., 0.]])
     """
     psi = math.radians(rotation_deg)
     c, s = math.cos(psi), math.sin(psi)
@@ -181,7 +181,7 @@ class Calibration:
         Examples
         --------
         >>> cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1, detector_rotation_deg=90)
-        >>> [round(float(c), 12) for c in cal.to_scan_frame(1.0, 0.0)]
+        >>> [round(float(c), 12) + 0.0 for c in cal.to_scan_frame(1.0, 0.0)]
         [0.0, 1.0]
         """
         return apply_matrix(self.frame_matrix, u, v)
@@ -192,7 +192,7 @@ class Calibration:
         Examples
         --------
         >>> cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1, detector_rotation_deg=90, flip=True)
-        >>> [round(float(c), 12) for c in cal.to_detector_frame(0.0, 1.0)]
+        >>> [round(float(c), 12) + 0.0 for c in cal.to_detector_frame(0.0, 1.0)]
         [1.0, 0.0]
         """
         return apply_matrix(self.frame_matrix.T, x, y)

@@ -4,6 +4,7 @@ One fit (:func:`fit_descan`: Huber then Tukey-biweight reweighted least squares 
 or quadratic over a field-free region) and one coordinate convention (column and row
 offsets in pixels from the scan centre, :func:`descan_design`) serve every path: the
 segment reconstruction, the vacuum reference, the bias series and the 4D centre of mass.
+The simulators make their descan with :func:`descan_surface`, the surface the fit evaluates.
 """
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _validate
-from ..errors import InputDataError
+from ..errors import CalibrationError, InputDataError
 
 
 DESCAN_TERMS = ("1", "x", "y", "x^2", "x*y", "y^2")
+#: Orders of the descan surface: plane, quadratic.
+DESCAN_ORDERS = (1, 2)
+
+
+def check_order(order, name="descan_order") -> int:
+    """A descan order, 1 (plane) or 2 (quadratic); anything else (a bool too) is refused, naming ``name``."""
+    if isinstance(order, (bool, np.bool_)) or order not in DESCAN_ORDERS:
+        raise CalibrationError(f"{name} must be 1 (plane) or 2 (quadratic), got {order!r}")
+    return int(order)
 
 #: Tukey biweight tuning constant (95 % efficiency for Gaussian residuals).
 _TUKEY_C = 4.685
@@ -57,8 +67,7 @@ class DescanFit:
 
     def surface(self, shape):
         """The descan (θx, θy) in mrad on a scan of ``shape`` (ny, nx)."""
-        design = _design(shape, self.order).reshape(*shape, -1)
-        return design @ self.coefficients_x, design @ self.coefficients_y
+        return descan_surface(self.coefficients_x, self.coefficients_y, shape)
 
     def subtract(self, theta_x_mrad, theta_y_mrad):
         """The maps minus the descan surface (float64, mrad)."""
@@ -73,7 +82,26 @@ class DescanFit:
                 "descan_origin": "scan centre, pixels"}
 
 
-def _design(shape, order):
+def descan_surface(coefficients_x, coefficients_y, shape):
+    """The descan (θx, θy) of a surface on a scan of ``shape`` (ny, nx), float64.
+
+    θ = Σ cᵢ·termᵢ with the terms :data:`DESCAN_TERMS` (3 coefficients: a plane, 6: a
+    quadratic) of x, y, the column and row offsets in pixels from the scan centre
+    ((nx−1)/2, (ny−1)/2); the coefficients in the unit of θ per pixel to the power of the term.
+
+    Examples
+    --------
+    >>> tx, ty = descan_surface([1.0, 0.5, 0.0], [0.0, 0.0, 2.0], (3, 3))
+    >>> tx[1].tolist(), ty[:, 1].tolist()
+    ([0.5, 1.0, 1.5], [-2.0, 0.0, 2.0])
+    """
+    cx, cy = np.asarray(coefficients_x, dtype=np.float64), np.asarray(coefficients_y, dtype=np.float64)
+    design = descan_design(shape, 2 if cx.size == 6 else 1).reshape(*shape, -1)
+    return design @ cx, design @ cy
+
+
+def descan_design(shape, order):
+    """Design matrix (ny·nx, terms) of the descan surface: the :data:`DESCAN_TERMS` of its order."""
     ny, nx = shape
     y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
     x = (x - (nx - 1) / 2).ravel()
@@ -111,11 +139,10 @@ def fit_descan(theta_x_mrad, theta_y_mrad, *, mask=None, order=1) -> DescanFit:
     mask does not, so mask it out.
     """
     tx, ty = _validate.pair("deflection", theta_x_mrad, theta_y_mrad)
-    if order not in (1, 2):
-        raise InputDataError(f"descan order must be 1 (plane) or 2 (quadratic), got {order!r}")
+    order = check_order(order, "order")
     region = np.ones(tx.shape, bool) if mask is None else _validate.mask("descan mask", mask, tx.shape)
     use = (region & np.isfinite(tx) & np.isfinite(ty)).ravel()
-    design = _design(tx.shape, order)
+    design = descan_design(tx.shape, order)
     n_terms = design.shape[1]
     n = int(use.sum())
     if n < 2 * n_terms:

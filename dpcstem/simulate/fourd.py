@@ -23,6 +23,7 @@ import numpy as np
 from scipy.special import erfc
 
 from ..calibration import Calibration
+from ..calibration.descan import descan_surface
 from ..errors import InputDataError
 
 #: Largest count a uint16 frame pixel holds.
@@ -136,9 +137,10 @@ class FrameSimulator:
         u, v = _detector_shift_px(tx, ty, calibration, self.mrad_per_px)
         if descan_px_per_step is not None:
             d = np.asarray(descan_px_per_step, dtype=np.float64).reshape(2, 2)
-            yy, xx = np.indices(tx.shape, dtype=np.float64)
-            u = u + d[0, 0] * xx + d[0, 1] * yy
-            v = v + d[1, 0] * xx + d[1, 1] * yy
+            centre_x, centre_y = (tx.shape[1] - 1) / 2, (tx.shape[0] - 1) / 2  # zero at the first scan position
+            du, dv = descan_surface([d[0, 0] * centre_x + d[0, 1] * centre_y, d[0, 0], d[0, 1]],
+                                    [d[1, 0] * centre_x + d[1, 1] * centre_y, d[1, 0], d[1, 1]], tx.shape)
+            u, v = u + du, v + dv
         self.shift_x_px, self.shift_y_px = u, v
         self.scan_shape = tx.shape
         self._row_seeds = np.random.SeedSequence(seed).spawn(tx.shape[0])

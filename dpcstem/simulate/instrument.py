@@ -25,6 +25,7 @@ import numpy as np
 from scipy import fft, ndimage
 
 from ..calibration import Calibration
+from ..calibration.descan import descan_surface
 from ..errors import InputDataError
 from ..response.geometry import difference_signals
 from .segments import segments_from_deflection
@@ -41,7 +42,8 @@ class Descan:
     """A descan deflection: follows the scan position, not the specimen.
 
     The deflection added at scan position (u, w), the fractional position across the scan
-    (u = x / width − ½ and w = y / height − ½, each from −½ to ½), is, for each component,
+    from its centre (u = x / width − ½ and w = y / height − ½, each from −½ to ½; 0 along an
+    axis of one pixel), is, for each component,
 
         θ = offset + a·u + b·w + c·u² + d·u·w + e·w²
 
@@ -70,15 +72,14 @@ class Descan:
     def __call__(self, shape):
         """The descan maps (θx, θy) in mrad, float64, of scan shape (ny, nx)."""
         ny, nx = shape
-        u = (np.arange(nx) / max(nx - 1, 1) - 0.5)[None, :]
-        w = (np.arange(ny) / max(ny - 1, 1) - 0.5)[:, None]
-        maps = []
+        per_x, per_y = 1.0 / max(nx - 1, 1), 1.0 / max(ny - 1, 1)  # u and w per pixel from the centre
+        coefficients = []
         for k in range(2):
             a, b = self.linear_mrad[k]
             c, d, e = self.quadratic_mrad[k]
-            maps.append(np.broadcast_to(self.offset_mrad[k] + a * u + b * w + c * u * u + d * u * w + e * w * w,
-                                        (ny, nx)).astype(float))
-        return maps[0], maps[1]
+            coefficients.append([self.offset_mrad[k], a * per_x, b * per_y, c * per_x**2, d * per_x * per_y,
+                                 e * per_y**2])
+        return descan_surface(*coefficients, (ny, nx))
 
 
 # -- the blurred disc ------------------------------------------------------------------------
