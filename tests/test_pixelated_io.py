@@ -108,13 +108,23 @@ def test_prismatic_open_emd_file_needs_its_dataset_named(shared_data):
     with pytest.raises(MissingMetadataError, match="several 4-D datasets.*depth0000.*depth0001"):
         open_pixelated(path)
     name = "4DSTEM_simulation/data/datacubes/CBED_array_depth0001/datacube"
-    opened = open_pixelated(path, dataset=name)
+    with pytest.warns(UserWarning, match=r"Si100_4D\.emd: axes labelled '\[n_m\]' and '\[n_m\^-1\]' hold Å and 1/Å "
+                                         r"\(a Prismatic writer's label\).*scan step 0\.05 nm"):
+        opened = open_pixelated(path, dataset=name)
     assert opened.shape == (11, 11, 8, 8) and opened.dtype == np.float32
     with h5py.File(path, "r") as f:
         stored = f[name][()]
         dim1 = f["4DSTEM_simulation/data/datacubes/CBED_array_depth0001/dim1"][()]
+        dim3 = f["4DSTEM_simulation/data/datacubes/CBED_array_depth0001/dim3"][()]
+        parameters = f["4DSTEM_simulation/metadata/metadata_0/original/simulation_parameters"].attrs
+        probe_step_angstrom, kev = float(parameters["rx"]), float(parameters["E"])
     np.testing.assert_array_equal(opened.data.compute(), stored)
-    assert opened.calibration["step_y_nm"] == pytest.approx(float(dim1[1] - dim1[0]))
+    # Prismatic writes Å under the label "[n_m]": the probe step it was run with (rx, Å) is the axis step
+    assert float(dim1[1] - dim1[0]) == pytest.approx(probe_step_angstrom)
+    assert opened.calibration["step_y_nm"] == pytest.approx(probe_step_angstrom / 10)
+    assert opened.calibration["kv"] == kev
+    wavelength_angstrom = physics.wavelength_m(kev) * 1e10
+    assert opened.mrad_per_px == pytest.approx(float(dim3[1] - dim3[0]) * wavelength_angstrom * 1e3, rel=1e-6)
     np.testing.assert_allclose(centre_of_mass(opened).com_x, centre_of_mass(stored).com_x)
     with pytest.raises(MissingMetadataError, match="no dataset 'nope'"):
         open_pixelated(path, dataset="nope")
