@@ -6,6 +6,7 @@ import numpy as np
 
 from ..calibration import Calibration
 from ..detector import segment_areas
+from .blurred import blurred_segment_areas
 
 
 def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=None, gains=None,
@@ -31,7 +32,7 @@ def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibratio
     edge_blur : float
         Blur of the disc edge, Gaussian standard deviation in units of α; 0 (default) is
         the sharp disc of the exact response, a blur is computed numerically
-        (:func:`dpcstem.simulate.instrument.blurred_segment_areas`).
+        (:func:`dpcstem.simulate.blurred.blurred_segment_areas`).
 
     Returns
     -------
@@ -44,8 +45,6 @@ def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibratio
     u = (tx * axes[0, 0] + ty * axes[0, 1]) / calibration.alpha_mrad
     v = (tx * axes[1, 0] + ty * axes[1, 1]) / calibration.alpha_mrad
     if edge_blur:
-        from .instrument import blurred_segment_areas
-
         areas = blurred_segment_areas(u, v, inner=calibration.inner_over_alpha, outer=calibration.outer_over_alpha,
                                       blur=edge_blur)
     else:
