@@ -1,6 +1,7 @@
 """Reading four-segment acquisitions: every format round-trips, every bad input says why."""
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -575,3 +576,53 @@ def test_real_velox_summed_df4_through_hyperspy_is_refused():
 
     with pytest.raises(MissingMetadataError, match=r"DF4-A, DF4-B, DF4-C, DF4-D are missing"):
         read_segments(hs.load(VELOX_SUMMED))
+
+
+# -- byte order, extended precision and memory -----------------------------------------------
+
+def _write_stack(path, data):
+    if path.suffix == ".npy":
+        np.save(path, data)
+    elif path.suffix == ".tif":
+        import tifffile
+
+        tifffile.imwrite(path, data, photometric="minisblack", byteorder=">")
+    else:
+        with h5py.File(path, "w") as f:
+            f["segments"] = data
+
+
+@pytest.mark.parametrize("name, stored, native", [("seg.npy", ">u2", "=u2"), ("seg.h5", ">f4", "=f4"),
+                                                  ("seg.tif", ">u2", "=u2"), ("seg.npy", np.longdouble, "f8"),
+                                                  ("seg.h5", ">f8", "=f8")])
+def test_big_endian_and_extended_precision_segments_are_read_natively_and_reconstruct(tmp_path, name, stored,
+                                                                                      native):
+    """Such arrays reached the Numba kernel as they were stored and failed there with a 13-line TypingError."""
+    from dpcstem import Calibration
+    from dpcstem.reconstruct import reconstruct
+    from dpcstem.simulate import segments_from_deflection
+
+    cal = Calibration(kv=200.0, alpha_mrad=1.0, step_x_nm=1.0, step_y_nm=1.0, thickness_nm=100.0)
+    ty, tx = np.mgrid[0:6, 0:7] * 0.01
+    counts = np.rint(segments_from_deflection(tx, ty, cal) * 1e4)
+    _write_stack(tmp_path / name, counts.astype(stored))
+    acq = read_segments(tmp_path / name)
+    assert acq.segments.dtype == np.dtype(native)
+    np.testing.assert_array_equal(acq.segments, counts)
+    expected = reconstruct(counts, cal)
+    np.testing.assert_allclose(reconstruct(acq.segments, cal).deflection_x, expected.deflection_x, rtol=1e-6)
+
+
+def test_a_declared_stack_larger_than_memory_is_refused_before_reading(tmp_path):
+    import psutil
+
+    from dpcstem.errors import InsufficientMemoryError
+
+    side = int(math.ceil(math.sqrt(psutil.virtual_memory().available / 2)))  # 4 x side² uint16: 2 x free
+    path = tmp_path / "huge.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("segments", shape=(4, side, side), dtype=np.uint16, chunks=(1, 256, 256))
+    assert path.stat().st_size < 16 * 1024
+    with pytest.raises(InsufficientMemoryError, match=rf"huge\.h5: dataset 'segments' of shape \(4, {side}, {side}\) "
+                                                      r"needs [\d.]+ GiB but only [\d.]+ GiB of memory is free"):
+        read_segments(path)

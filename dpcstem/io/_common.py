@@ -242,7 +242,7 @@ def plain_attrs(attrs) -> dict:
 
 
 #: The unit of each calibration attribute, as a file may spell it after the number ("200 kV").
-_FIELD_UNITS = {"kv": ("kV",), "alpha_mrad": ("mrad",), "collection_inner_mrad": ("mrad",),
+_FIELD_UNITS = {"kv": ("kV",), "beam_energy_kev": ("keV", "kV"), "beam_energy": ("keV", "kV"), "alpha_mrad": ("mrad",), "collection_inner_mrad": ("mrad",),
                 "collection_outer_mrad": ("mrad",), "detector_rotation_deg": ("deg", "°", "degrees"),
                 "step_x_nm": ("nm",), "step_y_nm": ("nm",), "thickness_nm": ("nm",), "eps_r": ()}
 _NUMBER_WITH_UNIT = re.compile(r"^\s*(?P<number>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*(?P<unit>\S*)\s*$")

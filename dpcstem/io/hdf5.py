@@ -314,14 +314,13 @@ def _calibration(path, f, ds):
     meta = {}
     kv = None
     for key in ("kv", "beam_energy_kev"):
-        value = calibration_attr("kv", ds.attrs[key], f"{path}: dataset {ds.name!r} attribute {key!r}") \
-            if key in ds.attrs else None
+        value = calibration_attr(key, ds.attrs[key], f"{path}: dataset {ds.name!r}") if key in ds.attrs else None
         if value is not None:
             kv = value
     if "metadata" in parent and "Acquisition_instrument" in parent["metadata"]:  # HyperSpy
         tem = parent["metadata"]["Acquisition_instrument"].get("TEM")
         if tem is not None and "beam_energy" in tem.attrs:
-            kv = calibration_attr("kv", tem.attrs["beam_energy"], f"{path}: HyperSpy beam_energy")
+            kv = calibration_attr("beam_energy", tem.attrs["beam_energy"], f"{path}: HyperSpy metadata")
     axes, relabelled = [], {}
     if all(f"axis-{i}" in parent for i in range(ds.ndim)):  # HyperSpy
         for i in range(ds.ndim):
