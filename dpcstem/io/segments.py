@@ -46,7 +46,7 @@ def read_segments(source, *, dataset=None) -> SegmentAcquisition:
         - a Thermo Fisher Velox ``.emd`` file with the segment images ``DF4-A`` ..
           ``DF4-D``, each found by its title and by the segment index its
           ``Operations.StemInputOperation`` records (A=0 .. D=3), never by its position
-          in the file (see :func:`velox_calibration` for what is read from the metadata);
+          in the file (see :func:`dpcstem.io.velox.velox_calibration` for what is read from the metadata);
           another ``.emd`` (open EMD) is read as HDF5;
         - a Gatan ``.dm3``/``.dm4`` file holding four images (titles ending in A, B, C, D
           set the order; otherwise the order in the file) or one stack of four;
