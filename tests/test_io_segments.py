@@ -623,6 +623,6 @@ def test_a_declared_stack_larger_than_memory_is_refused_before_reading(tmp_path)
     with h5py.File(path, "w") as f:
         f.create_dataset("segments", shape=(4, side, side), dtype=np.uint16, chunks=(1, 256, 256))
     assert path.stat().st_size < 16 * 1024
-    with pytest.raises(InsufficientMemoryError, match=rf"huge\.h5: dataset 'segments' of shape \(4, {side}, {side}\) "
-                                                      r"needs [\d.]+ GiB but only [\d.]+ GiB of memory is free"):
+    with pytest.raises(InsufficientMemoryError,
+                       match=r"huge\.h5: dataset 'segments' needs [\d.]+ GiB but only [\d.]+ GiB of memory is free"):
         read_segments(path)

@@ -63,7 +63,7 @@ def read_segments(path: Path, dataset=None) -> SegmentAcquisition:
                 raise MissingMetadataError(
                     f"{path}: dataset {name!r} (the (4, ny, nx) segment stack) {what}; the file holds "
                     f"{', '.join(found[:12]) or 'no dataset'}; give dataset=PATH (--dataset PATH)")
-            require_memory(bytes_of(node.shape, node.dtype), f"{path}: dataset {name!r} of shape {node.shape}")
+            require_memory(bytes_of(node.shape, node.dtype), f"{path}: dataset {name!r}")
             array = node[()]
             attrs = {**plain_attrs(f.attrs), **plain_attrs(node.attrs)}
     except DPCError:

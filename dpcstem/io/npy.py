@@ -19,7 +19,7 @@ from .results import atomic_output, load_npy, reason
 def _read(path: Path) -> np.ndarray:
     try:
         mapped = load_npy(path, mmap_mode="r")
-        require_memory(mapped.nbytes, f"{path} (shape {mapped.shape}, {mapped.dtype})")
+        require_memory(mapped.nbytes, f"{path}")
         return np.array(mapped)
     except DPCError:
         raise

@@ -55,8 +55,7 @@ def read_pages(path: Path) -> list:
         with tifffile.TiffFile(path) as tif:
             pages = list(tif.pages)
             _check_tiff_extent(path, tif, pages)
-            require_memory(sum(bytes_of(p.shape, p.dtype) for p in pages),
-                           f"{path} ({len(pages)} page(s) of shape {pages[0].shape if pages else ()})")
+            require_memory(sum(bytes_of(p.shape, p.dtype) for p in pages), f"{path}")
             images = [page.asarray() for page in pages]
     except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as exc:  # TiffFileError: ValueError
         raise UnreadableFileError(f"{path}: not a readable TIFF file ({reason(exc)})") from None
