@@ -27,7 +27,7 @@ from dpcstem.errors import DPCError
 from dpcstem.fourd import centre_of_mass
 from dpcstem.io import load_result, open_pixelated, read_segments, write_result
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED
 VELOX = SHARED / "velox" / "fei_example_dpc_titles.emd"
 MERLIN = SHARED / "merlin" / "001_4x2_6bit.mib"
 

@@ -1,6 +1,7 @@
 """Reading four-segment acquisitions: every format round-trips, every bad input says why."""
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from dpcstem.errors import DPCError, InputDataError, MissingMetadataError, UnreadableFileError
 from dpcstem.io.segments import SegmentAcquisition, read_segments
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA as DATA
 VELOX_DPC = DATA / "velox" / "fei_example_dpc_titles.emd"
 VELOX_SUMMED = DATA / "velox" / "STEM_HAADF-DF4-DF2-BF_Diffraction_Micro.emd"
 DF4_PNG = DATA / "df4_png"
@@ -175,7 +176,9 @@ def test_real_df4_png_files():
     if not DF4_PNG.is_dir():
         pytest.skip(f"reference data not found at {DF4_PNG}")
     paths = [DF4_PNG / f"DF4-{c}.png" for c in "ABCD"]
-    acq = read_segments(",".join(map(str, paths)))
+    with pytest.warns(UserWarning, match=r"DF4-D\.png: every segment spans the full range of uint8 \(A 0\.\.255, "
+                                         r"B 0\.\.254.*not quantitative.*field.*wrong"):
+        acq = read_segments(",".join(map(str, paths)))
     assert acq.segments.shape == (4, 256, 256)
     assert acq.segments.dtype == np.uint8
     import imageio.v3 as iio
@@ -183,6 +186,21 @@ def test_real_df4_png_files():
     for k, p in enumerate(paths):
         np.testing.assert_array_equal(acq.segments[k], iio.imread(p)[..., 0])
     assert acq.metadata["titles"] == [p.name for p in paths]
+
+
+@pytest.mark.parametrize("dtype, top", [(np.uint8, 255), (np.uint16, 65535), (np.float32, 1.0)])
+def test_segments_each_stretched_to_the_full_range_warn_once(tmp_path, dtype, top):
+    """Images normalised each to its own min/max for display: the differences DPC measures are gone."""
+    rng = np.random.default_rng(4)
+    raw = rng.uniform(100, 900, size=(4, 6, 7)) * np.array([1.0, 1.3, 0.8, 1.1])[:, None, None]
+    stretched = (raw - raw.min(axis=(1, 2), keepdims=True)) / np.ptp(raw, axis=(1, 2), keepdims=True) * top
+    path = tmp_path / "seg.npy"
+    np.save(path, stretched.astype(dtype) if dtype == np.float32 else np.rint(stretched).astype(dtype))
+    with pytest.warns(UserWarning, match=rf"seg\.npy: every segment spans the full range of {np.dtype(dtype)}") as seen:
+        read_segments(path)
+    assert len(seen) == 1
+    np.save(path, np.rint(raw).astype(dtype))  # raw counts: no word
+    read_segments(path)
 
 
 # -- HyperSpy signals ---------------------------------------------------------------------
@@ -505,12 +523,33 @@ def test_hdf5_attributes_that_are_not_one_number_are_kept_as_metadata(tmp_path):
     with h5py.File(path, "w") as f:
         ds = f.create_dataset("segments", data=np.ones((4, 2, 2), np.float32))
         ds.attrs["step_x_nm"] = np.array([0.5, 0.6])
-        ds.attrs["kv"] = "unknown"
         ds.attrs["alpha_mrad"] = "12.5"
+        ds.attrs["operator"] = "unknown"
     acq = read_segments(path)
     assert acq.calibration_values == {"alpha_mrad": 12.5}
     np.testing.assert_array_equal(acq.metadata["original"]["step_x_nm"], [0.5, 0.6])
-    assert acq.metadata["original"]["kv"] == "unknown"
+    assert acq.metadata["original"]["operator"] == "unknown"
+
+
+@pytest.mark.parametrize("stored, expected", [("200", 200.0), (b"300", 300.0), (np.bytes_(b"80 kV"), 80.0),
+                                              ("120.5kv", 120.5)])
+def test_kv_stored_as_text_is_read(tmp_path, stored, expected):
+    path = tmp_path / "seg.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("segments", data=np.ones((4, 2, 2), np.float32))
+        f.attrs["kv"] = stored
+        f.attrs["detector_rotation_deg"] = "30 deg"
+    assert read_segments(path).calibration_values == {"kv": expected, "detector_rotation_deg": 30.0}
+
+
+@pytest.mark.parametrize("stored", ["unknown", "200 V", "two hundred"])
+def test_kv_text_that_is_not_a_number_in_kv_is_refused_naming_the_attribute(tmp_path, stored):
+    path = tmp_path / "seg.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("segments", data=np.ones((4, 2, 2), np.float32))
+        f.attrs["kv"] = stored
+    with pytest.raises(InputDataError, match=rf"seg\.h5: attribute 'kv' is the text '{stored}', not a number in kV"):
+        read_segments(path)
 
 
 def test_real_velox_dpc_reconstructs():
@@ -537,3 +576,53 @@ def test_real_velox_summed_df4_through_hyperspy_is_refused():
 
     with pytest.raises(MissingMetadataError, match=r"DF4-A, DF4-B, DF4-C, DF4-D are missing"):
         read_segments(hs.load(VELOX_SUMMED))
+
+
+# -- byte order, extended precision and memory -----------------------------------------------
+
+def _write_stack(path, data):
+    if path.suffix == ".npy":
+        np.save(path, data)
+    elif path.suffix == ".tif":
+        import tifffile
+
+        tifffile.imwrite(path, data, photometric="minisblack", byteorder=">")
+    else:
+        with h5py.File(path, "w") as f:
+            f["segments"] = data
+
+
+@pytest.mark.parametrize("name, stored, native", [("seg.npy", ">u2", "=u2"), ("seg.h5", ">f4", "=f4"),
+                                                  ("seg.tif", ">u2", "=u2"), ("seg.npy", np.longdouble, "f8"),
+                                                  ("seg.h5", ">f8", "=f8")])
+def test_big_endian_and_extended_precision_segments_are_read_natively_and_reconstruct(tmp_path, name, stored,
+                                                                                      native):
+    """Such arrays reached the Numba kernel as they were stored and failed there with a 13-line TypingError."""
+    from dpcstem import Calibration
+    from dpcstem.reconstruct import reconstruct
+    from dpcstem.simulate import segments_from_deflection
+
+    cal = Calibration(kv=200.0, alpha_mrad=1.0, step_x_nm=1.0, step_y_nm=1.0, thickness_nm=100.0)
+    ty, tx = np.mgrid[0:6, 0:7] * 0.01
+    counts = np.rint(segments_from_deflection(tx, ty, cal) * 1e4)
+    _write_stack(tmp_path / name, counts.astype(stored))
+    acq = read_segments(tmp_path / name)
+    assert acq.segments.dtype == np.dtype(native)
+    np.testing.assert_array_equal(acq.segments, counts)
+    expected = reconstruct(counts, cal)
+    np.testing.assert_allclose(reconstruct(acq.segments, cal).deflection_x, expected.deflection_x, rtol=1e-6)
+
+
+def test_a_declared_stack_larger_than_memory_is_refused_before_reading(tmp_path):
+    import psutil
+
+    from dpcstem.errors import InsufficientMemoryError
+
+    side = int(math.ceil(math.sqrt(psutil.virtual_memory().available / 2)))  # 4 x side² uint16: 2 x free
+    path = tmp_path / "huge.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("segments", shape=(4, side, side), dtype=np.uint16, chunks=(1, 256, 256))
+    assert path.stat().st_size < 16 * 1024
+    with pytest.raises(InsufficientMemoryError,
+                       match=r"huge\.h5: dataset 'segments' needs [\d.]+ GiB but only [\d.]+ GiB of memory is free"):
+        read_segments(path)

@@ -1,5 +1,11 @@
 """Opening 4D-STEM files lazily: real Merlin files, HyperSpy-written files, HDF5, .npy, raw."""
 
+import math
+import os
+import re
+import subprocess
+import sys
+
 import dask.array as da
 import h5py
 import hyperspy.api as hs
@@ -7,7 +13,7 @@ import numpy as np
 import pytest
 
 from dpcstem import physics
-from dpcstem.errors import InputDataError, MissingMetadataError, UnreadableFileError
+from dpcstem.errors import InputDataError, InsufficientMemoryError, MissingMetadataError, UnreadableFileError
 from dpcstem.fourd import centre_of_mass, disc_mask
 from dpcstem.io import open_pixelated
 from dpcstem.io.pixelated import PixelatedData
@@ -108,13 +114,23 @@ def test_prismatic_open_emd_file_needs_its_dataset_named(shared_data):
     with pytest.raises(MissingMetadataError, match="several 4-D datasets.*depth0000.*depth0001"):
         open_pixelated(path)
     name = "4DSTEM_simulation/data/datacubes/CBED_array_depth0001/datacube"
-    opened = open_pixelated(path, dataset=name)
+    with pytest.warns(UserWarning, match=r"Si100_4D\.emd: axes labelled '\[n_m\]' and '\[n_m\^-1\]' hold Å and 1/Å "
+                                         r"\(a Prismatic writer's label\).*scan step 0\.05 nm"):
+        opened = open_pixelated(path, dataset=name)
     assert opened.shape == (11, 11, 8, 8) and opened.dtype == np.float32
     with h5py.File(path, "r") as f:
         stored = f[name][()]
         dim1 = f["4DSTEM_simulation/data/datacubes/CBED_array_depth0001/dim1"][()]
+        dim3 = f["4DSTEM_simulation/data/datacubes/CBED_array_depth0001/dim3"][()]
+        parameters = f["4DSTEM_simulation/metadata/metadata_0/original/simulation_parameters"].attrs
+        probe_step_angstrom, kev = float(parameters["rx"]), float(parameters["E"])
     np.testing.assert_array_equal(opened.data.compute(), stored)
-    assert opened.calibration["step_y_nm"] == pytest.approx(float(dim1[1] - dim1[0]))
+    # Prismatic writes Å under the label "[n_m]": the probe step it was run with (rx, Å) is the axis step
+    assert float(dim1[1] - dim1[0]) == pytest.approx(probe_step_angstrom)
+    assert opened.calibration["step_y_nm"] == pytest.approx(probe_step_angstrom / 10)
+    assert opened.calibration["kv"] == kev
+    wavelength_angstrom = physics.wavelength_m(kev) * 1e10
+    assert opened.mrad_per_px == pytest.approx(float(dim3[1] - dim3[0]) * wavelength_angstrom * 1e3, rel=1e-6)
     np.testing.assert_allclose(centre_of_mass(opened).com_x, centre_of_mass(stored).com_x)
     with pytest.raises(MissingMetadataError, match="no dataset 'nope'"):
         open_pixelated(path, dataset="nope")
@@ -182,3 +198,115 @@ def test_missing_and_corrupt_files_are_named(tmp_path):
         open_pixelated(junk)
     with pytest.raises(InputDataError, match="raw binary files only"):
         open_pixelated(bad, shape=(1, 1, 1, 1), dtype="u2")
+
+
+# -- memory: checked from declared shapes, large chunks read piecewise ----------------------------
+
+def _too_large_scan():
+    """A square scan side whose maps alone need twice the memory free now."""
+    import psutil
+
+    from dpcstem.io.pixelated import BYTES_PER_POSITION
+
+    return int(math.ceil(math.sqrt(2 * psutil.virtual_memory().available / BYTES_PER_POSITION)))
+
+
+def _declaring(path, scan):
+    """An HDF5 file of a few KB that declares a scan of scan x scan frames and stores none of them."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("frames", shape=(scan, scan, 64, 64), dtype=np.uint16, chunks=(1, 1, 64, 64))
+    return path
+
+
+def test_a_file_declaring_a_scan_larger_than_memory_is_refused_before_reading(tmp_path):
+    scan = _too_large_scan()
+    path = _declaring(tmp_path / "huge.h5", scan)
+    assert path.stat().st_size < 16 * 1024
+    with pytest.raises(InsufficientMemoryError) as refused:
+        open_pixelated(path)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert re.search(rf"huge\.h5: a scan of {scan} x {scan} positions \(declared shape \({scan}, {scan}, 64, 64\)"
+                     r", \d+ bytes per position\) needs [\d.]+ GiB but only [\d.]+ GiB of memory is free", message)
+
+
+def test_the_command_line_refuses_a_declared_scan_larger_than_memory_in_one_line(tmp_path):
+    path = _declaring(tmp_path / "huge.h5", _too_large_scan())
+    done = subprocess.run([sys.executable, "-m", "dpcstem", "com", str(path), "--kv", "200", "--step", "1",
+                           "--thickness", "100", "--mrad-per-px", "0.1", "-o", str(tmp_path / "out.h5")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "huge.h5: a scan of" in lines[0] and "GiB of memory is free" in lines[0]
+    assert not (tmp_path / "out.h5").exists()
+
+
+_ONE_CHUNK_SCRIPT = """
+import sys
+import h5py
+import numpy as np
+from dpcstem.fourd import centre_of_mass
+from dpcstem.io import open_pixelated
+
+path, chunk_bytes = sys.argv[1], int(sys.argv[2])
+opened = open_pixelated(path, chunk_bytes=chunk_bytes)
+centre_of_mass(opened.data[:1, :1])  # warm up the kernels
+held, sums = growth(lambda: centre_of_mass(opened))
+with h5py.File(path, "r") as f:
+    rows = f["frames"][:4]
+expected = centre_of_mass(rows)
+np.testing.assert_allclose(sums.com_x[:4], expected.com_x)
+np.testing.assert_allclose(sums.intensity[:4], expected.intensity)
+print(held, opened.data.chunksize[0])
+"""
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc/self/clear_refs "
+                    "to measure a peak of resident memory")
+def test_a_dataset_stored_in_one_large_chunk_is_read_piecewise(tmp_path):
+    """96 MiB of frames in one uncompressed HDF5 chunk, reduced with 4 MiB Dask blocks: read whole (as
+    the file's chunking suggests) it would cost twice its size; piecewise it costs a few blocks."""
+    from helpers import PEAK_MEMORY_FUNCTIONS
+
+    shape = (96, 128, 64, 64)
+    path = tmp_path / "one_chunk.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("frames", shape=shape, dtype=np.uint16, chunks=shape)
+        for y in range(shape[0]):
+            ds[y] = np.random.default_rng(y).integers(0, 100, size=shape[1:], dtype=np.uint16)
+    size = math.prod(shape) * 2
+    done = subprocess.run([sys.executable, "-c", PEAK_MEMORY_FUNCTIONS + _ONE_CHUNK_SCRIPT, str(path), str(4 * 2**20)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    held, rows_per_block = (int(v) for v in done.stdout.split())
+    assert rows_per_block < shape[0]
+    assert held < size / 3, f"reducing {size / 2**20:.0f} MiB in one chunk held {held / 2**20:.1f} MiB"
+
+
+# -- byte order and extended precision --------------------------------------------------------
+
+def test_big_endian_and_float128_frames_open_in_native_order(tmp_path):
+    frames = np.random.default_rng(3).integers(0, 999, size=(3, 4, 8, 8))
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f["frames"] = frames.astype(">u2")
+    opened = open_pixelated(tmp_path / "big.h5")
+    assert opened.dtype == np.dtype("=u2")
+    np.testing.assert_array_equal(opened.data.compute(), frames)
+    np.save(tmp_path / "wide.npy", frames.astype(np.longdouble))
+    wide = open_pixelated(tmp_path / "wide.npy")
+    np.testing.assert_allclose(centre_of_mass(wide).com_x, centre_of_mass(frames.astype(np.float64)).com_x)
+
+
+@pytest.mark.parametrize("stored, expected", [("200", 200.0), ("300 kV", 300.0)])
+def test_kv_stored_as_text_in_a_frames_attribute_is_read(tmp_path, stored, expected):
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("frames", data=np.zeros((2, 2, 4, 4), np.uint16)).attrs["kv"] = stored
+    assert open_pixelated(tmp_path / "f.h5").calibration["kv"] == expected
+
+
+def test_kv_text_that_is_no_number_in_a_frames_attribute_is_refused(tmp_path):
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("frames", data=np.zeros((2, 2, 4, 4), np.uint16)).attrs["kv"] = "high"
+    with pytest.raises(InputDataError, match=r"f\.h5: dataset '/frames': attribute 'kv' is the text 'high', "
+                                             r"not a number in kV"):
+        open_pixelated(tmp_path / "f.h5")

@@ -504,3 +504,46 @@ def test_sharp_disc_beyond_alpha_is_refused_in_a_tilt_series():
         simulate_tilt_series(calibration(), [[1.2, 0.0]])
     with pytest.raises(InputDataError, match="tilts_mrad must be finite pairs"):
         simulate_tilt_series(calibration(), [1.0, 2.0, 3.0])
+
+
+def _imports(path, package):
+    """Modules of ``package`` that the module at ``path`` imports (anywhere in it, functions too)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            target = (node.module or "").split(".")
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+            name = ".".join(base + [t for t in target if t])
+            found.add(name)
+            found.update(f"{name}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_simulate_modules_import_in_one_direction_and_io_never_imports_simulate():
+    from pathlib import Path
+
+    import dpcstem
+
+    root = Path(dpcstem.__file__).parent
+    modules = {f"dpcstem.simulate.{p.stem}": p for p in (root / "simulate").glob("*.py") if p.stem != "__init__"}
+    graph = {name: {m for m in _imports(path, "dpcstem.simulate") if m in modules and m != name}
+             for name, path in modules.items()}
+    state = {}
+
+    def visit(name, trail):
+        if state.get(name) == "open":
+            raise AssertionError(f"import cycle: {' -> '.join(trail + [name])}")
+        if state.get(name) != "done":
+            state[name] = "open"
+            for other in graph[name]:
+                visit(other, trail + [name])
+            state[name] = "done"
+
+    for name in graph:
+        visit(name, [])
+    for path in (root / "io").glob("*.py"):
+        assert not any(m.startswith("dpcstem.simulate") for m in _imports(path, "dpcstem.io")), path.name

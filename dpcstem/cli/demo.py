@@ -79,7 +79,7 @@ def run_sample(name, thickness_nm, share, out: Path, *, seed):
     from ..bias import interface_table, reconstruct_series
     from ..interface import Interface, layer_figures, profile_across
     from ..io import read_segments, write_result
-    from ..io.simulated import write_series
+    from ..simulate.files import write_series
     from ..physics import field_v_per_m_from_deflection
 
     sim = simulate_sample(thickness_nm, share, seed=seed)

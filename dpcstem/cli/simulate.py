@@ -9,7 +9,7 @@ with the dataset ``segments`` (4, ny, nx) uint16 (A, B, C, D) and the root attri
 ``dpcstem bias-series`` take them as they are. Beside them: ``vacuum.h5`` (a vacuum
 reference scan, same layout), ``thickness.h5`` (dataset ``thickness`` in nm, for
 ``--thickness-map``, written when the thickness is not uniform) and ``truth.h5``, the
-answer (see :func:`write_truth`).
+answer (see :func:`dpcstem.simulate.files.write_truth`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import math
 from pathlib import Path
 
 from ..errors import InputDataError, OutputExistsError
-from ..io.simulated import bias_file_name, write_series  # noqa: F401  (bias_file_name: used by tests)
 
 LAYER_KINDS = ("mott-schottky", "gouy-chapman", "none")
 
@@ -197,6 +196,7 @@ def run(args):
     import numpy as np
 
     from ..simulate import Descan, simulate_bias_series
+    from ..simulate.files import bias_file_name, write_series
 
     calibration = _calibration(args)
     layer, thickness, mip = _specimen(args)

@@ -286,23 +286,21 @@ def _release_pages(view):
 def _as_dask(array, kind, block_bytes):
     import dask.array as da
 
-    from ..io.pixelated import _HDF5Frames, _hdf5_chunks
+    from ..io.hdf5 import frame_chunks, lazy_dataset
 
     if kind == "dask":
         out = array
     elif kind == "hdf5":
-        source = _HDF5Frames(array.file.filename, array.name, array.shape, array.dtype)
-        out = da.from_array(source, chunks=_hdf5_chunks(array.shape, array.dtype.itemsize, array.chunks, block_bytes),
-                            asarray=True, fancy=False)
+        out = lazy_dataset(array, block_bytes)
     elif isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.flags.c_contiguous:
         # read by file name on the workers instead of shipping the data
         from rsciio.utils.file import memmap_distributed
 
-        chunks = _hdf5_chunks(array.shape, array.dtype.itemsize, None, block_bytes)
+        chunks = frame_chunks(array.shape, array.dtype.itemsize, block_bytes)
         out = memmap_distributed(array.filename, np.dtype(array.dtype), offset=array.offset, shape=array.shape,
                                  chunks=chunks)
     else:
-        out = da.from_array(np.asarray(array), chunks=_hdf5_chunks(array.shape, array.dtype.itemsize, None, block_bytes))
+        out = da.from_array(np.asarray(array), chunks=frame_chunks(array.shape, array.dtype.itemsize, block_bytes))
     if any(len(c) > 1 for c in out.chunks[2:]):
         out = out.rechunk({2: -1, 3: -1})
     return out

@@ -1,9 +1,14 @@
 """Reading acquisitions and writing results: the only place dpcstem touches files.
 
-Submodules: :mod:`~dpcstem.io.segments` (four-segment acquisitions),
-:mod:`~dpcstem.io.pixelated` (4D-STEM frames, opened lazily), :mod:`~dpcstem.io.results`
-(the HDF5 result file), :mod:`~dpcstem.io.signals` (HyperSpy interop). The names below are
-imported on first use so that ``import dpcstem`` stays fast.
+One module per file format (:mod:`~dpcstem.io.npy`, :mod:`~dpcstem.io.tiff`,
+:mod:`~dpcstem.io.hdf5`, :mod:`~dpcstem.io.emd`, :mod:`~dpcstem.io.dm`,
+:mod:`~dpcstem.io.image`, :mod:`~dpcstem.io.merlin`, :mod:`~dpcstem.io.blockfile`,
+:mod:`~dpcstem.io.zspy`, :mod:`~dpcstem.io.raw`), found by suffix in
+:mod:`~dpcstem.io.formats`, which also dispatches the writers. Front doors:
+:mod:`~dpcstem.io.segments` (four-segment acquisitions), :mod:`~dpcstem.io.pixelated`
+(4D-STEM frames, opened lazily), :mod:`~dpcstem.io.results` (the HDF5 result file),
+:mod:`~dpcstem.io.signals` (HyperSpy interop). The names below are imported on first use
+so that ``import dpcstem`` stays fast.
 """
 
 import importlib
@@ -18,6 +23,10 @@ _WHERE = {
     "atomic_output": "results",
     "sha256_file": "results",
     "open_pixelated": "pixelated",
+    "PixelatedData": "pixelated",
+    "write_segments": "formats",
+    "write_frames": "formats",
+    "write_arrays": "formats",
     "load_result": "signals",
     "result_to_signals": "signals",
 }
@@ -30,3 +39,7 @@ def __getattr__(name):
         module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_WHERE})

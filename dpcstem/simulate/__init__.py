@@ -5,16 +5,19 @@
 - :mod:`~dpcstem.simulate.maps`: truth maps on the scan grid or at any positions.
 - :mod:`~dpcstem.simulate.specimen`: mean-inner-potential step and thickness maps.
 - :mod:`~dpcstem.simulate.probe`: the Airy probe and the probe-weighted deflection.
-- :mod:`~dpcstem.simulate.instrument`: descan, blurred disc edge, counting, gains and
-  offsets, vacuum reference, tilt series.
+- :mod:`~dpcstem.simulate.blurred`: the segment response of a disc with a blurred edge.
+- :mod:`~dpcstem.simulate.instrument`: descan, counting, gains and offsets, vacuum
+  reference, tilt series.
 - :mod:`~dpcstem.simulate.segments`: four-segment images through the detector response.
 - :mod:`~dpcstem.simulate.series`: whole acquisitions and bias series with their truth.
+- :mod:`~dpcstem.simulate.files`: a simulated series as files (through :mod:`dpcstem.io`).
+- :mod:`~dpcstem.simulate.fourd`: pixelated 4D-STEM frames, written block by block.
 """
 
+from .blurred import blurred_segment_areas
 from .instrument import (
     Descan,
     TiltSeries,
-    blurred_segment_areas,
     detect,
     simulate_tilt_series,
     simulate_vacuum,

@@ -224,34 +224,18 @@ def write_frames(path, theta_x_mrad, theta_y_mrad, calibration: Calibration, *, 
     ``step_y_nm`` and ``units`` = "counts", and the true deflection as ``truth/deflection_x``
     and ``truth/deflection_y`` (mrad, scan frame).
     """
-    from ..io.results import atomic_output
+    from .. import io
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".h5", ".hdf5", ".npy"):
-        raise InputDataError(f"{path}: a simulated 4D-STEM set is written as .h5, .hdf5 or .npy, not {suffix!r}")
+    if path.suffix.lower() not in (".h5", ".hdf5", ".npy"):
+        raise InputDataError(f"{path}: a simulated 4D-STEM set is written as .h5, .hdf5 or .npy, not "
+                             f"{path.suffix.lower()!r}")
     sim = FrameSimulator(theta_x_mrad, theta_y_mrad, calibration, **options)
     rows = max(1, int(block_bytes // (sim.nbytes // sim.scan_shape[0])))
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        if suffix == ".npy":
-            with open(tmp, "wb") as fh:
-                header = {"descr": np.lib.format.dtype_to_descr(sim.dtype), "fortran_order": False,
-                          "shape": sim.shape}
-                np.lib.format.write_array_header_2_0(fh, header)
-                for _, _, block in sim.blocks(rows):
-                    fh.write(block.tobytes())
-        else:
-            import h5py
-
-            with h5py.File(tmp, "w") as f:
-                ds = f.create_dataset("frames", shape=sim.shape, dtype=sim.dtype,
-                                      chunks=(1, sim.scan_shape[1], *sim.frame_shape))
-                ds.attrs.update(units="counts", mrad_per_px=sim.mrad_per_px, kv=calibration.kv,
-                                step_x_nm=calibration.step_x_nm, step_y_nm=calibration.step_y_nm,
-                                alpha_mrad=calibration.alpha_mrad, dose_e_per_frame=sim.dose)
-                for y0, y1, block in sim.blocks(rows):
-                    ds[y0:y1] = block
-                for name, value in (("deflection_x", theta_x_mrad), ("deflection_y", theta_y_mrad)):
-                    truth = f.create_dataset(f"truth/{name}", data=np.asarray(value, dtype=np.float64))
-                    truth.attrs["units"] = "mrad"
-    return path
+    attrs = {"units": "counts", "mrad_per_px": sim.mrad_per_px, "kv": calibration.kv,
+             "step_x_nm": calibration.step_x_nm, "step_y_nm": calibration.step_y_nm,
+             "alpha_mrad": calibration.alpha_mrad, "dose_e_per_frame": sim.dose}
+    truth = {f"truth/{name}": (np.asarray(value, dtype=np.float64), "mrad")
+             for name, value in (("deflection_x", theta_x_mrad), ("deflection_y", theta_y_mrad))}
+    return io.write_frames(path, sim.shape, sim.dtype, sim.blocks(rows), attrs=attrs, extra=truth,
+                           overwrite=overwrite)

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..calibration import Calibration
 from ..response.geometry import segment_areas
+from .blurred import blurred_segment_areas
 
 
 def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=None, gains=None,
@@ -31,7 +32,7 @@ def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibratio
     edge_blur : float
         Blur of the disc edge, Gaussian standard deviation in units of α; 0 (default) is
         the sharp disc of the exact response, a blur is computed numerically
-        (:func:`dpcstem.simulate.instrument.blurred_segment_areas`).
+        (:func:`dpcstem.simulate.blurred.blurred_segment_areas`).
 
     Returns
     -------
@@ -42,8 +43,6 @@ def segments_from_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibratio
     # Shift along the segment axes, in units of α.
     u, v = (w / calibration.alpha_mrad for w in calibration.to_detector_frame(tx, ty))
     if edge_blur:
-        from .instrument import blurred_segment_areas
-
         areas = blurred_segment_areas(u, v, inner=calibration.inner_over_alpha, outer=calibration.outer_over_alpha,
                                       blur=edge_blur)
     else:

@@ -1,4 +1,7 @@
-"""Files of simulated acquisitions: segments as ``dpcstem.io.read_segments`` reads them, and their truth.
+"""A simulated series as files: segments as ``dpcstem.io.read_segments`` reads them, and their truth.
+
+This module composes the arrays and attributes; :mod:`dpcstem.io` writes them
+(:func:`dpcstem.io.write_segments`, :func:`dpcstem.io.write_arrays`).
 
 Each acquisition is an HDF5 file with the dataset ``segments`` (4, ny, nx) uint16 (A, B, C, D)
 and the root attributes :func:`dpcstem.io.read_segments` reads (``kv``, ``alpha_mrad``,
@@ -13,10 +16,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from .results import atomic_output
+from .. import io
 
 
 def bias_file_name(bias_v) -> str:
@@ -51,10 +53,10 @@ def write_series(series, out: Path, *, overwrite=False, single=False, seed=None)
     for acquisition in series.acquisitions:
         name = "segments.h5" if single else bias_file_name(acquisition.bias_v)
         title = f"simulated acquisition at {acquisition.bias_v:g} V"
-        files.append(write_segments(out / name, acquisition.segments, calibration, overwrite=overwrite,
+        files.append(write_acquisition(out / name, acquisition.segments, calibration, overwrite=overwrite,
                                     bias_v=acquisition.bias_v, title=title))
     if series.vacuum is not None:
-        files.append(write_segments(out / "vacuum.h5", series.vacuum, calibration, overwrite=overwrite,
+        files.append(write_acquisition(out / "vacuum.h5", series.vacuum, calibration, overwrite=overwrite,
                                     title="simulated vacuum reference"))
     if np.ndim(calibration.thickness_nm) == 2:
         files.append(_write_thickness(out / "thickness.h5", calibration.thickness_nm, overwrite=overwrite))
@@ -63,33 +65,15 @@ def write_series(series, out: Path, *, overwrite=False, single=False, seed=None)
     return files
 
 
-def write_segments(path: Path, segments, calibration, *, overwrite=False, bias_v=None, title=None) -> Path:
+def write_acquisition(path: Path, segments, calibration, *, overwrite=False, bias_v=None, title=None) -> Path:
     """One acquisition: dataset ``segments`` (4, ny, nx) and the calibration as root attributes."""
-
-
     attrs = {k: v for k, v in calibration.to_attrs().items() if k != "eps_r"}  # an instrument does not know εr
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            if bias_v is not None:
-                f.attrs["bias_v"] = float(bias_v)
-            if title:
-                f.attrs["title"] = title
-            ds = f.create_dataset("segments", data=np.asarray(segments), chunks=(1, *segments.shape[1:]),
-                                  compression="gzip", shuffle=True)
-            ds.attrs["units"] = "counts"
-            ds.attrs["order"] = "A, B, C, D"
-    return Path(path)
+    attrs.update(bias_v=None if bias_v is None else float(bias_v), title=title or None)
+    return io.write_segments(path, segments, attrs, overwrite=overwrite)
 
 
 def _write_thickness(path: Path, thickness, *, overwrite=False) -> Path:
-
-
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("thickness", data=thickness).attrs["units"] = "nm"
-    return Path(path)
+    return io.write_arrays(path, {"thickness": (np.asarray(thickness), "nm")}, overwrite=overwrite)
 
 
 #: Truth maps written per frame: Truth attribute → (dataset, unit).
@@ -135,41 +119,28 @@ def write_truth(path: Path, series, files, *, overwrite=False, single=False, see
     n = len(truths)
     squeeze = (lambda a: a[0]) if single else (lambda a: a)
     shape = truths[0].field_x.shape
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["dpcstem_version"] = __version__
-            f.attrs["frame"] = "the grid of the reference (first) acquisition"
-            for key, value in {**series.calibration.to_attrs(), **series.settings}.items():
-                if key == "thickness_nm" and value == "map":
-                    continue
-                f.attrs[key] = value
-            if seed is not None:
-                f.attrs["seed"] = seed
-
-            def put(name, array, unit):
-                array = np.asarray(array)
-                ds = f.create_dataset(name, data=array, compression="gzip" if array.size > 4096 else None)
-                ds.attrs["units"] = unit
-
-            put("bias", squeeze(series.biases), "V")
-            f.create_dataset("files", data=np.array(files if not single else files[0], dtype=h5py.string_dtype()))
-            put("drift_px", squeeze(series.drifts_px), "px")
-            for attr, (name, unit) in _TRUTH_MAPS.items():
-                put(name, squeeze(np.stack([getattr(t, attr) for t in truths])), unit)
-                if not single and attr != "free_charge_density":
-                    put(f"net_{name}", np.stack([series.net_truth(i)[attr] for i in range(n)]), unit)
-            for key, (name, unit) in _FIGURES.items():
-                values = np.array([t.figures.get(key, math.nan) for t in truths], dtype=float)
-                put(name, squeeze(values), unit)
-                if key == "areal_charge_c_per_m2" and not single:
-                    put("net_areal_charge", values - values[0], unit)
-            put("thickness", truths[0].thickness_nm, "nm")
-            if truths[0].mean_inner_potential is not None:
-                put("mean_inner_potential", truths[0].mean_inner_potential, "V")
-            put("distance", truths[0].distance_nm, "nm")
-            descan_x, descan_y = series.descan(shape)
-            put("descan_x", descan_x, "mrad")
-            put("descan_y", descan_y, "mrad")
-    return Path(path)
-
-
+    attrs = {"dpcstem_version": __version__, "frame": "the grid of the reference (first) acquisition"}
+    for key, value in {**series.calibration.to_attrs(), **series.settings}.items():
+        if not (key == "thickness_nm" and value == "map"):
+            attrs[key] = value
+    attrs["seed"] = seed
+    arrays = {"bias": (squeeze(series.biases), "V"),
+              "files": np.array(files if not single else files[0], dtype=object),
+              "drift_px": (squeeze(series.drifts_px), "px")}
+    for attr, (name, unit) in _TRUTH_MAPS.items():
+        arrays[name] = (squeeze(np.stack([getattr(t, attr) for t in truths])), unit)
+        if not single and attr != "free_charge_density":
+            arrays[f"net_{name}"] = (np.stack([series.net_truth(i)[attr] for i in range(n)]), unit)
+    for key, (name, unit) in _FIGURES.items():
+        values = np.array([t.figures.get(key, math.nan) for t in truths], dtype=float)
+        arrays[name] = (squeeze(values), unit)
+        if key == "areal_charge_c_per_m2" and not single:
+            arrays["net_areal_charge"] = (values - values[0], unit)
+    arrays["thickness"] = (truths[0].thickness_nm, "nm")
+    if truths[0].mean_inner_potential is not None:
+        arrays["mean_inner_potential"] = (truths[0].mean_inner_potential, "V")
+    arrays["distance"] = (truths[0].distance_nm, "nm")
+    descan_x, descan_y = series.descan(shape)
+    arrays["descan_x"] = (descan_x, "mrad")
+    arrays["descan_y"] = (descan_y, "mrad")
+    return io.write_arrays(path, arrays, attrs, overwrite=overwrite)
