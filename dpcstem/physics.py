@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import CalibrationError
+
 PLANCK_J_S = 6.62607015e-34
 ELEMENTARY_CHARGE_C = 1.602176634e-19
 ELECTRON_MASS_KG = 9.1093837015e-31
@@ -41,7 +43,7 @@ C_PER_M2_TO_E_PER_NM2 = NM_TO_M**2 / ELEMENTARY_CHARGE_C
 def _volts(kv):
     kv = np.asarray(kv, dtype=float)
     if np.any(~np.isfinite(kv)) or np.any(kv <= 0):
-        raise ValueError(f"accelerating voltage must be positive and finite, got {kv} kV")
+        raise CalibrationError(f"kv must be positive and finite (accelerating voltage in kV), got {kv}")
     return kv * KV_TO_V
 
 

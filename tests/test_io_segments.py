@@ -626,3 +626,28 @@ def test_a_declared_stack_larger_than_memory_is_refused_before_reading(tmp_path)
     with pytest.raises(InsufficientMemoryError,
                        match=r"huge\.h5: dataset 'segments' needs [\d.]+ GiB but only [\d.]+ GiB of memory is free"):
         read_segments(path)
+
+
+# -- the writers and the public names ---------------------------------------------------------
+
+def test_write_segments_round_trips_through_read_segments_and_names_the_suffixes_it_writes(tmp_path):
+    import dpcstem.io as io
+
+    data = _segments(np.uint16, shape=(5, 6))
+    path = io.write_segments(tmp_path / "seg.h5", data, {"kv": 300.0, "step_x_nm": 0.25, "title": None,
+                                                         "bias_v": -0.5})
+    acq = read_segments(path)
+    np.testing.assert_array_equal(acq.segments, data)
+    assert acq.calibration_values == {"kv": 300.0, "step_x_nm": 0.25}
+    assert acq.metadata["bias_v"] == -0.5 and "title" not in acq.metadata
+    with pytest.raises(InputDataError, match=r"seg\.tif: a segments file is written as \.h5, \.hdf5.*not '\.tif'"):
+        io.write_segments(tmp_path / "seg.tif", data, {})
+    assert not (tmp_path / "seg.tif").exists()
+
+
+def test_the_lazy_public_names_are_listed():
+    import dpcstem.io as io
+
+    assert {"read_segments", "open_pixelated", "write_segments", "write_frames", "write_arrays",
+            "write_result", "PixelatedData"} <= set(dir(io))
+    assert all(callable(getattr(io, name)) for name in io.__all__)

@@ -75,14 +75,20 @@ def shifts(draw, s_max, n=st.integers(1, 12)):
 @SETTINGS
 @given(geometry=geometries, shift=shifts(S_MAX))
 def test_newton_inversion_of_the_exact_response_is_the_identity(geometry, shift):
+    """Where the inversion answers it gives the shift back; it answers wherever its starting table does,
+    and everywhere below 0.85 α. Near S_MAX the table's rim cells hold NaN corners, so some shifts
+    there are refused (NaN), never answered wrongly."""
     inner, outer = geometry
     response = QuadrantResponse(inner, math.inf if outer is None else outer)
     u, v = shift
     d_a, d_b, total = response.signals(u, v)
     assert np.all(total > 0)
     back_u, back_v = response.invert(d_a, d_b)
-    np.testing.assert_allclose(back_u, u, atol=1e-7)
-    np.testing.assert_allclose(back_v, v, atol=1e-7)
+    answered = np.isfinite(back_u) & np.isfinite(back_v)
+    np.testing.assert_array_equal(answered, np.isfinite(response.inverse_table().lookup(d_a, d_b)[0]))
+    assert answered[np.hypot(u, v) <= 0.85].all()
+    np.testing.assert_allclose(back_u[answered], u[answered], atol=1e-7)
+    np.testing.assert_allclose(back_v[answered], v[answered], atol=1e-7)
 
 
 def test_newton_inversion_with_a_large_inner_hole():

@@ -162,6 +162,20 @@ def check_stack(array, where) -> np.ndarray:
     return stack_segments(list(array), where)
 
 
+def require_scan_memory(path, shape, bytes_per_position):
+    """Refuse a scan whose declared shape needs more memory than is free, before anything is read.
+
+    ``shape`` is (scan_y, scan_x, ky, kx) as the file declares it; a run holds about
+    ``bytes_per_position`` bytes per scan position (0: no check).
+    """
+    from ..memory import require_memory
+
+    sy, sx = (int(n) for n in shape[:2])
+    require_memory(sy * sx * int(bytes_per_position),
+                   f"{path}: a scan of {sy} x {sx} positions (declared shape {tuple(int(n) for n in shape)}, "
+                   f"{int(bytes_per_position)} bytes per position)")
+
+
 def require_file(path: Path, what="segments file") -> Path:
     if not path.is_file():
         kind = "is a folder, not a file" if path.is_dir() else "not found"

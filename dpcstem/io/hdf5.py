@@ -40,6 +40,7 @@ from ._common import (
     check_stack,
     number,
     plain_attrs,
+    require_scan_memory,
     text,
 )
 from .results import HDF5_FAILURES, atomic_output, reason
@@ -297,6 +298,8 @@ def open_frames(path: Path, options) -> PixelatedData:
         if ds.ndim not in (3, 4):
             raise InputDataError(f"{path}: dataset {dataset!r} has shape {ds.shape}; 4D-STEM frames are "
                                  "(scan_y, scan_x, ky, kx), or (n, ky, kx) with scan_shape given")
+        if ds.ndim == 4:  # the declared scan, checked before any lazy machinery is built
+            require_scan_memory(path, ds.shape, options.bytes_per_position)
         calibration, mrad_per_px, meta = _calibration(path, f, ds)
         data = lazy_dataset(ds, options.chunk_bytes, path=path)
         meta["dataset"] = ds.name

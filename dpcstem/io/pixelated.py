@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DPCError, InputDataError, MissingMetadataError, UnreadableFileError
-from ..memory import require_memory
-from ._common import PixelatedData, native_dtype
+from ._common import PixelatedData, native_dtype, require_scan_memory
 from .formats import module_for
 from .results import reason
 
@@ -54,6 +53,7 @@ class FrameOptions:
     dtype: object = None
     offset: int = 0
     chunk_bytes: int = CHUNK_BYTES
+    bytes_per_position: int = BYTES_PER_POSITION
 
 
 def open_pixelated(path, *, dataset=None, scan_shape=None, shape=None, dtype=None, offset=0,
@@ -105,7 +105,7 @@ def open_pixelated(path, *, dataset=None, scan_shape=None, shape=None, dtype=Non
         raise UnreadableFileError(f"{path}: 4D-STEM file not found")
     if (shape is not None or dtype is not None) and not getattr(module, "TAKES_LAYOUT", False):
         raise InputDataError(f"{path}: shape= and dtype= describe raw binary files only, not {suffix!r} files")
-    options = FrameOptions(dataset, scan_shape, shape, dtype, offset, chunk_bytes)
+    options = FrameOptions(dataset, scan_shape, shape, dtype, offset, chunk_bytes, bytes_per_position)
     try:
         out = module.open_frames(path, options)
     except (DPCError, Warning):  # a warning made an error (warnings filter) is the reader's own word, not a failure
@@ -118,19 +118,11 @@ def open_pixelated(path, *, dataset=None, scan_shape=None, shape=None, dtype=Non
         native = native_dtype(out.data.dtype, f"{path}: frames")
         if native != out.data.dtype:
             out.data = out.data.astype(native)
-    _require_memory(out, bytes_per_position)
+    require_scan_memory(path, out.shape, bytes_per_position)
     return out
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-def _require_memory(data: PixelatedData, bytes_per_position):
-    """Refuse a scan whose declared shape needs more memory than is free, before anything is read."""
-    sy, sx = data.scan_shape
-    require_memory(sy * sx * int(bytes_per_position),
-                   f"{data.path}: a scan of {sy} x {sx} positions (declared shape {data.shape}, "
-                   f"{int(bytes_per_position)} bytes per position)")
-
 
 def _to_four_d(data, path, scan_shape):
     if scan_shape is not None:
