@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .results import atomic_output
+from .results import hdf5_output, output_group
 
 
 def bias_file_name(bias_v) -> str:
@@ -46,6 +46,11 @@ def write_series(series, out: Path, *, overwrite=False, single=False, seed=None)
         thickness and truth.
     """
 
+    with output_group():  # all the files, or none of them
+        return _write_series(series, out, overwrite=overwrite, single=single, seed=seed)
+
+
+def _write_series(series, out, *, overwrite, single, seed):
     calibration = series.calibration
     files = []
     for acquisition in series.acquisitions:
@@ -68,27 +73,25 @@ def write_segments(path: Path, segments, calibration, *, overwrite=False, bias_v
 
 
     attrs = {k: v for k, v in calibration.to_attrs().items() if k != "eps_r"}  # an instrument does not know εr
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            if bias_v is not None:
-                f.attrs["bias_v"] = float(bias_v)
-            if title:
-                f.attrs["title"] = title
-            ds = f.create_dataset("segments", data=np.asarray(segments), chunks=(1, *segments.shape[1:]),
-                                  compression="gzip", shuffle=True)
-            ds.attrs["units"] = "counts"
-            ds.attrs["order"] = "A, B, C, D"
+    with hdf5_output(path, overwrite=overwrite) as f:
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        if bias_v is not None:
+            f.attrs["bias_v"] = float(bias_v)
+        if title:
+            f.attrs["title"] = title
+        ds = f.create_dataset("segments", data=np.asarray(segments), chunks=(1, *segments.shape[1:]),
+                              compression="gzip", shuffle=True)
+        ds.attrs["units"] = "counts"
+        ds.attrs["order"] = "A, B, C, D"
     return Path(path)
 
 
 def _write_thickness(path: Path, thickness, *, overwrite=False) -> Path:
 
 
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("thickness", data=thickness).attrs["units"] = "nm"
+    with hdf5_output(path, overwrite=overwrite) as f:
+        f.create_dataset("thickness", data=thickness).attrs["units"] = "nm"
     return Path(path)
 
 
@@ -135,41 +138,40 @@ def write_truth(path: Path, series, files, *, overwrite=False, single=False, see
     n = len(truths)
     squeeze = (lambda a: a[0]) if single else (lambda a: a)
     shape = truths[0].field_x.shape
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["dpcstem_version"] = __version__
-            f.attrs["frame"] = "the grid of the reference (first) acquisition"
-            for key, value in {**series.calibration.to_attrs(), **series.settings}.items():
-                if key == "thickness_nm" and value == "map":
-                    continue
-                f.attrs[key] = value
-            if seed is not None:
-                f.attrs["seed"] = seed
+    with hdf5_output(path, overwrite=overwrite) as f:
+        f.attrs["dpcstem_version"] = __version__
+        f.attrs["frame"] = "the grid of the reference (first) acquisition"
+        for key, value in {**series.calibration.to_attrs(), **series.settings}.items():
+            if key == "thickness_nm" and value == "map":
+                continue
+            f.attrs[key] = value
+        if seed is not None:
+            f.attrs["seed"] = seed
 
-            def put(name, array, unit):
-                array = np.asarray(array)
-                ds = f.create_dataset(name, data=array, compression="gzip" if array.size > 4096 else None)
-                ds.attrs["units"] = unit
+        def put(name, array, unit):
+            array = np.asarray(array)
+            ds = f.create_dataset(name, data=array, compression="gzip" if array.size > 4096 else None)
+            ds.attrs["units"] = unit
 
-            put("bias", squeeze(series.biases), "V")
-            f.create_dataset("files", data=np.array(files if not single else files[0], dtype=h5py.string_dtype()))
-            put("drift_px", squeeze(series.drifts_px), "px")
-            for attr, (name, unit) in _TRUTH_MAPS.items():
-                put(name, squeeze(np.stack([getattr(t, attr) for t in truths])), unit)
-                if not single and attr != "free_charge_density":
-                    put(f"net_{name}", np.stack([series.net_truth(i)[attr] for i in range(n)]), unit)
-            for key, (name, unit) in _FIGURES.items():
-                values = np.array([t.figures.get(key, math.nan) for t in truths], dtype=float)
-                put(name, squeeze(values), unit)
-                if key == "areal_charge_c_per_m2" and not single:
-                    put("net_areal_charge", values - values[0], unit)
-            put("thickness", truths[0].thickness_nm, "nm")
-            if truths[0].mean_inner_potential is not None:
-                put("mean_inner_potential", truths[0].mean_inner_potential, "V")
-            put("distance", truths[0].distance_nm, "nm")
-            descan_x, descan_y = series.descan(shape)
-            put("descan_x", descan_x, "mrad")
-            put("descan_y", descan_y, "mrad")
+        put("bias", squeeze(series.biases), "V")
+        f.create_dataset("files", data=np.array(files if not single else files[0], dtype=h5py.string_dtype()))
+        put("drift_px", squeeze(series.drifts_px), "px")
+        for attr, (name, unit) in _TRUTH_MAPS.items():
+            put(name, squeeze(np.stack([getattr(t, attr) for t in truths])), unit)
+            if not single and attr != "free_charge_density":
+                put(f"net_{name}", np.stack([series.net_truth(i)[attr] for i in range(n)]), unit)
+        for key, (name, unit) in _FIGURES.items():
+            values = np.array([t.figures.get(key, math.nan) for t in truths], dtype=float)
+            put(name, squeeze(values), unit)
+            if key == "areal_charge_c_per_m2" and not single:
+                put("net_areal_charge", values - values[0], unit)
+        put("thickness", truths[0].thickness_nm, "nm")
+        if truths[0].mean_inner_potential is not None:
+            put("mean_inner_potential", truths[0].mean_inner_potential, "V")
+        put("distance", truths[0].distance_nm, "nm")
+        descan_x, descan_y = series.descan(shape)
+        put("descan_x", descan_x, "mrad")
+        put("descan_y", descan_y, "mrad")
     return Path(path)
 
 
