@@ -140,7 +140,8 @@ def calibration_from_args(args, file_values: dict | None = None, *, alpha_defaul
         user["flip"] = True
     for name, value in user.items():
         if name in file_values and file_values[name] is not None and not _same(file_values[name], value):
-            warnings.warn(f"{name}: the file says {file_values[name]!r}, using the given {value!r}", stacklevel=2)
+            warnings.warn(f"{name}: the file says {_shown(file_values[name])}, using the given {_shown(value)}",
+                          stacklevel=2)
     values = {**file_values, **user}
     if alpha_default is not None:
         values.setdefault("alpha_mrad", alpha_default)
@@ -179,6 +180,16 @@ def _where(message, user, file_values, alpha_default, source):
     if measured:
         parts.append(f"alpha measured from the data as {alpha_default:.4g} mrad (give --alpha to override it)")
     return f"{'; '.join(parts)}: {message}" if parts else message
+
+
+def _shown(value) -> str:
+    """A value for a one-line message: a map by its shape and range, never element by element."""
+    import numpy as np
+
+    if np.ndim(value) > 0:
+        arr = np.asarray(value, dtype=float)
+        return f"a {' x '.join(map(str, arr.shape))} map ({np.nanmin(arr):.4g} to {np.nanmax(arr):.4g})"
+    return repr(value)
 
 
 def _same(a, b):

@@ -37,6 +37,7 @@ def run(args):
     from ..errors import DPCError, InputDataError
     from ..interface import Interface
     from ..io import read_segments, write_result
+    from ..memory import require_memory, series_bytes
 
     output = check_output(args.output, args.overwrite, args=args)
     acquisitions = []
@@ -45,6 +46,10 @@ def run(args):
             acquisitions.append(read_segments(path, dataset=args.dataset))
         except DPCError as exc:
             raise type(exc)(f"bias series file {len(acquisitions) + 1} of {len(args.files)}: {exc}") from None
+        if len(acquisitions) == 1:  # the whole series, before the other files are read
+            first = acquisitions[0].segments
+            require_memory(series_bytes(len(args.files), first.shape, first.dtype),
+                           f"a bias series of {len(args.files)} acquisitions of {first.shape[1]} x {first.shape[2]}")
     if args.bias is not None:
         biases = args.bias
     else:
