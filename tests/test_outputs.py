@@ -259,3 +259,15 @@ def test_a_closed_pipe_on_stdout_does_not_fail_a_run_that_wrote_its_result(tmp_p
     assert err == ""
     with h5py.File(tmp_path / "out.h5", "r") as f:
         assert f["deflection_x"].shape == (16, 16)
+
+
+def test_a_4d_set_larger_than_the_free_space_is_refused_before_writing(small_disk):
+    from dpcstem import Calibration
+    from dpcstem.errors import OutputError
+    from dpcstem.simulate.fourd import write_frames
+
+    cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1, thickness_nm=100)
+    theta = np.zeros((24, 24))  # 576 frames of 64 x 64 uint16: 4.5 MiB on a 2 MiB disk
+    with pytest.raises(OutputError, match=r"frames\.h5: needs 4\.5 MiB but only .* MiB is free"):
+        write_frames(small_disk / "frames.h5", theta, theta, cal, frame_shape=(64, 64), mrad_per_px=0.5)
+    assert list(small_disk.iterdir()) == []

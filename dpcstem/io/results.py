@@ -343,8 +343,21 @@ def _write_failure(path: Path, exc: OSError):
     return None
 
 
+def require_space(path, nbytes):
+    """Refuse (:class:`~dpcstem.errors.OutputError`) an output of ``nbytes`` that its filesystem cannot hold."""
+    path = Path(path)
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if nbytes > free:
+        raise OutputError(f"{path}: needs {nbytes / 2**20:.1f} MiB but only {free / 2**20:.1f} MiB is free in "
+                          f"{path.parent}; nothing was written")
+
+
 @contextlib.contextmanager
-def atomic_output(path, *, overwrite=False, inputs=()):
+def atomic_output(path, *, overwrite=False, inputs=(), size=None):
     """Yield a temporary path in the folder of ``path``; rename it into place when the block ends.
 
     The destination is checked first (:func:`check_destination`: not an input of ``inputs``,
@@ -353,10 +366,14 @@ def atomic_output(path, *, overwrite=False, inputs=()):
     An exception, a full disk (:class:`~dpcstem.errors.OutputError`) or a stop signal
     (:class:`Interrupted`) leaves ``path`` as it was and removes the temporary file; only
     SIGKILL or a power cut can leave the hidden ``.NAME.*.tmp`` file, never mistaken for a
-    result. Inside :func:`output_group`, the rename waits for the group's end.
+    result. Inside :func:`output_group`, the rename waits for the group's end. With ``size``
+    (bytes), a filesystem without that much free space is refused before anything is written:
+    for outputs written piecewise by a library that a full disk would crash (HDF5).
     """
     path = Path(path)
     check_destination(path, overwrite=overwrite, inputs=inputs)
+    if size is not None:
+        require_space(path, size)
     group = getattr(_GROUP, "pending", None)
     with contextlib.ExitStack() as stack:
         stop = stack.enter_context(_StopSignals()) if group is None else None

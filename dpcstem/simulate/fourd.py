@@ -232,7 +232,7 @@ def write_frames(path, theta_x_mrad, theta_y_mrad, calibration: Calibration, *, 
         raise InputDataError(f"{path}: a simulated 4D-STEM set is written as .h5, .hdf5 or .npy, not {suffix!r}")
     sim = FrameSimulator(theta_x_mrad, theta_y_mrad, calibration, **options)
     rows = max(1, int(block_bytes // (sim.nbytes // sim.scan_shape[0])))
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    with atomic_output(path, overwrite=overwrite, size=sim.nbytes) as tmp:
         if suffix == ".npy":
             with open(tmp, "wb") as fh:
                 header = {"descr": np.lib.format.dtype_to_descr(sim.dtype), "fortran_order": False,
