@@ -14,7 +14,6 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import h5py
 import numpy as np

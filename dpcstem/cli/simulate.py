@@ -14,7 +14,6 @@ answer (see :func:`write_truth`).
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from pathlib import Path

@@ -452,14 +452,6 @@ def write_figure(figure, path, *, overwrite=False, dpi=None) -> Path:
     return path
 
 
-def write_text(path, text: str, *, overwrite=False) -> Path:
-    """Write a text file (a table, a JSON record) atomically, as UTF-8."""
-    path = Path(path)
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
-
-
 def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, axes=None):
     """Write maps (name → (array, unit)) and root attributes to an HDF5 file, atomically.
 
