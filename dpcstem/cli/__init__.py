@@ -102,7 +102,9 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"dpcstem: interrupted ({signal.Signals(signum).name}); no output was written", file=sys.stderr)
+        written = getattr(exc, "written", ())
+        done = f"{', '.join(map(str, written))} was written whole" if written else "no output was written"
+        print(f"dpcstem: interrupted ({signal.Signals(signum).name}); {done}", file=sys.stderr)
         return 128 + signum
     except Exception as exc:  # an internal error: short message, traceback on --debug
         if args.debug:

@@ -39,9 +39,10 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 class Interrupted(KeyboardInterrupt):
     """A stop signal (SIGINT, SIGTERM, SIGHUP) arrived while an output was being written."""
 
-    def __init__(self, signum):
+    def __init__(self, signum, written=()):
         super().__init__(signum)
         self.signum = signum
+        self.written = tuple(written)  # outputs already whole when the signal came (during their rename)
 
     def __str__(self):
         return signal.Signals(self.signum).name
@@ -242,9 +243,9 @@ class _StopSignals:
             signal.signal(signum, previous)
         return False
 
-    def check(self):
+    def check(self, written=()):
         if self.received is not None:
-            raise Interrupted(self.received)
+            raise Interrupted(self.received, written)
 
 
 _GROUP = threading.local()
@@ -265,11 +266,13 @@ def output_group():
         with _StopSignals() as stop:
             try:
                 yield
+                stop.raising = False  # from here a signal is recorded: a rename is never torn
                 stop.check()
                 for pending in _GROUP.pending:
                     pending.verify()
                 for pending in _GROUP.pending:
                     pending.commit()
+                stop.check(written=[pending.path for pending in _GROUP.pending])
             finally:
                 stop.raising = False
                 for pending in _GROUP.pending:
@@ -396,8 +399,10 @@ def atomic_output(path, *, overwrite=False, inputs=(), size=None):
             if group is not None:
                 group.append(pending)
                 return
+            stop.raising = False  # from here a signal is recorded: a rename is never torn
             stop.check()
             pending.commit()
+            stop.check(written=[path])
         finally:
             if stop is not None:
                 stop.raising = False
