@@ -35,3 +35,7 @@ class OutputExistsError(DPCError, FileExistsError):
 
 class InsufficientMemoryError(DPCError, MemoryError):
     """A computation would need more memory than the machine has free."""
+
+
+class OutputError(DPCError, OSError):
+    """An output cannot be written: the disk is full, the filesystem refuses it."""

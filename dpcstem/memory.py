@@ -1,6 +1,17 @@
-"""Refuse work that would not fit in memory, before starting it."""
+"""Refuse work that would not fit in memory, before starting it: what a run really holds.
+
+The figures below are measured, not guessed: ``tests/test_memory.py`` runs the work in a
+subprocess, reads its peak resident memory, and fails when a figure is below what the work
+holds or far above it.
+
+The environment variable ``DPCSTEM_MEMORY_LIMIT`` (bytes, or with a suffix ``K``, ``M``,
+``G``: ``DPCSTEM_MEMORY_LIMIT=16G``) caps what dpcstem takes on a shared machine.
+"""
 
 from __future__ import annotations
+
+import os
+import re
 
 import psutil
 
@@ -8,6 +19,32 @@ from .errors import InsufficientMemoryError
 
 #: Share of the available memory one operation may take.
 USABLE_FRACTION = 0.8
+
+#: Bytes one reconstruction holds per scan pixel at its peak, beside the segments it is given:
+#: float64 intermediates of the deflection, field, divergence and potential and the float32
+#: maps (measured: 347 with the finite-difference charge, 403–411 with the spectral one).
+RECONSTRUCTION_BYTES_PER_PIXEL = 420
+
+#: Bytes a bias series holds per scan pixel for each acquisition, beside its segments: its
+#: maps, its net maps, and their float32 copies and the file image while the result is written
+#: (measured on the whole ``dpcstem bias-series`` command: 162–170).
+SERIES_BYTES_PER_PIXEL = 175
+
+#: Environment variable that caps the memory dpcstem takes.
+LIMIT_VARIABLE = "DPCSTEM_MEMORY_LIMIT"
+
+
+def available_memory() -> tuple[int, bool]:
+    """Bytes of memory free for dpcstem, and whether :data:`LIMIT_VARIABLE` set that figure."""
+    available = psutil.virtual_memory().available
+    text = os.environ.get(LIMIT_VARIABLE, "").strip()
+    if not text:
+        return available, False
+    match = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMG]?)i?B?", text, re.IGNORECASE)
+    if match is None:
+        raise InsufficientMemoryError(f"{LIMIT_VARIABLE}={text!r}: give a number of bytes, e.g. 16G or 512M")
+    limit = int(float(match.group(1)) * 1024 ** " KMG".index(match.group(2).upper() or " "))
+    return (limit, True) if limit < available else (available, False)
 
 
 def require_memory(nbytes: float, what: str):
@@ -20,11 +57,27 @@ def require_memory(nbytes: float, what: str):
     what : str
         What needs them (a file, a computation), for the message.
     """
-    available = psutil.virtual_memory().available
+    available, limited = available_memory()
     if nbytes > USABLE_FRACTION * available:
+        where = f" ({LIMIT_VARIABLE})" if limited else ""
         raise InsufficientMemoryError(
-            f"{what} needs {nbytes / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB of memory is free; "
+            f"{what} needs {nbytes / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB of memory is free{where}; "
             "free memory, crop the scan, or use the chunked 4D path")
+
+
+def reconstruction_bytes(shape) -> int:
+    """Bytes a reconstruction of a (ny, nx) scan holds beside its segments."""
+    ny, nx = shape[-2:]
+    return int(ny) * int(nx) * RECONSTRUCTION_BYTES_PER_PIXEL
+
+
+def series_bytes(n, segments_shape, dtype) -> int:
+    """Bytes a bias series of ``n`` acquisitions of (4, ny, nx) ``dtype`` segments holds at its peak."""
+    import numpy as np
+
+    ny, nx = segments_shape[-2:]
+    per_acquisition = int(ny) * int(nx) * (SERIES_BYTES_PER_PIXEL + 4 * np.dtype(dtype).itemsize)
+    return n * per_acquisition + reconstruction_bytes((ny, nx))
 
 
 def bytes_of(shape, dtype) -> int:

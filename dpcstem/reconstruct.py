@@ -20,12 +20,10 @@ from .errors import CalibrationError, InputDataError
 from .options import ReconstructionOptions, check_options
 from .fourier import integrate_gradient, spectral_divergence
 from .kernels import deflection_linear, deflection_table, divergence
-from .memory import require_memory
+from .memory import reconstruction_bytes, require_memory
 from .response import LinearResponse, response_model
 from .result import DPCResult
 
-#: Memory a reconstruction holds per scan pixel: float64 intermediates and float32 maps.
-BYTES_PER_PIXEL = 160
 
 
 def check_segments(segments, name="segments"):
@@ -42,7 +40,7 @@ def check_segments(segments, name="segments"):
         arr = arr.astype(np.float32)
     ny, nx = arr.shape[1:]
     copy = 0 if arr.flags.c_contiguous else arr.nbytes
-    require_memory(copy + ny * nx * BYTES_PER_PIXEL, f"reconstructing a {ny} x {nx} scan")
+    require_memory(copy + reconstruction_bytes((ny, nx)), f"reconstructing a {ny} x {nx} scan")
     return np.ascontiguousarray(arr)
 
 

@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -23,3 +26,9 @@ def rng():
 
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "2")
+
+# The inverse-table cache ($DPCSTEM_CACHE, else ~/.cache/dpcstem) of this test session: a folder of
+# its own, removed at the end, inherited by the command-line runs in subprocesses; never the user's.
+CACHE = Path(tempfile.mkdtemp(prefix="dpcstem-test-cache-"))
+os.environ["DPCSTEM_CACHE"] = str(CACHE)
+atexit.register(shutil.rmtree, CACHE, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests of the 4D paths."""
+"""Helpers shared by the tests."""
 
 import psutil
 
@@ -38,3 +38,21 @@ def worker_processes():
         except psutil.NoSuchProcess:
             pass
     return out
+
+
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+
+
+def without_permission_override():
+    """In the child before it starts: drop root's power to write files whose mode forbids it.
+
+    Dropped from the bounding set, CAP_DAC_OVERRIDE is gone after exec, so even root gets
+    EACCES opening a 0o444 file for writing, as any other user would.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) refused")

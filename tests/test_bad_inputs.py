@@ -338,6 +338,48 @@ def _two_h5(first_attrs, second_attrs):
     return prepare
 
 
+
+def _output_inputs(d):
+    """The inputs of the output cases: segments, a second bias-series file, a vacuum, a 4D file."""
+    write_h5(d / "seg.h5", {"bias_v": 0.0}, segments=segments())
+    write_h5(d / "b.h5", {"bias_v": 1.0}, segments=segments())
+    write_h5(d / "vacuum.h5", segments=segments())
+    write_h5(d / "f.h5", frames=frames())
+
+
+def _with_env(name, value, run):
+    """Run a case with an environment variable set."""
+    def with_env(d):
+        before = os.environ.get(name)
+        os.environ[name] = value
+        try:
+            return run(d)
+        finally:
+            if before is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = before
+    return with_env
+
+
+def _symlink(target, name):
+    def prepare(d):
+        os.symlink(target, d / name)
+    return prepare
+
+
+def _hard_link(target, name):
+    def prepare(d):
+        os.link(d / target, d / name)
+    return prepare
+
+
+def _fifo(name):
+    def prepare(d):
+        os.mkfifo(d / name)
+    return prepare
+
+
 CASES = [
     # segment arrays
     Case("segments", "segments of two dimensions (ny, nx)", api(lambda d: reconstruct(segments()[0], CAL)),
@@ -461,7 +503,7 @@ CASES = [
              prepare=_save("seg.npy", segments())), 2, r"--cutoff must be a positive number of cycles/nm .*got -1\.0"),
     Case("reconstruct", "--kv abc (not a number)", cli("reconstruct", "seg.npy", "--kv", "abc", "-o", "out.h5",
                                                      prepare=_save("seg.npy", segments())), 2,
-         r"dpcstem reconstruct: error: argument --kv: invalid float value: 'abc'"),
+         r"dpcstem: error: dpcstem reconstruct: argument --kv: invalid float value: 'abc' \(see dpcstem reconstruct --help\)"),
     Case("reconstruct", "a file recording kv = -200",
          cli("reconstruct", "seg.h5", "--alpha", "10", "--step", "1", "--thickness", "100", "-o", "out.h5",
              prepare=_h5("seg.h5", {"kv": -200.0}, segments=segments)), 2,
@@ -522,7 +564,7 @@ CASES = [
          r"out\.h5: output exists; give --overwrite to replace it"),
     Case("reconstruct", "a folder as the output", cli("reconstruct", "seg.npy", *GOOD, "-o", ".", "--overwrite",
                                                     prepare=_save("seg.npy", segments())), 2,
-         r"\.: output is a folder; give a file name"),
+         r"\.: the output is a folder, not a regular file; it is never replaced, even with --overwrite"),
     Case("reconstruct", "an output in a folder that does not exist",
          cli("reconstruct", "seg.npy", *GOOD, "-o", "missing/out.h5", prepare=_save("seg.npy", segments())), 2,
          r"missing/out\.h5: folder missing does not exist"),
@@ -657,7 +699,7 @@ CASES = [
         ("no angular pixel size", ["f.npy", "--kv", "200", "--step", "1", "--thickness", "100", "-o", "out.h5"],
          _save("f.npy", frames()), r"the detector's angular pixel size is needed: give --mrad-per-px X"),
         ("--mask-radius -2", ["f.npy", *COM, "--mask-radius", "-2", "-o", "out.h5"], _save("f.npy", frames()),
-         r"mask radii must satisfy outer > inner >= 0 \(pixels\), got outer -2\.0"),
+         r"argument --mask-radius: expected a radius in detector pixels, above 0 and at most 1e\+06, got -2"),
         ("--workers 0", ["f.npy", *COM, "--workers", "0", "-o", "out.h5"], _save("f.npy", frames()),
          r"workers must be a positive number of processes, got 0"),
         ("a --reference of another scan shape", ["f.npy", *COM, "--reference", "r.npy", "-o", "out.h5"],
@@ -708,6 +750,65 @@ CASES = [
         ("--density 0", ["s.npy", "--energy-axis", "-2", "0.1", "--kv", "200", "--beta", "10", "--density", "0"],
          _save("s.npy", spectrum()), r"density_g_cm3 must be positive and finite"),
     ]],
+
+    # outputs (DESIGN.md §4); a full disk, signals and racing writers: tests/test_outputs.py
+    *[Case("outputs", what, cli(*args, prepare=_prepare_all(_output_inputs, *extra)), 2, match)
+      for what, args, extra, match in [
+        ("-o the segments file, with --overwrite", ["reconstruct", "seg.h5", *GOOD, "-o", "seg.h5", "--overwrite"], (),
+         r"seg\.h5: the output is an input; it is never replaced, even with --overwrite"),
+        ("-o a symbolic link to the segments, with --overwrite",
+         ["reconstruct", "seg.h5", *GOOD, "-o", "link.h5", "--overwrite"], (_symlink("seg.h5", "link.h5"),),
+         r"link\.h5: the output is an input \(the same file as input seg\.h5\)"),
+        ("-o a hard link to a bias-series file, with --overwrite",
+         ["bias-series", "seg.h5", "b.h5", "--bias", "0", "1", *GOOD, "-o", "hard.h5", "--overwrite"],
+         (_hard_link("b.h5", "hard.h5"),), r"hard\.h5: the output is an input \(the same file as input b\.h5\)"),
+        ("-o the --reference vacuum, with --overwrite",
+         ["reconstruct", "seg.h5", *GOOD, "--reference", "vacuum.h5", "-o", "vacuum.h5", "--overwrite"], (),
+         r"vacuum\.h5: the output is an input"),
+        ("-o the 4D file of com, with --overwrite", ["com", "f.h5", *COM, "-o", "f.h5", "--overwrite"], (),
+         r"f\.h5: the output is an input"),
+        ("-o /dev/null, with --overwrite", ["reconstruct", "seg.h5", *GOOD, "-o", "/dev/null", "--overwrite"], (),
+         r"/dev/null: the output is a character device, not a regular file; it is never replaced"),
+        ("-o a FIFO, with --overwrite", ["reconstruct", "seg.h5", *GOOD, "-o", "fifo.h5", "--overwrite"],
+         (_fifo("fifo.h5"),), r"fifo\.h5: the output is a FIFO \(named pipe\), not a regular file"),
+        ("-o a dangling symbolic link, without --overwrite", ["reconstruct", "seg.h5", *GOOD, "-o", "dangling.h5"],
+         (_symlink("nowhere.h5", "dangling.h5"),), r"dangling\.h5: a symbolic link exists; give --overwrite"),
+        ("-o in a folder that is a file", ["reconstruct", "seg.h5", *GOOD, "-o", "seg.h5/out.h5"], (),
+         r"seg\.h5/out\.h5: seg\.h5 is not a folder"),
+        ("-o a name of 300 characters", ["reconstruct", "seg.h5", *GOOD, "-o", "x" * 296 + ".h5"], (),
+         r"x+…: the file name is too long \(299 bytes; this filesystem allows 255\)"),
+        ("-o out.tif (not what the writer produces)", ["reconstruct", "seg.h5", *GOOD, "-o", "out.tif"], (),
+         r"out\.tif: the result is written as HDF5; give a name ending in \.h5"),
+        ("demo --out an existing file", ["demo", "--out", "seg.h5"], (),
+         r"seg\.h5: --out must be a folder, and this is a file"),
+    ]],
+
+    # the command line itself
+    *[Case("command line", what, cli(*args, prepare=_prepare_all(_output_inputs)), 2, match)
+      for what, args, match in [
+        ("a file name that is not UTF-8", ["reconstruct", "seg\udcff.h5", *GOOD, "-o", "out.h5"],
+         r"seg\\xff\.h5: the name is not valid UTF-8"),
+        ("--interface 0 0 1e300 5", ["reconstruct", "seg.h5", *GOOD, "--interface", "0", "0", "1e300", "5",
+                                     "-o", "out.h5"], r"argument --interface: expected a position in nm"),
+        ("--half-range 0", ["reconstruct", "seg.h5", *GOOD, "--interface", "0", "0", "5", "5", "--half-range", "0",
+                            "-o", "out.h5"], r"argument --half-range: expected a length in nm, above 0"),
+        ("--dose 1e-300", ["reconstruct", "seg.h5", *GOOD, "--dose", "1e-300", "-o", "out.h5"],
+         r"argument --dose: expected electrons per probe position, at least 1"),
+        ("--counts-per-electron 1e300", ["reconstruct", "seg.h5", *GOOD, "--counts-per-electron", "1e300",
+                                         "-o", "out.h5"], r"argument --counts-per-electron: expected detector counts"),
+        ("--mask-radius 1e300", ["com", "f.h5", *COM, "--mask-radius", "1e300", "-o", "out.h5"],
+         r"argument --mask-radius: expected a radius in detector pixels"),
+        ("a missing option value (--kv at the end)", ["reconstruct", "seg.h5", "--kv"],
+         r"dpcstem reconstruct: argument --kv: expected one argument \(see dpcstem reconstruct --help\)"),
+        ("an unknown subcommand", ["recon", "seg.h5"], r"dpcstem: argument COMMAND: invalid choice: 'recon'"),
+    ]],
+    Case("command line", "a bias series of 4 acquisitions of 64 x 64 with DPCSTEM_MEMORY_LIMIT=4M",
+         _with_env("DPCSTEM_MEMORY_LIMIT", "4M", cli("bias-series", *[f"s{i}.npy" for i in range(4)], "--bias", "0", "1",
+                                                     "2", "3", *GOOD, "-o", "out.h5",
+                                                     prepare=_prepare_all(*[_save(f"s{i}.npy", segments((64, 64)))
+                                                                            for i in range(4)]))), 2,
+         r"a bias series of 4 acquisitions of 64 x 64 needs .* GiB but only .* GiB of memory is free "
+         r"\(DPCSTEM_MEMORY_LIMIT\)"),
 ]
 
 
@@ -768,9 +869,7 @@ def test_bad_input(case, workspace):
     else:
         assert outcome.status == case.expect, outcome.text
         lines = outcome.stderr.splitlines()
-        if case.expect == 2 and lines[0].startswith("usage: dpcstem"):  # argparse: its usage, then one line
-            assert lines[-1].startswith("dpcstem ") and ": error: argument " in lines[-1]
-        elif case.expect == 2:
+        if case.expect == 2:
             assert len(lines) == 1 and lines[0].startswith("dpcstem: error: "), outcome.stderr
         else:
             assert len(lines) == 2 and "internal error" in lines[0] and "--debug" in lines[1]
@@ -882,7 +981,10 @@ def table(outcomes) -> str:
         "ran in; `<n> GiB` stands for the free memory of the machine.",
         "",
         "Truncated and corrupted files of every supported format are tried more widely by",
-        "`tests/test_corrupt_files.py` (each file cut at many points and with bytes flipped).",
+        "`tests/test_corrupt_files.py` (each file cut at many points and with bytes flipped). A full disk,",
+        "signals while an output is written, two commands racing for one output, read-only folders and the",
+        "umask are tried through the command line in subprocesses by `tests/test_outputs.py` and",
+        "`tests/test_interrupt.py`.",
     ]
     sections = []
     for case in CASES:

@@ -24,6 +24,8 @@ import pytest
 from dpcstem.errors import OutputExistsError
 from dpcstem.io import atomic_output, write_result
 
+from helpers import without_permission_override
+
 OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--thickness", "100", "--response", "linear"]
 EARLIER = b"an earlier result that must survive\n" * 1000
 
@@ -95,19 +97,20 @@ def test_reconstruct_killed_while_writing_leaves_no_new_output(reconstruct_input
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["seg.npy"]
 
 
-def test_bias_series_interrupted_while_writing_cleans_up(tmp_path):
-    """Ctrl-C (SIGINT) while the series is written: exit 130, no output, no temporary file left."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_bias_series_stopped_by_a_signal_while_writing_cleans_up(signum, tmp_path):
+    """Ctrl-C, SIGTERM, SIGHUP while the series is written: 128 + the signal, the old result kept, nothing left."""
     # Large enough that the write lasts long past the moment the temporary file appears.
     for i in range(4):
         np.save(tmp_path / f"s{i}.npy", counts((512, 512), seed=10 + i))
     (tmp_path / "out.h5").write_bytes(EARLIER)
     status, _, err = run_and_interrupt(
         ["bias-series", "s0.npy", "s1.npy", "s2.npy", "s3.npy", "--bias", "0", "1", "2", "3", "--no-register",
-         *OPTIONS, "--overwrite", "-o", "out.h5"], tmp_path, signal.SIGINT)
-    assert status == 130, err
-    assert "interrupted; no output was written" in err
+         *OPTIONS, "--overwrite", "-o", "out.h5"], tmp_path, signum)
+    assert status == 128 + signum, err
+    assert err.strip().splitlines() == [f"dpcstem: interrupted ({signum.name}); no output was written"]
     assert (tmp_path / "out.h5").read_bytes() == EARLIER
-    assert temporary_files(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "s0.npy", "s1.npy", "s2.npy", "s3.npy"]
 
 
 def test_a_failure_while_writing_leaves_the_existing_output(tmp_path):
@@ -150,30 +153,12 @@ def test_an_output_appearing_while_writing_is_not_replaced(tmp_path):
 
 # -- inputs are opened read-only --------------------------------------------------------------
 
-_PR_CAPBSET_DROP = 24
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-
-
-def _without_permission_override():
-    """In the child before it starts: drop root's power to write files whose mode forbids it.
-
-    Dropped from the bounding set, CAP_DAC_OVERRIDE is gone after exec, so even root gets
-    EACCES opening a 0o444 file for writing, as any other user would.
-    """
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) refused")
-
-
 def run_on_read_only_inputs(args, folder, inputs):
     """Run with the inputs made read-only (0o444), where writing them would fail, even as root."""
     for path in inputs:
         path.chmod(0o444)
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in inputs}
-    preexec = _without_permission_override if os.geteuid() == 0 else None
+    preexec = without_permission_override if os.geteuid() == 0 else None
     try:
         run = subprocess.run([sys.executable, "-m", "dpcstem", *map(str, args)], cwd=folder, capture_output=True,
                              text=True, preexec_fn=preexec, timeout=300)
@@ -191,7 +176,7 @@ def test_read_only_files_cannot_be_written_by_the_run():
         path = Path(name) / "input.npy"
         path.write_bytes(b"data")
         path.chmod(0o444)
-        preexec = _without_permission_override if os.geteuid() == 0 else None
+        preexec = without_permission_override if os.geteuid() == 0 else None
         run = subprocess.run([sys.executable, "-c", f"open({str(path)!r}, 'ab').write(b'x')"], capture_output=True,
                              text=True, preexec_fn=preexec, timeout=60)
         assert run.returncode != 0 and "PermissionError" in run.stderr

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from ..calibration import Calibration
-from ..errors import CalibrationError, OutputExistsError
+from ..errors import CalibrationError
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, required=True, help="result file (HDF5) to write"):
@@ -17,16 +17,55 @@ def add_output_options(parser: argparse.ArgumentParser, *, required=True, help="
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
-def check_output(path: Path, overwrite: bool) -> Path:
-    """Refuse an existing output (unless ``overwrite``) or a missing folder, before any work."""
-    path = Path(path)
-    if path.is_dir():  # before the existence test: --overwrite cannot replace a folder
-        raise OutputExistsError(f"{path}: output is a folder; give a file name")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: output exists; give --overwrite to replace it")
-    if not path.parent.exists():
-        raise OutputExistsError(f"{path}: folder {path.parent} does not exist")
-    return path
+def check_output(path: Path, overwrite: bool, *, args=None, suffixes=None, what="result") -> Path:
+    """Everything about the output that can be known before any work (:func:`dpcstem.io.check_destination`).
+
+    With ``args``, every input the command was given (:func:`input_arguments`) is one the
+    output may not be. ``suffixes`` are those of the format written (default: HDF5's).
+    """
+    from ..io.results import HDF5_SUFFIXES, check_destination
+
+    inputs = input_arguments(args) if args is not None else ()
+    return check_destination(path, overwrite=overwrite, inputs=inputs, suffixes=suffixes or HDF5_SUFFIXES,
+                             what=what)
+
+
+#: The arguments of the subcommands that name input files.
+INPUT_ARGUMENTS = ("segments", "files", "data", "spectrum", "reference", "thickness_map", "response")
+
+
+def input_arguments(args) -> list:
+    """The files a command reads, from its parsed arguments (``--response exact`` names none)."""
+    found = []
+    for name in INPUT_ARGUMENTS:
+        value = getattr(args, name, None)
+        if value is None or (name == "response" and value in ("exact", "linear")):
+            continue
+        found += list(value) if isinstance(value, list) else [value]
+    return found
+
+
+def number(what, low, high, *, above=False):
+    """An argparse type: a finite number from ``low`` (excluded with ``above``) to ``high``.
+
+    A value outside is refused by the parser (one line, exit 2) before any work, naming what
+    the option means: a NaN map, an overflow or a day-long loop is never the answer.
+    """
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (math.isfinite(value) and (value > low if above else value >= low) and value <= high):
+            bound = f"above {low:g}" if above else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"expected {what}, {bound} and at most {high:g}, got {text}")
+        return value
+    return parse
+
+
+#: Interface points, half-ranges (nm): within a millimetre of the scan origin, far beyond any scan.
+SCAN_COORDINATE = number("a position in nm", -1e6, 1e6)
+LENGTH_NM = number("a length in nm", 0.0, 1e6, above=True)
 
 
 def add_calibration_options(parser: argparse.ArgumentParser, *, detector=True):
@@ -101,7 +140,8 @@ def calibration_from_args(args, file_values: dict | None = None, *, alpha_defaul
         user["flip"] = True
     for name, value in user.items():
         if name in file_values and file_values[name] is not None and not _same(file_values[name], value):
-            warnings.warn(f"{name}: the file says {file_values[name]!r}, using the given {value!r}", stacklevel=2)
+            warnings.warn(f"{name}: the file says {_shown(file_values[name])}, using the given {_shown(value)}",
+                          stacklevel=2)
     values = {**file_values, **user}
     if alpha_default is not None:
         values.setdefault("alpha_mrad", alpha_default)
@@ -140,6 +180,16 @@ def _where(message, user, file_values, alpha_default, source):
     if measured:
         parts.append(f"alpha measured from the data as {alpha_default:.4g} mrad (give --alpha to override it)")
     return f"{'; '.join(parts)}: {message}" if parts else message
+
+
+def _shown(value) -> str:
+    """A value for a one-line message: a map by its shape and range, never element by element."""
+    import numpy as np
+
+    if np.ndim(value) > 0:
+        arr = np.asarray(value, dtype=float)
+        return f"a {' x '.join(map(str, arr.shape))} map ({np.nanmin(arr):.4g} to {np.nanmax(arr):.4g})"
+    return repr(value)
 
 
 def _same(a, b):

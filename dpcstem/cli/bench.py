@@ -31,7 +31,7 @@ def run(args):
     from ._common import check_output
 
     if args.json is not None:
-        check_output(args.json, args.overwrite)
+        check_output(args.json, args.overwrite, suffixes=(".json",), what="benchmark record")
     config = bench.QUICK if args.quick else bench.FULL
     record = bench.run(config, only=args.only, peers_python=args.peers_python,
                        log=lambda line: print(line, flush=True))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ._common import add_output_options, calibration_from_args, check_output
+import sys
+
+from ._common import LENGTH_NM, SCAN_COORDINATE, add_output_options, calibration_from_args, check_output
 from .reconstruct import add_reconstruction_options, region_mask, response_from_args
 
 
@@ -21,9 +23,9 @@ def add_parser(subparsers):
     reg.add_argument("--no-register", action="store_true", help="apply no drift correction")
     reg.add_argument("--shift", type=float, nargs=2, action="append", metavar=("DY", "DX"),
                      help="registration shift of each FILE in pixels (y, x), given by hand; repeat once per FILE")
-    p.add_argument("--interface", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+    p.add_argument("--interface", type=SCAN_COORDINATE, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
                    help="two points on the interface in nm (scan frame): print the net layer figures per bias")
-    p.add_argument("--half-range", type=float, default=None, metavar="NM",
+    p.add_argument("--half-range", type=LENGTH_NM, default=None, metavar="NM",
                    help="largest distance from the interface in the profiles, nm")
     add_reconstruction_options(p)
     add_output_options(p)
@@ -35,14 +37,19 @@ def run(args):
     from ..errors import DPCError, InputDataError
     from ..interface import Interface
     from ..io import read_segments, write_result
+    from ..memory import require_memory, series_bytes
 
-    output = check_output(args.output, args.overwrite)
+    output = check_output(args.output, args.overwrite, args=args)
     acquisitions = []
     for path in args.files:
         try:
             acquisitions.append(read_segments(path, dataset=args.dataset))
         except DPCError as exc:
             raise type(exc)(f"bias series file {len(acquisitions) + 1} of {len(args.files)}: {exc}") from None
+        if len(acquisitions) == 1:  # the whole series, before the other files are read
+            first = acquisitions[0].segments
+            require_memory(series_bytes(len(args.files), first.shape, first.dtype),
+                           f"a bias series of {len(args.files)} acquisitions of {first.shape[1]} x {first.shape[2]}")
     if args.bias is not None:
         biases = args.bias
     else:
@@ -58,7 +65,7 @@ def run(args):
     series = reconstruct_series(
         [a.segments for a in acquisitions], biases, calibration, reference_bias_v=args.reference_bias,
         response=response_from_args(args), vacuum=vacuum, descan_order=args.descan_order, shifts_px=args.shift,
-        register_maps=not args.no_register, progress=True, names=[str(f) for f in args.files],
+        register_maps=not args.no_register, progress=sys.stderr.isatty(), names=[str(f) for f in args.files],
         charge_method=args.charge_method, cutoff=args.cutoff,
         potential_method=args.potential_method,
         potential_reference=region_mask(args.potential_reference, shape, calibration, "--potential-reference"))

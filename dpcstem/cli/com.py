@@ -10,6 +10,7 @@ from ._common import (
     add_output_options,
     calibration_from_args,
     check_output,
+    number,
 )
 
 
@@ -32,7 +33,7 @@ def add_parser(subparsers):
                    help="azimuth of the detector's +kx (column) axis in degrees, from scan +x toward scan +y")
     g.add_argument("--flip", action="store_true", default=None,
                    help="the detector's ky (row) axis is mirrored against the scan (+ky at rotation − 90°)")
-    g.add_argument("--mask-radius", type=float, metavar="PX",
+    g.add_argument("--mask-radius", type=number("a radius in detector pixels", 0.0, 1e6, above=True), metavar="PX",
                    help="centre of mass inside a disc of this radius in pixels around the bright-field disc "
                         "(default: the whole frame)")
     r = p.add_argument_group("reading")
@@ -98,7 +99,7 @@ def run(args):
     from ..options import ReconstructionOptions
     from ..io import write_result
 
-    output = check_output(args.output, args.overwrite)
+    output = check_output(args.output, args.overwrite, args=args)
     data = _open(args.data, args)
     scale, scale_source = _angular_pixel(args, data.mrad_per_px)
     centre, radius = bright_field_disc(data)

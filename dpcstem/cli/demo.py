@@ -40,9 +40,10 @@ def run(args):
     import time
 
     start = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(exist_ok=True)
+    from ..io.results import output_folder
+
+    out = output_folder(args.out)
+    output_folder(out / "figures")
     outcomes = {}
     for k, (name, (thickness, share)) in enumerate(SAMPLES.items()):
         outcomes[name] = run_sample(name, thickness, share, out, seed=args.seed + k)
@@ -79,12 +80,12 @@ def run_sample(name, thickness_nm, share, out: Path, *, seed):
     from ..bias import interface_table, reconstruct_series
     from ..interface import Interface, layer_figures, profile_across
     from ..io import read_segments, write_result
+    from ..io.results import output_folder
     from ..simulate.files import write_series
     from ..physics import field_v_per_m_from_deflection
 
     sim = simulate_sample(thickness_nm, share, seed=seed)
-    folder = out / name
-    folder.mkdir(exist_ok=True)
+    folder = output_folder(out / name)
     files = write_series(sim, folder, overwrite=True, seed=seed)
     acquisitions = [read_segments(f) for f in files[: len(sim.acquisitions)]]
     vacuum = read_segments(folder / "vacuum.h5").segments
@@ -198,6 +199,8 @@ def _normal_field(outcome, result):
 def _save(fig, path):
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=110)
+    from ..io.results import write_figure
+
+    write_figure(fig, path, overwrite=True, dpi=110)
     plt.close(fig)
     return path

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._common import (
+    LENGTH_NM,
+    SCAN_COORDINATE,
     add_calibration_options,
     add_field_options,
     add_output_options,
     calibration_from_args,
     check_output,
+    number,
 )
 
 
@@ -46,13 +49,13 @@ def add_parser(subparsers):
                           "(--flip then fixes the flip; the 180° choice follows the skew of the charge)")
     noise = p.add_argument_group("uncertainty maps (counting statistics)")
     dose = noise.add_mutually_exclusive_group()
-    dose.add_argument("--dose", type=float, metavar="E",
+    dose.add_argument("--dose", type=number("electrons per probe position", 1.0, 1e15), metavar="E",
                       help="electrons per probe position in the bright-field disc: add uncertainty maps")
-    dose.add_argument("--counts-per-electron", type=float, metavar="X",
+    dose.add_argument("--counts-per-electron", type=number("detector counts per electron", 1e-6, 1e6), metavar="X",
                       help="detector counts per electron: add uncertainty maps")
-    p.add_argument("--interface", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+    p.add_argument("--interface", type=SCAN_COORDINATE, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
                    help="two points on an interface (nm, scan frame): profiles across it and the layer figures")
-    p.add_argument("--half-range", type=float, metavar="NM", help="largest distance from the interface, nm")
+    p.add_argument("--half-range", type=LENGTH_NM, metavar="NM", help="largest distance from the interface, nm")
     add_output_options(p)
     p.set_defaults(run=run)
 
@@ -109,7 +112,7 @@ def run(args):
     from ..options import ReconstructionOptions
     from ..reconstruct import reconstruct, reconstruct_deflection, segment_deflection
 
-    output = check_output(args.output, args.overwrite)
+    output = check_output(args.output, args.overwrite, args=args)
     acquisition = read_segments(args.segments, dataset=args.dataset)
     calibration = calibration_from_args(args, acquisition.calibration_values, source=args.segments)
     calibration.require_thickness()

@@ -14,20 +14,14 @@ answer (see :func:`dpcstem.simulate.files.write_truth`).
 
 from __future__ import annotations
 
-import argparse
 import math
+import os
 from pathlib import Path
 
 from ..errors import InputDataError, OutputExistsError
+from . import OneLineParser
 
 LAYER_KINDS = ("mott-schottky", "gouy-chapman", "none")
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Reports a bad option on one line, like every other error of dpcstem."""
-
-    def error(self, message):
-        self.exit(2, f"dpcstem: error: {self.prog}: {message}\n")
 
 
 def add_parser(subparsers):
@@ -35,7 +29,7 @@ def add_parser(subparsers):
         "simulate", help="synthetic four-segment acquisitions with their answer (layer, bias series)",
         description="Simulate four-segment DPC acquisitions of a space-charge layer as an instrument makes them "
                     "(probe, descan, drift, gains, offsets, counting noise, uint16), with the truth beside them.")
-    sub = p.add_subparsers(title="what to simulate", metavar="KIND", required=True, parser_class=_OneLineParser)
+    sub = p.add_subparsers(title="what to simulate", metavar="KIND", required=True, parser_class=OneLineParser)
     layer = sub.add_parser("layer", help="one acquisition of a layer at one bias",
                            description="One acquisition: DIR/segments.h5, DIR/vacuum.h5, DIR/truth.h5 "
                                        "(and DIR/thickness.h5 when the thickness is not uniform).")
@@ -177,18 +171,19 @@ def _calibration(args):
 
 def _outputs(args, names):
     """Check every output before any work: the folder can be made, nothing is replaced unasked."""
+    from ..io.results import check_destination, output_folder
+
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
+    if os.path.lexists(out) and not out.is_dir():
         raise OutputExistsError(f"{out}: --out must be a folder, and this is a file")
     paths = [out / name for name in names]
-    existing = [str(p) for p in paths if p.exists()]
+    existing = [str(p) for p in paths if os.path.lexists(p)]
     if existing and not args.overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise OutputExistsError(f"{existing[0]}: output exists{more}; give --overwrite to replace")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputExistsError(f"{out}: cannot make the output folder ({exc.strerror})") from None
+    output_folder(out)
+    for path in paths:
+        check_destination(path, overwrite=args.overwrite)
     return paths
 
 

@@ -61,9 +61,7 @@ def run(args):
         parse_formula(args.composition)
     output = None
     if args.output is not None:
-        output = check_output(args.output, args.overwrite)
-        if output.suffix.lower() not in (".h5", ".hdf5"):
-            raise InputDataError(f"{output}: the thickness map is written as HDF5; give a name ending in .h5")
+        output = check_output(args.output, args.overwrite, args=args, what="thickness map")
 
     spectrum = read_spectrum(args.spectrum, energy_axis=args.energy_axis, lazy=True)
     kv = _value(args.kv, spectrum.kv, "--kv", "the beam energy", spectrum.source)

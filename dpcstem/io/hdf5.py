@@ -43,7 +43,7 @@ from ._common import (
     require_scan_memory,
     text,
 )
-from .results import HDF5_FAILURES, atomic_output, reason
+from .results import HDF5_FAILURES, atomic_output, hdf5_output, reason
 
 #: ``dataset=`` names the dataset to read.
 TAKES_DATASET = True
@@ -105,15 +105,14 @@ def write_segments(path, segments, attrs, *, overwrite=False) -> Path:
     segments = np.asarray(segments)
     if segments.ndim != 3 or segments.shape[0] != 4:
         raise InputDataError(f"{path}: segments to write must have shape (4, ny, nx), got {segments.shape}")
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for key, value in attrs.items():
-                if value is not None:
-                    f.attrs[key] = value
-            ds = f.create_dataset("segments", data=segments, chunks=(1, *segments.shape[1:]),
-                                  compression="gzip", shuffle=True)
-            ds.attrs["units"] = "counts"
-            ds.attrs["order"] = "A, B, C, D"
+    with hdf5_output(path, overwrite=overwrite) as f:
+        for key, value in attrs.items():
+            if value is not None:
+                f.attrs[key] = value
+        ds = f.create_dataset("segments", data=segments, chunks=(1, *segments.shape[1:]),
+                              compression="gzip", shuffle=True)
+        ds.attrs["units"] = "counts"
+        ds.attrs["order"] = "A, B, C, D"
     return Path(path)
 
 
@@ -128,20 +127,19 @@ def write_arrays(path, arrays, attrs=None, *, overwrite=False) -> Path:
     attrs : dict, optional
         Root attributes; None values are not written.
     """
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for key, value in (attrs or {}).items():
-                if value is not None:
-                    f.attrs[key] = value
-            for name, item in arrays.items():
-                array, unit = item if isinstance(item, tuple) else (item, None)
-                array = np.asarray(array)
-                if array.dtype.kind in "UO":
-                    ds = f.create_dataset(name, data=array.astype(object), dtype=h5py.string_dtype())
-                else:
-                    ds = f.create_dataset(name, data=array, compression="gzip" if array.size > 4096 else None)
-                if unit is not None:
-                    ds.attrs["units"] = unit
+    with hdf5_output(path, overwrite=overwrite) as f:
+        for key, value in (attrs or {}).items():
+            if value is not None:
+                f.attrs[key] = value
+        for name, item in arrays.items():
+            array, unit = item if isinstance(item, tuple) else (item, None)
+            array = np.asarray(array)
+            if array.dtype.kind in "UO":
+                ds = f.create_dataset(name, data=array.astype(object), dtype=h5py.string_dtype())
+            else:
+                ds = f.create_dataset(name, data=array, compression="gzip" if array.size > 4096 else None)
+            if unit is not None:
+                ds.attrs["units"] = unit
     return Path(path)
 
 
@@ -162,7 +160,8 @@ def write_frames(path, shape, dtype, blocks, *, attrs=None, extra=None, overwrit
         Further datasets, name → (array, unit), e.g. the truth of a simulation.
     """
     shape = tuple(int(n) for n in shape)
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    # HDF5 writes these frames piecewise itself, and a full disk would crash it: refuse one too small first.
+    with atomic_output(path, overwrite=overwrite, size=math.prod(shape) * np.dtype(dtype).itemsize) as tmp:
         with h5py.File(tmp, "w") as f:
             ds = f.create_dataset("frames", shape=shape, dtype=np.dtype(dtype), chunks=(1, shape[1], *shape[2:]))
             ds.attrs.update({k: v for k, v in (attrs or {}).items() if v is not None})

@@ -50,7 +50,7 @@ def write_frames(path: Path, shape, dtype, blocks, *, attrs=None, extra=None, ov
     not written. Only one block is held in memory at a time.
     """
     dtype = np.dtype(dtype)
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    with atomic_output(path, overwrite=overwrite, size=int(np.prod(shape)) * dtype.itemsize) as tmp:
         with open(tmp, "wb") as fh:
             header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
             np.lib.format.write_array_header_2_0(fh, header)

@@ -1,18 +1,51 @@
-"""The HDF5 result file (DESIGN.md §4), written atomically, and small auxiliary inputs."""
+"""Every output dpcstem writes goes through here: the checks, the temporary file, the rename.
+
+DESIGN.md §4: an output is written to a hidden temporary file in its own folder and renamed
+into place only when it is whole, so an interrupted run (a signal, a full disk, an error)
+leaves no half-written result and no temporary file; an existing output is replaced only
+with ``overwrite``, and the existence test and the rename are one atomic step (``link(2)``);
+an output is never an input (same file through any path or link) nor anything but a regular
+file; everything that can be known about a destination is checked before the work
+(:func:`check_destination`); results get the permissions the umask gives.
+
+Also the HDF5 result file itself (:func:`write_result`) and small auxiliary inputs.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
-import tempfile
+import secrets
+import signal
+import stat
+import threading
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from ..errors import DPCError, InputDataError, OutputExistsError, UnreadableFileError
+from ..errors import DPCError, InputDataError, OutputError, OutputExistsError, UnreadableFileError
 from .signals import write_nexus_view
+
+#: The signals that stop a write cleanly: the temporary file is removed, the old result kept.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+#: Suffixes of the HDF5 files dpcstem writes.
+HDF5_SUFFIXES = (".h5", ".hdf5")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) arrived while an output was being written."""
+
+    def __init__(self, signum, written=()):
+        super().__init__(signum)
+        self.signum = signum
+        self.written = tuple(written)  # outputs already whole when the signal came (during their rename)
+
+    def __str__(self):
+        return signal.Signals(self.signum).name
 
 
 def sha256_file(path, *, block=1 << 20) -> str:
@@ -24,26 +57,404 @@ def sha256_file(path, *, block=1 << 20) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def atomic_output(path, *, overwrite=False):
-    """Yield a temporary path in the folder of ``path``; rename it into place on success.
+# -- destinations ----------------------------------------------------------------------------
 
-    An exception (or a kill) leaves ``path`` untouched: the temporary file is removed, or,
-    after a kill, left under a hidden ``.name.*.tmp`` name that is never mistaken for a result.
+def _kind(mode) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def input_files(inputs) -> list[Path]:
+    """The files behind input arguments; ``A.tif,B.tif,C.tif,D.tif`` names four."""
+    files = []
+    for item in inputs:
+        if item is None:
+            continue
+        text = os.fspath(item)
+        if "," in text and not os.path.lexists(text):
+            files += [Path(part) for part in text.split(",") if part]
+        else:
+            files.append(Path(text))
+    return files
+
+
+def _identity(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _check_not_an_input(path: Path, inputs):
+    here = _identity(path)
+    if here is None:
+        return
+    for source in input_files(inputs):
+        if _identity(source) == here:
+            same = "" if os.path.abspath(source) == os.path.abspath(path) else f" (the same file as input {source})"
+            raise OutputExistsError(f"{path}: the output is an input{same}; it is never replaced, even with "
+                                    "--overwrite: give another output name")
+
+
+def _check_existing(path: Path, overwrite: bool):
+    """Refuse a destination that is not a regular file (even with ``overwrite``), or that exists without it."""
+    try:
+        link = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise OutputExistsError(f"{path}: {path.parent} is not a folder") from None
+    try:
+        target = os.stat(path)
+    except FileNotFoundError:  # a dangling symbolic link
+        target = None
+    if target is not None and not stat.S_ISREG(target.st_mode):
+        raise OutputExistsError(f"{path}: the output is {_kind(target.st_mode)}, not a regular file; it is never "
+                                "replaced, even with --overwrite: give a file name")
+    if not overwrite:
+        what = "a symbolic link" if stat.S_ISLNK(link.st_mode) else "output"
+        raise OutputExistsError(f"{path}: {what} exists; give --overwrite to replace it")
+
+
+def _name_max(folder) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _temporary_name(path: Path, suffix=".tmp") -> Path:
+    """A hidden name beside ``path`` (``.NAME.XXXXXXXX.tmp``), short enough for the filesystem."""
+    room = _name_max(path.parent) - len(".") - len(".xxxxxxxx.probe")
+    name = os.fsencode(path.name)[:room].decode(errors="ignore")
+    return path.parent / f".{name}.{secrets.token_hex(4)}{suffix}"
+
+
+def _create(path: Path) -> int:
+    """Create ``path`` exclusively, with the mode the umask gives (not mkstemp's 0600)."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+
+
+def check_destination(path, *, overwrite=False, inputs=(), suffixes=None, what="output") -> Path:
+    """Everything about an output that can be known before the work; raise or return ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file.
+    overwrite : bool
+        An existing regular file may be replaced.
+    inputs : sequence of path-like
+        The run's input files: the output may be none of them (through any path or link).
+    suffixes : sequence of str, optional
+        Suffixes of the format written (lower case); another is refused.
+    what : str
+        What the output is, for messages.
+
+    Raises
+    ------
+    OutputExistsError
+        The output exists (without ``overwrite``), is an input, is not a regular file, its
+        folder is missing or not a folder, its name is too long, or the folder is not
+        writable (a temporary file is made and removed there to know).
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: output exists; give --overwrite to replace it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    tmp = Path(tmp)
+    folder = path.parent
     try:
-        yield tmp
-        if path.exists() and not overwrite:  # appeared while we worked
-            raise OutputExistsError(f"{path}: output appeared while writing; not replaced")
-        os.replace(tmp, path)
+        st = os.stat(folder)
+    except FileNotFoundError:
+        raise OutputExistsError(f"{path}: folder {folder} does not exist") from None
+    except NotADirectoryError:
+        raise OutputExistsError(f"{path}: {folder} is not a folder") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputExistsError(f"{path}: {folder} is not a folder")
+    limit = _name_max(folder)
+    if len(os.fsencode(path.name)) > limit:
+        raise OutputExistsError(f"{path.name[:40]}…: the file name is too long ({len(os.fsencode(path.name))} "
+                                f"bytes; this filesystem allows {limit})")
+    _check_not_an_input(path, inputs)
+    _check_existing(path, True)  # what --overwrite can never replace comes first
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise OutputExistsError(f"{path}: the {what} is written as {_format_of(suffixes)}; give a name ending in "
+                                f"{suffixes[0]}")
+    _check_existing(path, overwrite)
+    probe = _temporary_name(path, ".probe")
+    try:
+        os.close(_create(probe))
+    except OSError as exc:
+        raise OutputExistsError(f"{path}: cannot write in folder {folder} ({exc.strerror})") from None
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return path
+
+
+def _format_of(suffixes):
+    return "HDF5" if tuple(suffixes) == HDF5_SUFFIXES else "/".join(suffixes)
+
+
+def output_folder(path) -> Path:
+    """Make the folder of a command's outputs (``--out DIR``); refuse a file of that name."""
+    path = Path(path)
+    if os.path.lexists(path) and not path.is_dir():
+        raise OutputExistsError(f"{path}: --out must be a folder, and this is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputExistsError(f"{path}: cannot make the output folder ({exc.strerror})") from None
+    return path
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+class _StopSignals:
+    """While outputs are written: a stop signal is recorded and raised as :class:`Interrupted`.
+
+    The record survives a library that swallows the exception (HDF5 closing a file, a
+    finaliser): nothing is committed once a signal has arrived. While temporary files are
+    removed, signals are only recorded, so a second Ctrl-C cannot leave one behind.
+    """
+
+    def __init__(self):
+        self.received = None
+        self.raising = True
+        self.previous = {}
+
+    def handler(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+        if self.raising:
+            self.raising = False
+            raise Interrupted(signum)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                with contextlib.suppress(OSError, ValueError):
+                    self.previous[signum] = signal.signal(signum, self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
+        return False
+
+    def check(self, written=()):
+        if self.received is not None:
+            raise Interrupted(self.received, written)
+
+
+_GROUP = threading.local()
+
+
+@contextlib.contextmanager
+def output_group():
+    """Outputs written inside are committed together at the end, or none of them is.
+
+    A command that writes several files (a simulated series) leaves either all of them or,
+    after an error or a signal, none of its new files and no temporary file.
+    """
+    if getattr(_GROUP, "pending", None) is not None:  # nested: the outer group commits
+        yield
+        return
+    _GROUP.pending = []
+    try:
+        with _StopSignals() as stop:
+            try:
+                yield
+                stop.raising = False  # from here a signal is recorded: a rename is never torn
+                stop.check()
+                for pending in _GROUP.pending:
+                    pending.verify()
+                for pending in _GROUP.pending:
+                    pending.commit()
+                stop.check(written=[pending.path for pending in _GROUP.pending])
+            finally:
+                stop.raising = False
+                for pending in _GROUP.pending:
+                    pending.discard()
     finally:
-        tmp.unlink(missing_ok=True)
+        _GROUP.pending = None
+
+
+class _Pending:
+    """A finished temporary file and the output it becomes."""
+
+    def __init__(self, tmp: Path, path: Path, overwrite: bool, inputs):
+        self.tmp, self.path, self.overwrite, self.inputs = tmp, path, overwrite, inputs
+
+    def verify(self):
+        _check_not_an_input(self.path, self.inputs)
+        try:
+            _check_existing(self.path, self.overwrite)
+        except OutputExistsError as exc:
+            if "exists" in str(exc):
+                raise OutputExistsError(f"{self.path}: output appeared while writing; not replaced") from None
+            raise
+
+    def commit(self):
+        self.verify()
+        if self.overwrite:
+            os.replace(self.tmp, self.path)
+            return
+        try:  # link(2) fails if the name exists: the existence test and the rename are one step
+            os.link(self.tmp, self.path, follow_symlinks=False)
+        except FileExistsError:
+            raise OutputExistsError(f"{self.path}: output appeared while writing; not replaced") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            os.close(_claim(self.path))  # a filesystem without hard links: claim the name, then rename
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
+
+    def discard(self):
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+def _claim(path):
+    try:
+        return _create(path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path}: output appeared while writing; not replaced") from None
+
+
+#: errno values that mean the destination's filesystem cannot take the output.
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _write_failure(path: Path, exc: OSError):
+    """An OSError while writing as one line, when it is the filesystem's fault (full, read-only, I/O)."""
+    text = str(exc)
+    full = getattr(exc, "errno", None) in _FULL or "No space left" in text or "errno = 28" in text \
+        or "Disk quota" in text or "File too large" in text
+    if full:
+        try:
+            st = os.statvfs(path.parent)
+            free = f"{st.f_bavail * st.f_frsize / 2**20:.1f} MiB free"
+        except OSError:
+            free = "no free space"
+        return OutputError(f"{path}: the disk is full ({free} in {path.parent}); nothing was written")
+    if getattr(exc, "errno", None) in (errno.EROFS, errno.EIO, errno.EACCES):
+        return OutputError(f"{path}: cannot write ({exc.strerror}); nothing was written")
+    return None
+
+
+def require_space(path, nbytes):
+    """Refuse (:class:`~dpcstem.errors.OutputError`) an output of ``nbytes`` that its filesystem cannot hold."""
+    path = Path(path)
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if nbytes > free:
+        raise OutputError(f"{path}: needs {nbytes / 2**20:.1f} MiB but only {free / 2**20:.1f} MiB is free in "
+                          f"{path.parent}; nothing was written")
+
+
+@contextlib.contextmanager
+def atomic_output(path, *, overwrite=False, inputs=(), size=None):
+    """Yield a temporary path in the folder of ``path``; rename it into place when the block ends.
+
+    The destination is checked first (:func:`check_destination`: not an input of ``inputs``,
+    a regular file or absent, not existing without ``overwrite``) and again at the rename,
+    which is atomic: without ``overwrite`` an output that appeared meanwhile is never replaced.
+    An exception, a full disk (:class:`~dpcstem.errors.OutputError`) or a stop signal
+    (:class:`Interrupted`) leaves ``path`` as it was and removes the temporary file; only
+    SIGKILL or a power cut can leave the hidden ``.NAME.*.tmp`` file, never mistaken for a
+    result. Inside :func:`output_group`, the rename waits for the group's end. With ``size``
+    (bytes), a filesystem without that much free space is refused before anything is written:
+    for outputs written piecewise by a library that a full disk would crash (HDF5).
+    """
+    path = Path(path)
+    check_destination(path, overwrite=overwrite, inputs=inputs)
+    if size is not None:
+        require_space(path, size)
+    group = getattr(_GROUP, "pending", None)
+    with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(_StopSignals()) if group is None else None
+        tmp = _temporary_name(path)
+        try:
+            os.close(_create(tmp))
+        except OSError as exc:
+            raise _write_failure(path, exc) or OutputExistsError(
+                f"{path}: cannot write in folder {path.parent} ({exc.strerror})") from None
+        pending = _Pending(tmp, path, overwrite, inputs)
+        try:
+            try:
+                yield tmp
+                _flush(tmp)
+            except OSError as exc:
+                failure = _write_failure(path, exc)
+                if failure is None:
+                    raise
+                raise failure from None
+            if group is not None:
+                group.append(pending)
+                return
+            stop.raising = False  # from here a signal is recorded: a rename is never torn
+            stop.check()
+            pending.commit()
+            stop.check(written=[path])
+        finally:
+            if stop is not None:
+                stop.raising = False
+            if group is None or pending not in group:
+                pending.discard()
+
+
+def _flush(tmp: Path):
+    """Force the temporary file to the disk, so a full disk shows now, not after the rename."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def hdf5_output(path, *, overwrite=False, inputs=()):
+    """Yield an :class:`h5py.File` built in memory; it becomes ``path`` atomically when the block ends.
+
+    HDF5 never writes to the disk itself: the finished file image is written with plain
+    writes, so a full disk is one clean error. (HDF5 that meets a full disk while it writes
+    fails to flush its metadata, cannot close the file, and crashes the interpreter at exit
+    with a segmentation fault.)
+    """
+    import io
+
+    with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+        image = io.BytesIO()
+        with h5py.File(image, "w") as f:
+            yield f
+        _write_bytes(tmp, image.getbuffer())
+
+
+def _write_bytes(path: Path, data, *, block=1 << 24):
+    view = memoryview(data).cast("B")
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for start in range(0, len(view), block):
+            chunk = view[start:start + block]
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+    finally:
+        os.close(fd)
+
+
+def write_figure(figure, path, *, overwrite=False, dpi=None) -> Path:
+    """Save a matplotlib figure (format from the suffix) atomically."""
+    path = Path(path)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        figure.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi)
+    return path
 
 
 def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, axes=None):
@@ -69,31 +480,30 @@ def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, a
     """
     from .. import __version__
 
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["dpcstem_version"] = __version__
-            for key, value in attrs.items():
-                f.attrs[key] = np.nan if value is None else value
-            names = []
-            for p in inputs:
-                p = Path(p)
-                f.attrs[f"sha256:{p.name}"] = sha256_file(p)
-                names.append(str(p))
-            if names:
-                f.attrs["inputs"] = names
-            for key, value in (axes or {}).items():
-                f.attrs[key] = value
-            for name, (array, unit) in maps.items():
-                array = np.asarray(array)
-                if array.dtype.kind == "f" or array.dtype.kind == "c":
-                    array = array.astype(np.float32 if array.dtype.kind == "f" else np.complex64, copy=False)
-                elif array.dtype == bool:
-                    array = array.astype(np.uint8)
-                chunks = array.shape if array.ndim < 2 else (*([1] * (array.ndim - 2)), *array.shape[-2:])
-                ds = f.create_dataset(name, data=array, chunks=chunks if array.size else None,
-                                      compression="gzip" if array.size > 4096 else None, shuffle=array.size > 4096)
-                ds.attrs["units"] = unit
-            write_nexus_view(f, maps, {**attrs, **(axes or {})})
+    with hdf5_output(path, overwrite=overwrite, inputs=inputs) as f:
+        f.attrs["dpcstem_version"] = __version__
+        for key, value in attrs.items():
+            f.attrs[key] = np.nan if value is None else value
+        names = []
+        for p in inputs:
+            p = Path(p)
+            f.attrs[f"sha256:{p.name}"] = sha256_file(p)
+            names.append(str(p))
+        if names:
+            f.attrs["inputs"] = names
+        for key, value in (axes or {}).items():
+            f.attrs[key] = value
+        for name, (array, unit) in maps.items():
+            array = np.asarray(array)
+            if array.dtype.kind == "f" or array.dtype.kind == "c":
+                array = array.astype(np.float32 if array.dtype.kind == "f" else np.complex64, copy=False)
+            elif array.dtype == bool:
+                array = array.astype(np.uint8)
+            chunks = array.shape if array.ndim < 2 else (*([1] * (array.ndim - 2)), *array.shape[-2:])
+            ds = f.create_dataset(name, data=array, chunks=chunks if array.size else None,
+                                  compression="gzip" if array.size > 4096 else None, shuffle=array.size > 4096)
+            ds.attrs["units"] = unit
+        write_nexus_view(f, maps, {**attrs, **(axes or {})})
     return Path(path)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
+from ..io.results import output_group
 
 
 def bias_file_name(bias_v) -> str:
@@ -48,6 +49,11 @@ def write_series(series, out: Path, *, overwrite=False, single=False, seed=None)
         thickness and truth.
     """
 
+    with output_group():  # all the files, or none of them
+        return _write_series(series, out, overwrite=overwrite, single=single, seed=seed)
+
+
+def _write_series(series, out, *, overwrite, single, seed):
     calibration = series.calibration
     files = []
     for acquisition in series.acquisitions:
