@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dpcstem import bench
+from dpcstem.bench import probes
 from dpcstem.cli import main
 from dpcstem.detector import QuadrantResponse
 from dpcstem.kernels import deflection_linear, deflection_table
@@ -35,7 +36,7 @@ def run_record(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cases():
-    return {case.name: case for case in bench._build_cases(TINY, None)}
+    return {s.name: bench.build(s, TINY) for s in bench.specs(TINY)}
 
 
 def test_record_has_the_schema_and_survives_json(run_record, tmp_path):
@@ -193,11 +194,11 @@ def test_segment_references_on_dead_pixels_odd_shapes_and_one_pixel(dtype, shape
     outputs = [np.empty(shape, np.float32) for _ in range(3)] + [np.empty(shape, np.uint8)]
     full = 65535.0
     deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, *outputs, full)
-    bench._check_deflection(outputs, bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, full))
+    bench.check_deflection(outputs, bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, full))
     deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0, *outputs, full)
     want = bench.numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0,
                                         full)
-    bench._check_deflection(outputs, want)
+    bench.check_deflection(outputs, want)
     if shape != (1, 1):
         assert want[3][0, 0] == 0 and want[3][-1, -1] == 0 and want[3].sum() > 0
     if shape[0] * shape[1] > 5:
@@ -236,9 +237,9 @@ def test_the_registered_series_runs_the_whole_bias_pipeline(cases):
 @pytest.mark.parametrize("size", [1, 4095, 4096, 3 * 4096 + 17])
 def test_bandwidth_probes_compute_what_they_time(size):
     a = np.random.default_rng(size).random(size)
-    assert bench._stream_sum(a) == pytest.approx(a.sum(), rel=1e-12)
+    assert probes.stream_sum(a) == pytest.approx(a.sum(), rel=1e-12)
     b, c, out = a[::-1].copy(), a * 2, np.empty(size)
-    bench._triad(out, b, c, 3.0)
+    probes.triad(out, b, c, 3.0)
     np.testing.assert_allclose(out, b + 3.0 * c, rtol=1e-15)
 
 
