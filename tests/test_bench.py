@@ -281,3 +281,22 @@ def test_cli_runs_a_selection_and_writes_the_record(tmp_path, capsys):
     record = json.loads(out.read_text())
     assert [r["name"] for r in record["results"]] == ["curl_float64_1024"]
     assert record["threads"] == {} and record["machine"]["bandwidth_array_mib"] == 256
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_numpy_segment_baselines_equal_the_loop_oracles(dtype):
+    """The baselines the kernels are timed against compute what the naive per-pixel loops compute."""
+    from test_kernels_speed import assert_equal_to_float32_rounding, naive_deflection, segments_with_faults
+
+    rng = np.random.default_rng([6, np.dtype(dtype).num])
+    seg = segments_with_faults(rng, (11, 23), dtype)
+    offset, inv_gain = rng.uniform(0, 20, 4), 1 / rng.uniform(0.9, 1.1, 4)
+    axes = np.array([[0.6, 0.8], [0.8, -0.6]])
+    table = QuadrantResponse(0.2, 2.0).inverse_table()
+    got = bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 3.0, 65535.0)
+    assert_equal_to_float32_rounding(got, naive_deflection(seg, offset, inv_gain, axes, 3.0, 65535.0, slope=0.8), 3.0)
+    got = bench.numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 3.0,
+                                       65535.0)
+    want = naive_deflection(seg, offset, inv_gain, axes, 3.0, 65535.0, table=table)
+    assert_equal_to_float32_rounding(got, want, 3.0)
+    assert want[3].sum() > 0
