@@ -1,6 +1,7 @@
 """The benchmark harness on tiny sizes: the record's schema, ratios taken from the measured
 times, and NumPy references that compute what the kernels compute. No wall-clock limits."""
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -16,8 +17,8 @@ from dpcstem.detector import QuadrantResponse
 from dpcstem.kernels import deflection_linear, deflection_table
 
 TINY = bench.BenchConfig(segment_sizes=(16, 24), derivative_size=17, fourier_size=12, com_scans=(2, 3),
-                         frame_size=8, bias_maps=2, bias_size=16, bandwidth_mib=1, repeats=2, bias_repeats=1,
-                         peer_repeats=1)
+                         frame_size=8, bias_maps=2, bias_size=16, command_sizes=(), bandwidth_mib=1, repeats=2,
+                         bias_repeats=1, peer_repeats=1)
 
 RESULT_KEYS = {"name", "shape", "dtype", "median_s", "gbps", "bandwidth_fraction", "ratio_vs_numpy", "peak_mb",
                "peers"}
@@ -300,3 +301,42 @@ def test_numpy_segment_baselines_equal_the_loop_oracles(dtype):
     want = naive_deflection(seg, offset, inv_gain, axes, 3.0, 65535.0, table=table)
     assert_equal_to_float32_rounding(got, want, 3.0)
     assert want[3].sum() > 0
+
+
+def test_names_derive_from_the_parameters_and_name_what_is_measured(cases):
+    specs = bench.specs(dataclasses.replace(TINY, command_sizes=(16,)))
+    names = [s.name for s in specs]
+    assert len(set(names)) == len(names)
+    assert bench.spec("segments", response="exact", dtype="float32", n=16).name == "segments_exact_float32_16"
+    assert bench.spec("com", dtype="uint16", shape=(3, 3, 8, 8)).name == "com_uint16_3x3x8x8"
+    assert "cli_reconstruct_uint16_4x16x16" in names
+    for s in bench.specs(TINY):
+        case = cases[s.name]
+        assert case.name == s.name and case.dtype == s["dtype"]
+        size = s["n"] if "n" in dict(s.params) else s["shape"][-1]
+        assert case.shape[-1] == size and size in case.shape
+
+
+def test_the_reconstruct_command_end_to_end_against_reading_and_writing(tmp_path):
+    """Two tiny acquisitions through the real command line: the entry, its ratios and the stage table."""
+    config = dataclasses.replace(TINY, command_sizes=(16, 32))
+    lines = []
+    record = bench.run(config, only=["cli_reconstruct"], peers_python=tmp_path / "none", log=lines.append)
+    assert record["results"] == []
+    names = [c["name"] for c in record["commands"]]
+    assert names == ["cli_reconstruct_uint16_4x16x16", "cli_reconstruct_uint16_4x32x32"]
+    for c in record["commands"]:
+        n = c["shape"][-1]
+        assert c["bytes_read"] > 4 * n * n * 2  # the .npy stack and its header
+        assert c["bytes_written"] > 0 and c["peak_rss_mb"] > 0
+        assert [r["cache"] for r in c["runs"]] == ["cold", "warm"]
+        assert c["median_s"] == statistics.median(r["seconds"] for r in c["runs"] if r["cache"] == "warm")
+        assert c["ratio_vs_io"] == pytest.approx(c["median_s"] / (c["read_s_cold"] + c["write_s"]))
+        assert {"read", "segment kernel", "field, charge, potential", "write (default compression)"} <= set(
+            c["stages"])
+        assert set(c["compression"]) == {"None", "lzf", "gzip"}
+        assert all(v["mb"] > 0 for v in c["compression"].values())
+    assert record["scaling"]["cli_reconstruct_uint16"]["pixels"] == [16 * 16, 32 * 32]
+    table = bench.format_table(record)
+    assert "| cli_reconstruct_uint16_4x32x32 |" in table and "in-process stages" in table
+    assert any(line.startswith("  stage segment kernel") for line in lines)

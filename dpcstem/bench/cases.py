@@ -54,7 +54,12 @@ def specs(config: BenchConfig) -> list[Spec]:
         out += [spec(kind, dtype="uint16", shape=(s, s, f, f)) for kind in ("com", "vsegments")]
     shape = (config.bias_maps, config.bias_size, config.bias_size)
     out += [spec("bias_series", step=step, dtype="uint16", shape=shape) for step in ("reconstruct", "registered")]
+    out += [spec("cli_reconstruct", dtype="uint16", shape=(4, n, n)) for n in config.command_sizes]
     return out
+
+
+#: Kinds run as commands of the real command line (:mod:`.commands`), not timed in this process.
+COMMAND_KINDS = ("cli_reconstruct",)
 
 
 def case_names(config: BenchConfig) -> list[str]:

@@ -48,6 +48,19 @@ def format_table(record: dict) -> str:
             f"{100 * r['bandwidth_fraction']:.0f} | {_fmt_ratio(r['ratio_vs_numpy'])} | "
             f"{_fmt_same(r['agrees_with_numpy'])} | {r['peak_mb']:.0f} ({_fmt_mb(r['numpy_peak_mb'])}) | "
             f"{_fmt_ratio(peers['libertem'])} | {_fmt_ratio(peers['py4dstem'])} | {_fmt_ratio(peers['pyxem'])} |")
+    if record.get("commands"):
+        lines += ["", "Commands end to end (a subprocess of the real command line; the time to read the input cold "
+                  "and write the output measured in the same run, in the same folder):", "",
+                  "| command | median s (warm) | cold s | read s cold (warm) | write s | × (read + write) | "
+                  "peak RSS MB | MB in → out |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for c in record["commands"]:
+            lines.append(f"| {c['name']} | {c['median_s']:.2f} | {c['cold_s']:.2f} | {c['read_s_cold']:.2f} "
+                         f"({c['read_s_warm']:.2f}) | {c['write_s']:.2f} | {c['ratio_vs_io']:.1f}× | "
+                         f"{c['peak_rss_mb']:.0f} | {c['bytes_read'] / 1e6:.0f} → {c['bytes_written'] / 1e6:.0f} |")
+        for c in record["commands"]:
+            stages = ", ".join(f"{k} {v:.2f} s" for k, v in c["stages"].items())
+            comp = ", ".join(f"{k}: {v['seconds']:.2f} s, {v['mb']:.0f} MB" for k, v in c["compression"].items())
+            lines.append(f"- {c['name']} in-process stages: {stages}; result file by compression: {comp}")
     details = [(r["name"], r["peer_details"]) for r in record["results"] if "peer_details" in r]
     for name, report in details:
         lines.append("")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputDataError
 from . import cases as _cases
+from .commands import measure_command
 from .config import FULL, BenchConfig
 from .peers import PEERS, default_peers_python, run_peers
 from .probes import (PEAK_MEMORY_METHOD, OtherLoad, measure_bandwidth, on_threads, peak_memory_mb,
@@ -143,9 +144,13 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
 
     start = probe("start")
     results = []
+    commands = []
     with on_threads(top):
         for spec in _cases.specs(config):
             if not selected(spec.name, only):
+                continue
+            if spec.kind in _cases.COMMAND_KINDS:
+                commands.append(measure_command(spec, config, log=log))
                 continue
             case = _cases.build(spec, config)
             entry = measure(case, config.repeats)
@@ -192,7 +197,8 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
         "other_processes_cpu_fraction": others.fraction(),
         "config": dataclasses.asdict(config),
     }
-    return {"machine": machine, "results": results, "scaling": _size_scaling(results), "threads": threads}
+    return {"machine": machine, "results": results, "commands": commands,
+            "scaling": _size_scaling(results + commands), "threads": threads}
 
 
 def _ratio(value):
@@ -200,9 +206,11 @@ def _ratio(value):
 
 
 def _size_scaling(results) -> dict:
-    """Time against size for the four-segment kernel (linear, float32) and the centre of mass."""
+    """Time against size for the four-segment kernel (linear, float32), the centre of mass and the
+    reconstruct command (end to end)."""
     out = {}
-    for series, prefix in (("segments_linear_float32", "segments_linear_float32_"), ("com_uint16", "com_uint16_")):
+    for series, prefix in (("segments_linear_float32", "segments_linear_float32_"), ("com_uint16", "com_uint16_"),
+                           ("cli_reconstruct_uint16", "cli_reconstruct_uint16_")):
         rows = sorted((r["pixels"], r["median_s"]) for r in results if r["name"].startswith(prefix))
         if len(rows) >= 2:
             pixels, times = zip(*rows)
