@@ -91,7 +91,7 @@ def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, a
                     array = array.astype(np.uint8)
                 chunks = array.shape if array.ndim < 2 else (*([1] * (array.ndim - 2)), *array.shape[-2:])
                 ds = f.create_dataset(name, data=array, chunks=chunks if array.size else None,
-                                      compression="gzip" if array.size > 4096 else None, shuffle=array.size > 4096)
+                                      compression=None)  # gzip: 22× the write time for 19% less (bench)
                 ds.attrs["units"] = unit
             write_nexus_view(f, maps, {**attrs, **(axes or {})})
     return Path(path)
