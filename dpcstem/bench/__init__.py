@@ -30,11 +30,16 @@ The machine-readable record (``dpcstem bench --json FILE``) is::
                  "bandwidth_read_1thread_gbps", "bandwidth_triad_1thread_gbps", ...},
      "results": [{"name", "shape", "dtype", "median_s", "gbps", "bandwidth_fraction",
                   "ratio_vs_numpy", "peak_mb", "peers": {"libertem", "py4dstem", "pyxem"}, ...}],
+     "commands": [{"name", "median_s", "cold_s", "read_s_cold", "read_s_warm", "write_s", "ratio_vs_io",
+                   "peak_rss_mb", "stages", "compression", ...}],
      "scaling": {...}, "threads": {...}}
+
+The ``commands`` are end-to-end runs of the real command line (:mod:`.commands`).
 
 Modules: :mod:`.config` (sizes and repeats), :mod:`.probes` (bandwidth, time, memory, load),
 :mod:`.baselines` (the NumPy versions), :mod:`.cases` (the cases, declared by their
-parameters), :mod:`.peers`, :mod:`.runner` (a run), :mod:`.report` (tables and JSON).
+parameters), :mod:`.commands` (whole commands as subprocesses), :mod:`.peers`, :mod:`.runner`
+(a run), :mod:`.report` (tables and JSON).
 """
 
 from .baselines import (numpy_centre_of_mass, numpy_curl, numpy_deflection_linear, numpy_deflection_table,

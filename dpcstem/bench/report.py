@@ -11,7 +11,7 @@ import numpy as np
 from .peers import PEERS
 
 
-def _fmt_ratio(value):
+def fmt_ratio(value):
     return "—" if value is None else f"{value:.1f}×"
 
 
@@ -45,9 +45,9 @@ def format_table(record: dict) -> str:
         peers = r["peers"]
         lines.append(
             f"| {r['name']} | {r['median_s'] * 1e3:.1f} | {r['pixels_per_s'] / 1e6:.0f} | {r['gbps']:.2f} | "
-            f"{100 * r['bandwidth_fraction']:.0f} | {_fmt_ratio(r['ratio_vs_numpy'])} | "
+            f"{100 * r['bandwidth_fraction']:.0f} | {fmt_ratio(r['ratio_vs_numpy'])} | "
             f"{_fmt_same(r['agrees_with_numpy'])} | {r['peak_mb']:.0f} ({_fmt_mb(r['numpy_peak_mb'])}) | "
-            f"{_fmt_ratio(peers['libertem'])} | {_fmt_ratio(peers['py4dstem'])} | {_fmt_ratio(peers['pyxem'])} |")
+            f"{fmt_ratio(peers['libertem'])} | {fmt_ratio(peers['py4dstem'])} | {fmt_ratio(peers['pyxem'])} |")
     if record.get("commands"):
         lines += ["", "Commands end to end (a subprocess of the real command line; the time to read the input cold "
                   "and write the output measured in the same run, in the same folder):", "",

@@ -18,6 +18,7 @@ from . import cases as _cases
 from .commands import measure_command
 from .config import FULL, BenchConfig
 from .peers import PEERS, default_peers_python, run_peers
+from .report import fmt_ratio
 from .probes import (PEAK_MEMORY_METHOD, OtherLoad, measure_bandwidth, on_threads, peak_memory_mb,
                      scaling_exponent, thread_counts, time_median)
 
@@ -163,7 +164,7 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
                 entry["peer_details"] = report
             entry.pop("_output")
             results.append(entry)
-            log(f"{case.name}: {entry['median_s'] * 1e3:.2f} ms, {_ratio(entry['ratio_vs_numpy'])} NumPy")
+            log(f"{case.name}: {entry['median_s'] * 1e3:.2f} ms, {fmt_ratio(entry['ratio_vs_numpy'])} NumPy")
             del case
     _cases.clear_inputs()
     threads = _thread_scaling(config, counts) if selected("threads", only) else {}
@@ -199,10 +200,6 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
     }
     return {"machine": machine, "results": results, "commands": commands,
             "scaling": _size_scaling(results + commands), "threads": threads}
-
-
-def _ratio(value):
-    return "—" if value is None else f"{value:.1f}×"
 
 
 def _size_scaling(results) -> dict:
