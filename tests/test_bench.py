@@ -309,7 +309,7 @@ def test_names_derive_from_the_parameters_and_name_what_is_measured(cases):
     assert len(set(names)) == len(names)
     assert bench.spec("segments", response="exact", dtype="float32", n=16).name == "segments_exact_float32_16"
     assert bench.spec("com", dtype="uint16", shape=(3, 3, 8, 8)).name == "com_uint16_3x3x8x8"
-    assert "cli_reconstruct_uint16_4x16x16" in names
+    assert "cli_reconstruct_uint16_4x16x16" in names and "cli_bias_series_uint16_2x4x16x16" in names
     for s in bench.specs(TINY):
         case = cases[s.name]
         assert case.name == s.name and case.dtype == s["dtype"]
@@ -321,10 +321,14 @@ def test_the_reconstruct_command_end_to_end_against_reading_and_writing(tmp_path
     """Two tiny acquisitions through the real command line: the entry, its ratios and the stage table."""
     config = dataclasses.replace(TINY, command_sizes=(16, 32))
     lines = []
-    record = bench.run(config, only=["cli_reconstruct"], peers_python=tmp_path / "none", log=lines.append)
+    record = bench.run(config, only=["cli_"], peers_python=tmp_path / "none", log=lines.append)
     assert record["results"] == []
     names = [c["name"] for c in record["commands"]]
-    assert names == ["cli_reconstruct_uint16_4x16x16", "cli_reconstruct_uint16_4x32x32"]
+    assert names == ["cli_reconstruct_uint16_4x16x16", "cli_reconstruct_uint16_4x32x32",
+                     "cli_bias_series_uint16_2x4x16x16"]
+    series = record["commands"].pop()
+    assert series["pixels"] == 2 * 16 * 16 and series["bytes_read"] > 2 * 4 * 16 * 16 * 2 and series["stages"] == {}
+    assert series["ratio_vs_io"] == pytest.approx(series["median_s"] / series["io_s"])
     for c in record["commands"]:
         n = c["shape"][-1]
         assert c["bytes_read"] > 4 * n * n * 2  # the .npy stack and its header

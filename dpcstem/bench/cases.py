@@ -55,11 +55,13 @@ def specs(config: BenchConfig) -> list[Spec]:
     shape = (config.bias_maps, config.bias_size, config.bias_size)
     out += [spec("bias_series", step=step, dtype="uint16", shape=shape) for step in ("reconstruct", "registered")]
     out += [spec("cli_reconstruct", dtype="uint16", shape=(4, n, n)) for n in config.command_sizes]
+    if config.command_sizes:
+        out += [spec("cli_bias_series", dtype="uint16", shape=(config.bias_maps, 4, config.bias_size, config.bias_size))]
     return out
 
 
 #: Kinds run as commands of the real command line (:mod:`.commands`), not timed in this process.
-COMMAND_KINDS = ("cli_reconstruct",)
+COMMAND_KINDS = ("cli_reconstruct", "cli_bias_series")
 
 
 def case_names(config: BenchConfig) -> list[str]:

@@ -2,7 +2,8 @@
 benchmark writes, timed from start to exit, against the time to read its input and write its
 output measured in the same run on the same folder.
 
-For ``cli_reconstruct_uint16_4xNxN`` the acquisition is a (4, N, N) uint16 ``.npy`` stack (the
+``cli_bias_series_uint16_Mx4xNxN`` runs ``dpcstem bias-series`` on M such files (biases 0,
+0.5, 1, … V) with the same options. For ``cli_reconstruct_uint16_4xNxN`` the acquisition is a (4, N, N) uint16 ``.npy`` stack (the
 synthetic segments of :mod:`.cases`, unit gains); the command is
 ``dpcstem reconstruct FILE --kv 200 --alpha 10 --collection 0 20 --step 0.5 --thickness 100
 -o OUT.h5`` (exact response, finite-difference charge, mirror potential: the defaults).
@@ -138,37 +139,58 @@ def _stages(path: Path, folder: Path, log) -> tuple[dict, dict]:
     return stages, compression
 
 
+def _reconstruct_job(spec: Spec, folder: Path):
+    _, n, _ = spec["shape"]
+    path = folder / f"acquisition-{n}.npy"
+    np.save(path, bias_segments(1, n, _rng(1, n, 7))[0])
+    return [path], ["reconstruct", path, *RECONSTRUCT_OPTIONS], f"a {n}×{n} acquisition"
+
+
+def _bias_series_job(spec: Spec, folder: Path):
+    m, _, n, _ = spec["shape"]
+    paths = []
+    for i, seg in enumerate(bias_segments(m, n, _rng(m, n, 8))):
+        paths.append(folder / f"bias-{i}.npy")
+        np.save(paths[-1], seg)
+    biases = [f"{0.5 * i:g}" for i in range(m)]
+    return paths, ["bias-series", *paths, "--bias", *biases, *RECONSTRUCT_OPTIONS], f"{m} acquisitions of {n}×{n}"
+
+
+#: kind → the job: (input files written to the folder, the command's arguments, a description).
+JOBS = {"cli_reconstruct": _reconstruct_job, "cli_bias_series": _bias_series_job}
+
+
 def measure_command(spec: Spec, config, log=print) -> dict:
     """Run one end-to-end case (see the module docstring) and return its record entry."""
-    _, n, _ = spec["shape"]
     with tempfile.TemporaryDirectory(prefix="dpcstem-bench-") as tmp:
         folder = Path(tmp)
-        path = folder / f"acquisition-{n}.npy"
-        np.save(path, bias_segments(1, n, _rng(1, n, 7))[0])
+        inputs, args, what = JOBS[spec.kind](spec, folder)
         out = folder / "result.h5"
-        log(f"{spec.name}: dpcstem reconstruct of a {n}×{n} acquisition ({path.stat().st_size / 1e6:.0f} MB)")
+        size = sum(p.stat().st_size for p in inputs)
+        log(f"{spec.name}: dpcstem {args[0]} of {what} ({size / 1e6:.0f} MB)")
         runs = []
         for cache in ["cold"] + ["warm"] * max(config.command_repeats, 1):
             if cache == "cold":
-                _evict(path)
-            seconds, rss, _ = run_command(["reconstruct", path, *RECONSTRUCT_OPTIONS, "-o", out, "--overwrite"])
+                for p in inputs:
+                    _evict(p)
+            seconds, rss, _ = run_command([*args, "-o", out, "--overwrite"])
             runs.append({"cache": cache, "seconds": seconds, "peak_rss_mb": rss})
             log(f"  command ({cache} cache): {seconds:.2f} s, peak RSS {rss:.0f} MB")
         written = out.stat().st_size
-        read_cold = read_seconds(path, cold=True)
-        read_warm = read_seconds(path, cold=False)
+        read_cold = sum(read_seconds(p, cold=True) for p in inputs)
+        read_warm = sum(read_seconds(p, cold=False) for p in inputs)
         write = write_seconds(folder, written)
         log(f"  read {read_cold:.2f} s cold, {read_warm:.2f} s warm; write {write:.2f} s")
-        stages, compression = _stages(path, folder, log)
-        size = path.stat().st_size
+        stages, compression = _stages(inputs[0], folder, log) if spec.kind == "cli_reconstruct" else ({}, {})
     warm = [r["seconds"] for r in runs if r["cache"] == "warm"]
     median = float(np.median(warm))
+    pixels = int(np.prod(spec["shape"])) // 4
     return {
         "name": spec.name,
         "shape": list(spec["shape"]),
         "dtype": spec["dtype"],
-        "command": "dpcstem reconstruct FILE.npy " + " ".join(RECONSTRUCT_OPTIONS) + " -o OUT.h5",
-        "pixels": n * n,
+        "command": "dpcstem " + " ".join(str(a) if not isinstance(a, Path) else a.name for a in args) + " -o OUT.h5",
+        "pixels": pixels,
         "median_s": median,
         "cold_s": runs[0]["seconds"],
         "runs": runs,
