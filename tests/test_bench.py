@@ -1,6 +1,7 @@
 """The benchmark harness on tiny sizes: the record's schema, ratios taken from the measured
 times, and NumPy references that compute what the kernels compute. No wall-clock limits."""
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -10,13 +11,14 @@ import numpy as np
 import pytest
 
 from dpcstem import bench
+from dpcstem.bench import probes
 from dpcstem.cli import main
 from dpcstem.response import QuadrantResponse
 from dpcstem.kernels import deflection_linear, deflection_table
 
 TINY = bench.BenchConfig(segment_sizes=(16, 24), derivative_size=17, fourier_size=12, com_scans=(2, 3),
-                         frame_size=8, bias_maps=2, bias_size=16, bandwidth_mib=1, repeats=2, bias_repeats=1,
-                         peer_repeats=1)
+                         frame_size=8, bias_maps=2, bias_size=16, command_sizes=(), bandwidth_mib=1, repeats=2,
+                         bias_repeats=1, peer_repeats=1)
 
 RESULT_KEYS = {"name", "shape", "dtype", "median_s", "gbps", "bandwidth_fraction", "ratio_vs_numpy", "peak_mb",
                "peers"}
@@ -35,7 +37,7 @@ def run_record(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cases():
-    return {case.name: case for case in bench._build_cases(TINY, None)}
+    return {s.name: bench.build(s, TINY) for s in bench.specs(TINY)}
 
 
 def test_record_has_the_schema_and_survives_json(run_record, tmp_path):
@@ -193,11 +195,11 @@ def test_segment_references_on_dead_pixels_odd_shapes_and_one_pixel(dtype, shape
     outputs = [np.empty(shape, np.float32) for _ in range(3)] + [np.empty(shape, np.uint8)]
     full = 65535.0
     deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, *outputs, full)
-    bench._check_deflection(outputs, bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, full))
+    bench.check_deflection(outputs, bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 7.0, full))
     deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0, *outputs, full)
     want = bench.numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 7.0,
                                         full)
-    bench._check_deflection(outputs, want)
+    bench.check_deflection(outputs, want)
     if shape != (1, 1):
         assert want[3][0, 0] == 0 and want[3][-1, -1] == 0 and want[3].sum() > 0
     if shape[0] * shape[1] > 5:
@@ -236,9 +238,9 @@ def test_the_registered_series_runs_the_whole_bias_pipeline(cases):
 @pytest.mark.parametrize("size", [1, 4095, 4096, 3 * 4096 + 17])
 def test_bandwidth_probes_compute_what_they_time(size):
     a = np.random.default_rng(size).random(size)
-    assert bench._stream_sum(a) == pytest.approx(a.sum(), rel=1e-12)
+    assert probes.stream_sum(a) == pytest.approx(a.sum(), rel=1e-12)
     b, c, out = a[::-1].copy(), a * 2, np.empty(size)
-    bench._triad(out, b, c, 3.0)
+    probes.triad(out, b, c, 3.0)
     np.testing.assert_allclose(out, b + 3.0 * c, rtol=1e-15)
 
 
@@ -280,3 +282,65 @@ def test_cli_runs_a_selection_and_writes_the_record(tmp_path, capsys):
     record = json.loads(out.read_text())
     assert [r["name"] for r in record["results"]] == ["curl_float64_1024"]
     assert record["threads"] == {} and record["machine"]["bandwidth_array_mib"] == 256
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_numpy_segment_baselines_equal_the_loop_oracles(dtype):
+    """The baselines the kernels are timed against compute what the naive per-pixel loops compute."""
+    from test_kernels_speed import assert_equal_to_float32_rounding, naive_deflection, segments_with_faults
+
+    rng = np.random.default_rng([6, np.dtype(dtype).num])
+    seg = segments_with_faults(rng, (11, 23), dtype)
+    offset, inv_gain = rng.uniform(0, 20, 4), 1 / rng.uniform(0.9, 1.1, 4)
+    axes = np.array([[0.6, 0.8], [0.8, -0.6]])
+    table = QuadrantResponse(0.2, 2.0).inverse_table()
+    got = bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 3.0, 65535.0)
+    assert_equal_to_float32_rounding(got, naive_deflection(seg, offset, inv_gain, axes, 3.0, 65535.0, slope=0.8), 3.0)
+    got = bench.numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 3.0,
+                                       65535.0)
+    want = naive_deflection(seg, offset, inv_gain, axes, 3.0, 65535.0, table=table)
+    assert_equal_to_float32_rounding(got, want, 3.0)
+    assert want[3].sum() > 0
+
+
+def test_names_derive_from_the_parameters_and_name_what_is_measured(cases):
+    specs = bench.specs(dataclasses.replace(TINY, command_sizes=(16,)))
+    names = [s.name for s in specs]
+    assert len(set(names)) == len(names)
+    assert bench.spec("segments", response="exact", dtype="float32", n=16).name == "segments_exact_float32_16"
+    assert bench.spec("com", dtype="uint16", shape=(3, 3, 8, 8)).name == "com_uint16_3x3x8x8"
+    assert "cli_reconstruct_uint16_4x16x16" in names and "cli_bias_series_uint16_2x4x16x16" in names
+    for s in bench.specs(TINY):
+        case = cases[s.name]
+        assert case.name == s.name and case.dtype == s["dtype"]
+        size = s["n"] if "n" in dict(s.params) else s["shape"][-1]
+        assert case.shape[-1] == size and size in case.shape
+
+
+def test_the_reconstruct_command_end_to_end_against_reading_and_writing(tmp_path):
+    """Two tiny acquisitions through the real command line: the entry, its ratios and the stage table."""
+    config = dataclasses.replace(TINY, command_sizes=(16, 32))
+    lines = []
+    record = bench.run(config, only=["cli_"], peers_python=tmp_path / "none", log=lines.append)
+    assert record["results"] == []
+    names = [c["name"] for c in record["commands"]]
+    assert names == ["cli_reconstruct_uint16_4x16x16", "cli_reconstruct_uint16_4x32x32",
+                     "cli_bias_series_uint16_2x4x16x16"]
+    series = record["commands"].pop()
+    assert series["pixels"] == 2 * 16 * 16 and series["bytes_read"] > 2 * 4 * 16 * 16 * 2 and series["stages"] == {}
+    assert series["ratio_vs_io"] == pytest.approx(series["median_s"] / series["io_s"])
+    for c in record["commands"]:
+        n = c["shape"][-1]
+        assert c["bytes_read"] > 4 * n * n * 2  # the .npy stack and its header
+        assert c["bytes_written"] > 0 and c["peak_rss_mb"] > 0
+        assert [r["cache"] for r in c["runs"]] == ["cold", "warm"]
+        assert c["median_s"] == statistics.median(r["seconds"] for r in c["runs"] if r["cache"] == "warm")
+        assert c["ratio_vs_io"] == pytest.approx(c["median_s"] / (c["read_s_cold"] + c["write_s"]))
+        assert {"read", "segment kernel", "field, charge, potential", "write (default compression)"} <= set(
+            c["stages"])
+        assert set(c["compression"]) == {"None", "lzf", "gzip"}
+        assert all(v["mb"] > 0 for v in c["compression"].values())
+    assert record["scaling"]["cli_reconstruct_uint16"]["pixels"] == [16 * 16, 32 * 32]
+    table = bench.format_table(record)
+    assert "| cli_reconstruct_uint16_4x32x32 |" in table and "in-process stages" in table
+    assert any(line.startswith("  stage segment kernel") for line in lines)

@@ -480,30 +480,34 @@ def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, a
     """
     from .. import __version__
 
-    with hdf5_output(path, overwrite=overwrite, inputs=inputs) as f:
-        f.attrs["dpcstem_version"] = __version__
-        for key, value in attrs.items():
-            f.attrs[key] = np.nan if value is None else value
-        names = []
-        for p in inputs:
-            p = Path(p)
-            f.attrs[f"sha256:{p.name}"] = sha256_file(p)
-            names.append(str(p))
-        if names:
-            f.attrs["inputs"] = names
-        for key, value in (axes or {}).items():
-            f.attrs[key] = value
-        for name, (array, unit) in maps.items():
-            array = np.asarray(array)
-            if array.dtype.kind == "f" or array.dtype.kind == "c":
-                array = array.astype(np.float32 if array.dtype.kind == "f" else np.complex64, copy=False)
-            elif array.dtype == bool:
-                array = array.astype(np.uint8)
-            chunks = array.shape if array.ndim < 2 else (*([1] * (array.ndim - 2)), *array.shape[-2:])
-            ds = f.create_dataset(name, data=array, chunks=chunks if array.size else None,
-                                  compression="gzip" if array.size > 4096 else None, shuffle=array.size > 4096)
-            ds.attrs["units"] = unit
-        write_nexus_view(f, maps, {**attrs, **(axes or {})})
+    sizes = sum(np.asarray(array).size * 4 for array, _ in maps.values())
+    # Written by HDF5 straight to the temporary file (a result can be larger than the memory left), so a
+    # filesystem that cannot hold it is refused first: HDF5 meeting a full disk crashes the interpreter.
+    with atomic_output(path, overwrite=overwrite, inputs=inputs, size=2 * sizes + (1 << 20)) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["dpcstem_version"] = __version__
+            for key, value in attrs.items():
+                f.attrs[key] = np.nan if value is None else value
+            names = []
+            for p in inputs:
+                p = Path(p)
+                f.attrs[f"sha256:{p.name}"] = sha256_file(p)
+                names.append(str(p))
+            if names:
+                f.attrs["inputs"] = names
+            for key, value in (axes or {}).items():
+                f.attrs[key] = value
+            for name, (array, unit) in maps.items():
+                array = np.asarray(array)
+                if array.dtype.kind == "f" or array.dtype.kind == "c":
+                    array = array.astype(np.float32 if array.dtype.kind == "f" else np.complex64, copy=False)
+                elif array.dtype == bool:
+                    array = array.astype(np.uint8)
+                chunks = array.shape if array.ndim < 2 else (*([1] * (array.ndim - 2)), *array.shape[-2:])
+                ds = f.create_dataset(name, data=array, chunks=chunks if array.size else None,
+                                      compression=None)  # gzip: 22× the write time for 19% less (bench)
+                ds.attrs["units"] = unit
+            write_nexus_view(f, maps, {**attrs, **(axes or {})})
     return Path(path)
 
 

@@ -1,0 +1,207 @@
+"""End-to-end cases: a command of the real command line, run as a subprocess on a file the
+benchmark writes, timed from start to exit, against the time to read its input and write its
+output measured in the same run on the same folder.
+
+``cli_bias_series_uint16_Mx4xNxN`` runs ``dpcstem bias-series`` on M such files (biases 0,
+0.5, 1, … V) with the same options. For ``cli_reconstruct_uint16_4xNxN`` the acquisition is a (4, N, N) uint16 ``.npy`` stack (the
+synthetic segments of :mod:`.cases`, unit gains); the command is
+``dpcstem reconstruct FILE --kv 200 --alpha 10 --collection 0 20 --step 0.5 --thickness 100
+-o OUT.h5`` (exact response, finite-difference charge, mirror potential: the defaults).
+Reported:
+
+* ``median_s`` of the command (interpreter start and imports included: what a user waits);
+* ``read_s``: reading the input file's bytes, with the page cache emptied of it first
+  (``posix_fadvise(DONTNEED)``: cold) and again straight after (warm); ``write_s``: writing
+  as many bytes as the result file holds to a new file in the same folder (no fsync, as the
+  command does none); ``ratio_vs_io`` = median_s / (cold read + write);
+* ``peak_rss_mb``: the command's peak resident memory (``wait4``'s ``ru_maxrss``);
+* ``stages``: the same work in this process, stage by stage (read, the segment kernel, field,
+  charge and potential, the SHA-256 of the input, the HDF5 write with the default
+  compression), and the result file written with each compression offered
+  (``compression``: seconds and MB), which is how the default was chosen.
+
+The command runs cold first (the input evicted from the page cache), then warm.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .cases import Spec, _rng, bias_segments
+
+#: The options of the timed command (a 0.5 nm step, 100 nm thick, 200 kV, α = 10 mrad).
+RECONSTRUCT_OPTIONS = ("--kv", "200", "--alpha", "10", "--collection", "0", "20", "--step", "0.5",
+                       "--thickness", "100")
+
+COMPRESSIONS = (None, "lzf", "gzip")
+
+
+def _evict(path: Path):
+    """Drop a file's pages from the page cache (clean pages only; no privileges needed)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def read_seconds(path: Path, *, cold: bool) -> float:
+    """Seconds to read a whole file in 16 MiB blocks (after evicting it when ``cold``)."""
+    if cold:
+        _evict(path)
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as fh:
+        while fh.read(16 << 20):
+            pass
+    return time.perf_counter() - start
+
+
+def write_seconds(folder: Path, nbytes: int) -> float:
+    """Seconds to write ``nbytes`` to a new file in ``folder`` (removed after)."""
+    block = np.random.default_rng(0).integers(0, 255, min(nbytes, 16 << 20), dtype=np.uint8).tobytes()
+    path = folder / "write-probe.bin"
+    start = time.perf_counter()
+    with open(path, "wb", buffering=0) as fh:
+        left = nbytes
+        while left > 0:
+            left -= fh.write(block[:min(left, len(block))])
+    seconds = time.perf_counter() - start
+    path.unlink()
+    return seconds
+
+
+def run_command(args, *, env=None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, output) of ``python -m dpcstem ARGS`` as a subprocess."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "dpcstem", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    with proc.stdout:
+        out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = out.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"dpcstem {args[0]} failed (status {proc.returncode}): {tail[0]}")
+    return seconds, usage.ru_maxrss / 1024, out  # ru_maxrss is in KiB on Linux
+
+
+def _stages(path: Path, folder: Path, log) -> tuple[dict, dict]:
+    """The reconstruct command's work in this process, stage by stage, and each compression."""
+    import h5py
+
+    from ..calibration import Calibration
+    from ..io import read_segments, write_result
+    from ..io.results import sha256_file
+    from ..reconstruct import reconstruct_deflection, segment_deflection
+
+    cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=0.5, thickness_nm=100, collection_inner_mrad=0,
+                      collection_outer_mrad=20)
+    stages = {}
+
+    def timed(name, call):
+        start = time.perf_counter()
+        value = call()
+        stages[name] = time.perf_counter() - start
+        log(f"  stage {name}: {stages[name]:.2f} s")
+        return value
+
+    acquisition = timed("read", lambda: read_segments(path))
+    tx, ty, _, valid = timed("segment kernel", lambda: segment_deflection(acquisition.segments, cal))
+    result = timed("field, charge, potential", lambda: reconstruct_deflection(tx, ty, cal, valid=valid))
+    timed("sha256 of the input", lambda: sha256_file(path))
+    maps = result.maps()
+    out = folder / "stage.h5"
+    timed("write (default compression)", lambda: write_result(out, maps, cal.to_attrs(), overwrite=True))
+    out.unlink()
+    compression = {}
+    for method in COMPRESSIONS:
+        target = folder / f"compression-{method}.h5"
+        start = time.perf_counter()
+        with h5py.File(target, "w") as f:
+            for name, (array, _) in maps.items():
+                array = np.asarray(array)
+                array = array.astype(np.float32) if array.dtype.kind == "f" else array.astype(np.uint8)
+                f.create_dataset(name, data=array, chunks=array.shape if array.ndim == 2 else None,
+                                 compression=method, shuffle=method is not None and array.ndim == 2)
+        seconds = time.perf_counter() - start
+        compression[str(method)] = {"seconds": seconds, "mb": target.stat().st_size / 1e6}
+        log(f"  compression {method}: {seconds:.2f} s, {compression[str(method)]['mb']:.0f} MB")
+        target.unlink()
+    return stages, compression
+
+
+def _reconstruct_job(spec: Spec, folder: Path):
+    _, n, _ = spec["shape"]
+    path = folder / f"acquisition-{n}.npy"
+    np.save(path, bias_segments(1, n, _rng(1, n, 7))[0])
+    return [path], ["reconstruct", path, *RECONSTRUCT_OPTIONS], f"a {n}×{n} acquisition"
+
+
+def _bias_series_job(spec: Spec, folder: Path):
+    m, _, n, _ = spec["shape"]
+    paths = []
+    for i, seg in enumerate(bias_segments(m, n, _rng(m, n, 8))):
+        paths.append(folder / f"bias-{i}.npy")
+        np.save(paths[-1], seg)
+    biases = [f"{0.5 * i:g}" for i in range(m)]
+    return paths, ["bias-series", *paths, "--bias", *biases, *RECONSTRUCT_OPTIONS], f"{m} acquisitions of {n}×{n}"
+
+
+#: kind → the job: (input files written to the folder, the command's arguments, a description).
+JOBS = {"cli_reconstruct": _reconstruct_job, "cli_bias_series": _bias_series_job}
+
+
+def measure_command(spec: Spec, config, log=print) -> dict:
+    """Run one end-to-end case (see the module docstring) and return its record entry."""
+    with tempfile.TemporaryDirectory(prefix="dpcstem-bench-") as tmp:
+        folder = Path(tmp)
+        inputs, args, what = JOBS[spec.kind](spec, folder)
+        out = folder / "result.h5"
+        size = sum(p.stat().st_size for p in inputs)
+        log(f"{spec.name}: dpcstem {args[0]} of {what} ({size / 1e6:.0f} MB)")
+        runs = []
+        for cache in ["cold"] + ["warm"] * max(config.command_repeats, 1):
+            if cache == "cold":
+                for p in inputs:
+                    _evict(p)
+            seconds, rss, _ = run_command([*args, "-o", out, "--overwrite"])
+            runs.append({"cache": cache, "seconds": seconds, "peak_rss_mb": rss})
+            log(f"  command ({cache} cache): {seconds:.2f} s, peak RSS {rss:.0f} MB")
+        written = out.stat().st_size
+        read_cold = sum(read_seconds(p, cold=True) for p in inputs)
+        read_warm = sum(read_seconds(p, cold=False) for p in inputs)
+        write = write_seconds(folder, written)
+        log(f"  read {read_cold:.2f} s cold, {read_warm:.2f} s warm; write {write:.2f} s")
+        stages, compression = _stages(inputs[0], folder, log) if spec.kind == "cli_reconstruct" else ({}, {})
+    warm = [r["seconds"] for r in runs if r["cache"] == "warm"]
+    median = float(np.median(warm))
+    pixels = int(np.prod(spec["shape"])) // 4
+    return {
+        "name": spec.name,
+        "shape": list(spec["shape"]),
+        "dtype": spec["dtype"],
+        "command": "dpcstem " + " ".join(str(a) if not isinstance(a, Path) else a.name for a in args) + " -o OUT.h5",
+        "pixels": pixels,
+        "median_s": median,
+        "cold_s": runs[0]["seconds"],
+        "runs": runs,
+        "bytes_read": size,
+        "bytes_written": written,
+        "read_s_cold": read_cold,
+        "read_s_warm": read_warm,
+        "write_s": write,
+        "io_s": read_cold + write,
+        "ratio_vs_io": median / (read_cold + write),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "stages": stages,
+        "compression": compression,
+    }

@@ -1,0 +1,176 @@
+"""The fast segment kernels (float32 arithmetic, branch-free, coefficient records) against
+naive loop oracles written here in float64, one pixel at a time, and the optional sum."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dpcstem.response import QuadrantResponse
+from dpcstem.kernels import deflection_linear, deflection_table
+from dpcstem.kernels.segments import bilinear_coefficients
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def naive_normalised(seg, iy, ix, offset, inv_gain, saturation):
+    raw = [float(seg[k, iy, ix]) for k in range(4)]
+    a, b, c, d = ((raw[k] - offset[k]) * inv_gain[k] for k in range(4))
+    total = a + b + c + d
+    if not (total > 0 and total <= F32_MAX) or any(r >= saturation for r in raw):
+        return None, total
+    da, db = (a - c) / total, (b - d) / total
+    if abs(da) > 1 or abs(db) > 1:
+        return None, total
+    return (da, db), total
+
+
+def naive_table_shift(da, db, table, origin, step):
+    n = table.u.shape[0]
+    fj, fi = (da - origin) / step, (db - origin) / step
+    if not (0 <= fj < n - 1 and 0 <= fi < n - 1):
+        return None
+    j, i = math.floor(fj), math.floor(fi)
+    wx, wy = fj - j, fi - i
+    out = []
+    for t in (table.u, table.v):
+        value = ((1 - wy) * ((1 - wx) * t[i, j] + wx * t[i, j + 1])
+                 + wy * ((1 - wx) * t[i + 1, j] + wx * t[i + 1, j + 1]))
+        if math.isnan(value):
+            return None
+        out.append(value)
+    return tuple(out)
+
+
+def naive_deflection(seg, offset, inv_gain, axes, alpha, saturation=math.inf, *, slope=None, table=None):
+    """The four-segment kernel one pixel at a time in float64: linear with ``slope``, else by ``table``."""
+    ny, nx = seg.shape[1:]
+    tx, ty, total = (np.full((ny, nx), np.nan) for _ in range(3))
+    valid = np.zeros((ny, nx), np.uint8)
+    for iy in range(ny):
+        for ix in range(nx):
+            signals, total[iy, ix] = naive_normalised(seg, iy, ix, offset, inv_gain, saturation)
+            if signals is None:
+                continue
+            if table is None:
+                shift = (signals[0] / slope, signals[1] / slope)
+            else:
+                shift = naive_table_shift(*signals, table, table.origin, table.step)
+                if shift is None:
+                    continue
+            u, v = shift
+            tx[iy, ix] = alpha * (u * axes[0, 0] + v * axes[1, 0])
+            ty[iy, ix] = alpha * (u * axes[0, 1] + v * axes[1, 1])
+            valid[iy, ix] = 1
+    return tx, ty, total, valid
+
+
+def segments_with_faults(rng, shape, dtype):
+    """Counts 200..1200 with a zero sum, a pixel outside the response, NaN, inf and a saturated segment."""
+    seg = rng.uniform(200, 1200, (4, *shape))
+    seg[:, 0, 0] = 0.0
+    seg[0, -1, -1], seg[2, -1, -1] = 5e4, 0.0
+    if np.dtype(dtype).kind == "f":
+        seg[1, 0, 1] = np.nan
+        seg[3, 1, 0] = np.inf
+    seg[2, 1, 1] = 65535.0
+    return seg.astype(dtype)
+
+
+def run(kernel, seg, *args, with_total=True):
+    ny, nx = seg.shape[1:]
+    tx, ty = np.empty((ny, nx), np.float32), np.empty((ny, nx), np.float32)
+    total = np.empty((ny, nx), np.float32) if with_total else None
+    valid = np.empty((ny, nx), np.uint8)
+    kernel(seg, *args[:-1], tx, ty, total, valid, args[-1])
+    return tx, ty, total, valid
+
+
+def assert_equal_to_float32_rounding(got, want, alpha):
+    np.testing.assert_array_equal(got[3], want[3])
+    ok = want[3].astype(bool)
+    for g, w in zip(got[:2], want[:2]):
+        assert np.isnan(g[~ok]).all()
+        np.testing.assert_allclose(g[ok], w[ok], rtol=4e-7 * 8, atol=4e-7 * 8 * alpha)
+    if got[2] is not None:
+        finite = np.isfinite(want[2])
+        np.testing.assert_allclose(got[2][finite], want[2][finite], rtol=4e-7 * 4)
+
+
+AXES = np.array([[math.cos(0.6), math.sin(0.6)], [math.sin(0.6), -math.cos(0.6)]])  # rotated and flipped
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int32", "float32", "float64"])
+@pytest.mark.parametrize("shape", [(3, 5), (17, 70)])
+def test_linear_kernel_equals_the_loop_oracle(dtype, shape):
+    rng = np.random.default_rng([1, *shape, np.dtype(dtype).num])
+    seg = segments_with_faults(rng, shape, dtype)
+    offset, inv_gain = rng.uniform(0, 20, 4), 1 / rng.uniform(0.9, 1.1, 4)
+    got = run(deflection_linear, seg, offset, inv_gain, 0.85, AXES, 7.5, 65535.0)
+    want = naive_deflection(seg, offset, inv_gain, AXES, 7.5, 65535.0, slope=0.85)
+    assert_equal_to_float32_rounding(got, want, 7.5)
+    assert want[3].sum() > 0 and want[3][0, 0] == 0 and want[3][1, 1] == 0
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "float64"])
+@pytest.mark.parametrize("geometry", [(0.0, 10.0), (0.2, 2.0), (0.58, 3.0)])
+def test_table_kernel_equals_the_loop_oracle(dtype, geometry):
+    rng = np.random.default_rng([2, np.dtype(dtype).num, int(100 * geometry[0])])
+    shape = (13, 41)
+    seg = segments_with_faults(rng, shape, dtype)
+    offset, inv_gain = rng.uniform(0, 20, 4), 1 / rng.uniform(0.9, 1.1, 4)
+    table = QuadrantResponse(*geometry).inverse_table()
+    args = (offset, inv_gain, table.u, table.v, table.origin, table.step, AXES, 4.0, 65535.0)
+    got = run(deflection_table, seg, *args)
+    want = naive_deflection(seg, offset, inv_gain, AXES, 4.0, 65535.0, table=table)
+    assert_equal_to_float32_rounding(got, want, 4.0)
+    assert want[3].sum() > 0
+
+
+def test_table_kernel_over_the_whole_table_range_and_beyond():
+    """Signals spread over and past the table, NaN cells (where no shift, or two, give them) included."""
+    table = QuadrantResponse(0.58, 3.0).inverse_table()
+    assert np.isnan(table.u).any()
+    rng = np.random.default_rng(3)
+    shape = (40, 50)
+    da, db = rng.uniform(-0.95, 0.95, shape), rng.uniform(-0.95, 0.95, shape)
+    total = rng.uniform(100, 5000, shape)
+    # A, B, C, D with these differences and sum (non-negative while |dA| + |dB| ≤ 1).
+    seg = np.stack([total * (0.25 + da / 2), total * (0.25 + db / 2), total * (0.25 - da / 2),
+                    total * (0.25 - db / 2)])
+    args = (np.zeros(4), np.ones(4), table.u, table.v, table.origin, table.step, np.eye(2), 1.0, np.inf)
+    got = run(deflection_table, seg, *args)
+    want = naive_deflection(seg, np.zeros(4), np.ones(4), np.eye(2), 1.0, table=table)
+    assert_equal_to_float32_rounding(got, want, 1.0)
+    assert 0 < want[3].mean() < 1
+
+
+@pytest.mark.parametrize("kernel", ["linear", "table"])
+def test_without_the_sum_the_deflection_is_the_same(kernel):
+    rng = np.random.default_rng(4)
+    seg = segments_with_faults(rng, (9, 33), "uint16")
+    table = QuadrantResponse().inverse_table()
+    if kernel == "linear":
+        fn, args = deflection_linear, (np.zeros(4), np.ones(4), 0.9, AXES, 2.0, 65535.0)
+    else:
+        fn, args = deflection_table, (np.zeros(4), np.ones(4), table.u, table.v, table.origin, table.step, AXES, 2.0,
+                                      65535.0)
+    full = run(fn, seg, *args)
+    bare = run(fn, seg, *args, with_total=False)
+    assert bare[2] is None
+    for a, b in zip(full[:2] + full[3:], bare[:2] + bare[3:]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bilinear_coefficients_give_the_corners_and_the_centre_of_each_cell():
+    rng = np.random.default_rng(5)
+    u, v = rng.standard_normal((6, 6)), rng.standard_normal((6, 6))
+    c = bilinear_coefficients(u, v).reshape(5, 5, 8).astype(np.float64)
+    for q, t in enumerate((u, v)):
+        c0, cx, cy, cxy = (c[..., 4 * q + r] for r in range(4))
+        np.testing.assert_allclose(c0, t[:-1, :-1], rtol=1e-6)
+        np.testing.assert_allclose(c0 + cx, t[:-1, 1:], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(c0 + cy, t[1:, :-1], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(c0 + cx + cy + cxy, t[1:, 1:], rtol=1e-6, atol=1e-6)
+        centre = (t[:-1, :-1] + t[:-1, 1:] + t[1:, :-1] + t[1:, 1:]) / 4
+        np.testing.assert_allclose(c0 + (cx + cy) / 2 + cxy / 4, centre, rtol=1e-6, atol=1e-6)
