@@ -2,7 +2,7 @@
 
 Submodules: :mod:`~dpcstem.io.segments` (four-segment acquisitions),
 :mod:`~dpcstem.io.pixelated` (4D-STEM frames, opened lazily), :mod:`~dpcstem.io.results`
-(the HDF5 result file), :mod:`~dpcstem.io.signals` (HyperSpy interop). The names below are
+(the HDF5 result file), :mod:`~dpcstem.io.signals` (HyperSpy signal types, pyxem). The names below are
 imported on first use so that ``import dpcstem`` stays fast.
 """
 
@@ -20,6 +20,7 @@ _WHERE = {
     "open_pixelated": "pixelated",
     "load_result": "signals",
     "result_to_signals": "signals",
+    "from_beam_shift": "signals",
 }
 
 __all__ = sorted(_WHERE)
@@ -30,3 +31,7 @@ def __getattr__(name):
         module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_WHERE})

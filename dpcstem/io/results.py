@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from ..errors import DPCError, InputDataError, OutputExistsError, UnreadableFileError
-from .signals import write_nexus_view
+from .hyperspy_view import write_hyperspy_view
 
 
 def sha256_file(path, *, block=1 << 20) -> str:
@@ -63,9 +63,9 @@ def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, a
     axes : dict, optional
         Extra root attributes describing axes (e.g. ``bias``), written as given.
 
-    The file also carries a NeXus view of the maps (links, no copies) so that
-    ``hyperspy.api.load(path, file_format="NeXus", nxdata_only=True)`` opens it with
-    calibrated axes; :func:`dpcstem.io.load_result` is the simpler way back.
+    The file also carries a HyperSpy view of the maps (links, no copies) so that
+    ``hyperspy.api.load(path, file_format="hspy")`` opens it as dpcstem's signal types
+    with calibrated axes, as :func:`dpcstem.io.load_result` does.
     """
     from .. import __version__
 
@@ -93,7 +93,7 @@ def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, a
                 ds = f.create_dataset(name, data=array, chunks=chunks if array.size else None,
                                       compression="gzip" if array.size > 4096 else None, shuffle=array.size > 4096)
                 ds.attrs["units"] = unit
-            write_nexus_view(f, maps, {**attrs, **(axes or {})})
+            write_hyperspy_view(f, maps)
     return Path(path)
 
 
