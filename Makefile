@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-quick bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The suite without the end-to-end runs (demo, notebooks, benchmarks, command-line series runs).
+QUICK_SKIP := test_demo test_notebooks test_bench test_interrupt test_bias_series
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest $(foreach t,$(QUICK_SKIP),--ignore=tests/$(t).py)
 
 bench: $(STAMP)
 	$(BIN)/dpcstem bench

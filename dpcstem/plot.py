@@ -32,6 +32,7 @@ import re
 import numpy as np
 
 from .errors import CalibrationError, InputDataError
+from .units import QUANTITY_BY_UNIT
 
 __all__ = [
     "DIVERGING_CMAP",
@@ -39,6 +40,7 @@ __all__ = [
     "ROBUST_PERCENTILE",
     "SEQUENTIAL_CMAP",
     "add_scale_bar",
+    "annotate_interface",
     "plot_arrows",
     "plot_bias_panel",
     "plot_charge_vs_bias",
@@ -58,17 +60,6 @@ ROBUST_PERCENTILE = 99.5
 
 DIVERGING_CMAP = "RdBu_r"
 SEQUENTIAL_CMAP = "viridis"
-
-_QUANTITY_BY_UNITS = {
-    "V/m": "electric field",
-    "C/m^3": "charge density",
-    "e/nm^3": "charge density",
-    "C/m^2": "areal charge",
-    "e/nm^2": "areal charge",
-    "V": "potential",
-    "V*nm": "projected potential",
-    "mrad": "deflection",
-}
 
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
@@ -142,7 +133,7 @@ def pretty_units(units):
 def _quantity(quantity, units):
     if quantity is not None:
         return quantity
-    return _QUANTITY_BY_UNITS.get(units, "value")
+    return QUANTITY_BY_UNIT.get(units, "value")
 
 
 def _exponent_for(limit):
@@ -506,7 +497,7 @@ def plot_arrows(vx, vy, background, *, ax=None, every=None, step_nm=None, units=
 
 
 def plot_scalar_map(m, *, ax=None, units="C/m^3", diverging=True, step_nm=None, title=None,
-                    quantity=None, vmin=None, vmax=None):
+                    quantity=None, vmin=None, vmax=None, cmap=None):
     """Show a scalar map with a colour bar in physical units.
 
     Parameters
@@ -529,6 +520,9 @@ def plot_scalar_map(m, *, ax=None, units="C/m^3", diverging=True, step_nm=None, 
         Colour limits in ``units``. Diverging: give ``vmax`` alone (limits ±vmax);
         default ± the :data:`ROBUST_PERCENTILE` percentile of |m|. Sequential: each
         limit not given is the 0.5 or 99.5 percentile of the finite values.
+    cmap : str, optional
+        Colour map of a sequential map instead of ``viridis``: ``"gray"`` for a structural
+        image (segment sum, ADF).
 
     Returns
     -------
@@ -543,6 +537,8 @@ def plot_scalar_map(m, *, ax=None, units="C/m^3", diverging=True, step_nm=None, 
     m = _map2d("m", m)
     step = _steps(step_nm)
     if diverging:
+        if cmap is not None:
+            raise InputDataError(f"a diverging map is drawn in {DIVERGING_CMAP}; cmap={cmap!r} needs diverging=False")
         vmin, vmax = _diverging_limits(m, vmin, vmax)
         cmap = _colormap(DIVERGING_CMAP)
     else:
@@ -554,7 +550,7 @@ def plot_scalar_map(m, *, ax=None, units="C/m^3", diverging=True, step_nm=None, 
         if vmax < vmin:
             raise InputDataError(f"vmax must not be below vmin, got vmin={vmin!r}, "
                                  f"vmax={vmax!r}")
-        cmap = _colormap(SEQUENTIAL_CMAP)
+        cmap = _colormap(cmap or SEQUENTIAL_CMAP)
     fig, ax = _new_axes(ax, _map_figsize(m.shape, step, 1.4))
     im = _show_map(ax, m, step, cmap=cmap, vmin=vmin, vmax=vmax)
     extend = _extend(m, vmin, vmax)
@@ -631,6 +627,65 @@ def add_scale_bar(ax, step_nm, *, length_nm=None, colour="white", location="lowe
     artist.text = label._text
     ax.add_artist(artist)
     return artist
+
+
+def annotate_interface(ax, interface, step_nm, *, before=None, after=None, colour="black"):
+    """Draw an interface on a map: its line, the normal as an arrow, the material on each side.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Axes showing a map in pixel coordinates (as every map in this module is).
+    interface : dpcstem.interface.Interface
+        The interface (two points in nm, scan frame); its normal points toward distances
+        d > 0 (:mod:`dpcstem.interface`).
+    step_nm : float or (float, float)
+        Scan step in nm, (step_x_nm, step_y_nm).
+    before, after : str, optional
+        Material on the side d < 0 and on the side d > 0 (the normal points from
+        ``before`` into ``after``), written beside the line.
+    colour : str
+        Colour of the line, arrow and labels (outlined in white so they read on any map).
+
+    Returns
+    -------
+    dict
+        The artists drawn: ``"line"``, ``"normal"`` (the arrow, labelled "n"), and
+        ``"before"``/``"after"`` (texts) where given.
+    """
+    from matplotlib import patheffects
+
+    step_x, step_y = _steps(step_nm)
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
+    start = np.array(interface.start_nm, dtype=float)
+    end = np.array(interface.end_nm, dtype=float)
+    normal = np.asarray(interface.normal, dtype=float)
+    to_px = np.array([1.0 / step_x, 1.0 / step_y])
+    (line,) = ax.plot(*np.stack([start * to_px, end * to_px]).T, ls="--", lw=1.2, color=colour,
+                      path_effects=outline, scalex=False, scaley=False)
+    line.set_label("interface")
+    # the arrow and the labels sit where the interface crosses the middle of the view
+    left, right = sorted(ax.get_xlim())
+    bottom, top = sorted(ax.get_ylim())
+    centre_px = np.array([(left + right) / 2, (bottom + top) / 2])
+    direction = (end - start) / np.hypot(*(end - start))
+    along = np.dot(centre_px / to_px - start, direction)
+    middle = start + along * direction  # nm, on the line
+    reach_nm = 0.18 * min(right - left, top - bottom) * min(step_x, step_y)
+    tail, head = middle * to_px, (middle + reach_nm * normal) * to_px
+    arrow = ax.annotate("", xy=head, xytext=tail,
+                        arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.6, mutation_scale=14))
+    arrow.set_label("interface normal")
+    label = ax.text(*(middle + 1.2 * reach_nm * normal) * to_px, "n", color=colour, fontsize=10,
+                    fontweight="bold", fontstyle="italic", ha="center", va="center", path_effects=outline)
+    out = {"line": line, "normal": arrow, "normal_label": label}
+    offset = 0.45 * reach_nm * direction  # beside the arrow, not on it
+    for key, text, sign in (("before", before, -1.0), ("after", after, 1.0)):
+        if text:
+            where = (middle + sign * 0.9 * reach_nm * normal - offset) * to_px
+            out[key] = ax.text(*where, text, color=colour, fontsize=9, fontweight="bold", ha="center",
+                               va="center", path_effects=outline, clip_on=True)
+    return out
 
 
 # --------------------------------------------------------------------------- line plots

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 #: Map name → (unit, label). Units as written to files: ``^`` for powers, ``*`` for products.
 QUANTITIES = {
+    "deflection": ("mrad", "Deflection"),
     "deflection_x": ("mrad", "Deflection x"),
     "deflection_y": ("mrad", "Deflection y"),
+    "field": ("V/m", "Field"),
     "field_x": ("V/m", "Field x"),
     "field_y": ("V/m", "Field y"),
     "charge_density": ("C/m^3", "Charge density"),

@@ -132,7 +132,7 @@ def _read_segments(path):
 
 def _read_result(path):
     signals = load_result(path)
-    return np.stack([signals[name].data.astype(np.float64) for name in sorted(signals)])
+    return np.concatenate([signals[name].data.astype(np.float64).ravel() for name in sorted(signals)])
 
 
 def _read_frames(path):

@@ -558,3 +558,59 @@ def test_read_spectrum_says_a_velox_image_file_holds_no_spectrum():
         pytest.skip(f"reference data absent: {path}")
     with pytest.raises(MissingMetadataError, match=r"holds no spectrum .* found .*'DF4-A' \(2, 2\)"):
         read_spectrum(path)
+
+
+# --------------------------------------------------------------------------------------
+# Against exspy, the EELS package of the HyperSpy project
+# --------------------------------------------------------------------------------------
+
+
+def _exspy():
+    import warnings
+
+    with warnings.catch_warnings():  # exspy's import warns about HyperSpy names it uses
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("exspy", reason="exspy is not installed (optional extra dpcstem[exspy])")
+
+
+def test_t_over_lambda_matches_exspy_estimate_thickness(tmp_path):
+    """exspy's ``estimate_thickness`` on the same spectrum image and the same zero-loss windows.
+
+    exspy's log-ratio takes I_0 from the spectrum's start to a threshold and I_t over the
+    whole spectrum; dpcstem's zero-loss window runs from the first minimum below the peak.
+    Below that minimum the spectrum holds only read noise, so with exspy's threshold at the
+    channel after dpcstem's window the two are the same definition.
+    """
+    import subprocess
+    import sys
+
+    import h5py
+    import hyperspy.api as hs
+
+    exspy = _exspy()
+    rng = np.random.default_rng(12)
+    truth = np.array([[0.3, 0.8, 1.5, 2.4], [2.0, 1.1, 0.6, 3.0]])
+    step = 0.3
+    spectrum = exspy.signals.EELSSpectrum(_image(truth, rng))
+    axis = spectrum.axes_manager.signal_axes[0]
+    axis.offset, axis.scale, axis.units, axis.is_binned = -10.0, step, "eV", True
+    spectrum.set_microscope_parameters(beam_energy=200, collection_angle=15, convergence_angle=20)
+
+    ours = eels.log_ratio(spectrum)
+    threshold = hs.signals.BaseSignal(ours.zlp_window_ev[..., 1] + step / 2).T  # centre of the next channel
+    theirs = spectrum.estimate_thickness(threshold=threshold).data
+    np.testing.assert_allclose(ours.t_over_lambda, theirs, rtol=0.01)
+    assert np.max(np.abs(ours.t_over_lambda / truth - 1)) < 0.03
+
+    # The command line reads the exspy spectrum image saved as HyperSpy's file, with its metadata.
+    path = tmp_path / "low_loss.hspy"
+    spectrum.save(path)
+    out = tmp_path / "thickness.h5"
+    run = subprocess.run([sys.executable, "-m", "dpcstem", "thickness", str(path), "--composition", "LiCoO2",
+                          "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "2 x 4 spectrum image" in run.stdout and "E0 = 200 keV, β = 15 mrad" in run.stdout
+    with h5py.File(out) as f:
+        np.testing.assert_allclose(f["t_over_lambda"][()], theirs, rtol=0.01)
+        lam = f.attrs["mean_free_path_nm"]
+        np.testing.assert_allclose(f["thickness"][()], theirs * lam, rtol=0.01)

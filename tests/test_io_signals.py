@@ -1,103 +1,163 @@
-"""Results as HyperSpy signals: calibrated axes, units, and a result file read back."""
+"""Results as HyperSpy signals: dpcstem's signal types through ``hs.load`` and ``load_result``, and pyxem.
+
+The result files are made by the command line, as a user makes them: ``dpcstem reconstruct``
+for one acquisition and ``dpcstem bias-series`` for a series, with the biases given in
+increasing order and out of order.
+"""
+
+import shutil
+import warnings
 
 import h5py
 import numpy as np
 import pytest
 
-from dpcstem.errors import UnreadableFileError
-from dpcstem.io.results import load_result_arrays, write_result
-from dpcstem.io.signals import load_result, result_to_signals, write_nexus_view
+from dpcstem import Calibration
+from dpcstem.cli import main
+from dpcstem.errors import InputDataError, UnreadableFileError
+from dpcstem.io import load_result, load_result_arrays, write_result
+from dpcstem.io.signals import ChargeDensityMap, DeflectionMap, FieldMap, PotentialMap, from_beam_shift
+from dpcstem.simulate import MottSchottky, simulate_bias_series
+from dpcstem.io.simulated import write_series
+
+STEP_X, STEP_Y = 0.5, 0.75
+BIASES = (0.0, 1.0, 2.5)  # unequal steps: a non-uniform bias axis
+CAL = ["--kv", "200", "--alpha", "1.5", "--step", str(STEP_X), str(STEP_Y), "--thickness", "131"]
 
 
-def _maps(shape=(5, 7), seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "deflection_x": (rng.normal(size=shape).astype(np.float32), "mrad"),
-        "deflection_y": (rng.normal(size=shape).astype(np.float32), "mrad"),
-        "field_x": (rng.normal(size=shape).astype(np.float32) * 1e7, "V/m"),
-        "charge_density": (rng.normal(size=shape).astype(np.float32) * 1e5, "C/m^3"),
-        "potential": (rng.normal(size=shape).astype(np.float32), "V"),
-        "valid": (np.ones(shape, np.uint8), "1"),
-    }
+@pytest.fixture(scope="module")
+def acquisitions(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("series")
+    cal = Calibration(kv=200, alpha_mrad=1.5, step_x_nm=STEP_X, step_y_nm=STEP_Y, thickness_nm=131)
+    layer = MottSchottky(density_per_m3=1e25, eps_r=12, potential_drop_v=0.3, sheet_nm=1.5)
+    sim = simulate_bias_series(layer, cal, (32, 24), biases=BIASES, share=0.5, point_nm=(6.0, 12.0),
+                               normal_deg=15.0, rng=3)
+    files = write_series(sim, folder, seed=3)
+    return folder, [str(f) for f in files[:len(BIASES)]]
 
 
-def _check_image_axes(signal, ny, nx, step_x, step_y):
-    y, x = signal.axes_manager.signal_axes[1], signal.axes_manager.signal_axes[0]
-    assert (x.name, x.size, x.units, x.offset) == ("x", nx, "nm", 0.0)
-    assert (y.name, y.size, y.units, y.offset) == ("y", ny, "nm", 0.0)
-    assert x.scale == pytest.approx(step_x)
-    assert y.scale == pytest.approx(step_y)
+@pytest.fixture(scope="module")
+def single(acquisitions, tmp_path_factory):
+    _, files = acquisitions
+    out = tmp_path_factory.mktemp("single") / "single.h5"
+    assert main(["reconstruct", files[1], *CAL, "-o", str(out)]) == 0
+    return out
 
 
-def test_single_result_round_trips_through_load_result(tmp_path):
-    maps = _maps()
-    attrs = {"kv": 200.0, "alpha_mrad": 20.0, "step_x_nm": 0.5, "step_y_nm": 0.25, "thickness_nm": 100.0}
-    path = write_result(tmp_path / "out.h5", maps, attrs)
-    signals = load_result(path)
-    assert set(signals) == set(maps)
-    for name, (array, unit) in maps.items():
-        s = signals[name]
-        assert type(s).__name__ == "Signal2D"
-        assert s.axes_manager.navigation_dimension == 0
-        np.testing.assert_array_equal(s.data, array)
-        _check_image_axes(s, 5, 7, 0.5, 0.25)
-        assert s.metadata.General.title == name
-        assert s.metadata.General.original_filename == "out.h5"
-        assert s.original_metadata.kv == 200.0
-    assert signals["field_x"].metadata.Signal.quantity == "Field x (V/m)"
-    assert signals["deflection_y"].metadata.Signal.quantity == "Deflection y (mrad)"
-    assert signals["charge_density"].metadata.Signal.quantity == "Charge density (C/m^3)"
-    assert signals["potential"].metadata.Signal.quantity == "Potential (V)"
-    assert signals["valid"].metadata.Signal.quantity == "Valid"
+@pytest.fixture(scope="module", params=["in order", "out of order"])
+def series(request, acquisitions, tmp_path_factory):
+    _, files = acquisitions
+    order = [0, 1, 2] if request.param == "in order" else [2, 0, 1]
+    out = tmp_path_factory.mktemp("result") / "series.h5"
+    assert main(["bias-series", *[files[i] for i in order], *CAL, "-o", str(out)]) == 0
+    return out, [BIASES[i] for i in order]
 
 
-def test_bias_series_gets_a_bias_axis(tmp_path):
-    n, ny, nx = 3, 4, 6
-    rng = np.random.default_rng(1)
-    maps = {
-        "field_x": (rng.normal(size=(n, ny, nx)).astype(np.float32), "V/m"),
-        "net_charge_density": (rng.normal(size=(n, ny, nx)).astype(np.float32), "C/m^3"),
-        "bias": (np.array([0.0, 0.5, 1.0]), "V"),
-        "registration_shift": (np.zeros((n, 2)), "px"),
-    }
-    path = write_result(tmp_path / "series.h5", maps, {"step_x_nm": 1.5, "step_y_nm": 1.5})
-    signals = load_result(path)
-    assert set(signals) == {"field_x", "net_charge_density"}  # bias and shifts are not images
-    s = signals["net_charge_density"]
-    np.testing.assert_array_equal(s.data, maps["net_charge_density"][0])
-    bias_axis = s.axes_manager.navigation_axes[0]
-    assert (bias_axis.name, bias_axis.units, bias_axis.size) == ("bias", "V", 3)
-    np.testing.assert_allclose(bias_axis.axis, [0.0, 0.5, 1.0])
-    assert bias_axis.scale == pytest.approx(0.5)
-    _check_image_axes(s, ny, nx, 1.5, 1.5)
-    assert s.metadata.Signal.quantity == "Net charge density (C/m^3)"
+def _hs_load(path):
+    import hyperspy.api as hs
+
+    loaded = hs.load(path, file_format="hspy")  # a list, or one signal where the file holds one
+    return {s.metadata.General.title: s for s in (loaded if isinstance(loaded, list) else [loaded])}
 
 
-def test_unequal_bias_steps_give_a_non_uniform_axis():
-    maps = {"field_x": (np.zeros((3, 2, 2)), "V/m"), "bias": (np.array([-1.0, 0.0, 2.5]), "V")}
-    s = result_to_signals(maps, {"step_x_nm": 1.0})["field_x"]
-    axis = s.axes_manager.navigation_axes[0]
-    assert axis.name == "bias" and axis.units == "V"
-    np.testing.assert_allclose(axis.axis, [-1.0, 0.0, 2.5])
-    _check_image_axes(s, 2, 2, 1.0, 1.0)  # step_y defaults to step_x
+def _check_image_axes(signal, shape):
+    x, y = signal.axes_manager.signal_axes
+    assert (x.name, x.units, x.size, x.offset) == ("x", "nm", shape[-1], 0.0)
+    assert (y.name, y.units, y.size, y.offset) == ("y", "nm", shape[-2], 0.0)
+    assert (x.scale, y.scale) == (pytest.approx(STEP_X), pytest.approx(STEP_Y))
 
 
-def test_reconstruction_to_signals_and_back(tmp_path):
-    """A reconstructed result, written and read back, keeps its values, units and scan step."""
-    from dpcstem import Calibration
-    from dpcstem.reconstruct import reconstruct
-    from dpcstem.simulate import segments_from_deflection
+def _check_metadata(signal, quantity, unit, path):
+    assert signal.metadata.Signal.quantity == quantity
+    assert signal.units == unit == signal.metadata.Signal.units
+    assert signal.metadata.Acquisition_instrument.TEM.beam_energy == 200.0
+    assert signal.metadata.Acquisition_instrument.TEM.convergence_angle == 1.5
+    calibration = signal.metadata.DPC.calibration
+    assert (calibration.thickness_nm, calibration.step_y_nm, calibration.thickness_nm_source) == (131.0, STEP_Y, "user")
+    provenance = signal.metadata.DPC.provenance
+    assert provenance.dpcstem_version
+    with h5py.File(path) as f:
+        digests = {k.split(":", 1)[1]: v for k, v in f.attrs.items() if k.startswith("sha256:")}
+    assert digests and provenance.sha256.as_dictionary() == digests
+    assert signal.original_metadata.kv == 200.0
 
-    cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=0.8, step_y_nm=1.2, thickness_nm=50)
-    y, x = np.mgrid[0:6, 0:9]
-    tx, ty = 0.1 * np.sin(x / 3.0), 0.05 * np.cos(y / 2.0)
-    result = reconstruct(segments_from_deflection(tx, ty, cal), cal)
-    path = write_result(tmp_path / "r.h5", result.maps(), cal.to_attrs())
-    signals = load_result(path)
-    np.testing.assert_allclose(signals["deflection_x"].data, tx, atol=1e-4)
-    np.testing.assert_array_equal(signals["field_y"].data, result.field_y)
-    _check_image_axes(signals["field_y"], 6, 9, 0.8, 1.2)
-    assert signals["field_y"].metadata.Signal.quantity == "Field y (V/m)"
+
+@pytest.mark.parametrize("how", ["hs.load", "load_result"])
+def test_single_result_as_dpcstem_signals(single, how):
+    signals = _hs_load(single) if how == "hs.load" else load_result(single)
+    arrays, _ = load_result_arrays(single)
+    assert type(signals["deflection"]) is DeflectionMap and type(signals["field"]) is FieldMap
+    assert type(signals["charge_density"]) is ChargeDensityMap and type(signals["potential"]) is PotentialMap
+    assert {"field_x", "field_y", "deflection_x"}.isdisjoint(signals)  # the components live in the vector maps
+    field = signals["field"]
+    assert field.metadata.Signal.signal_type == "electric_field"
+    (component,) = field.axes_manager.navigation_axes
+    assert (component.name, component.size) == ("component", 2)
+    np.testing.assert_array_equal(field.data, np.stack([arrays["field_x"][0], arrays["field_y"][0]]))
+    np.testing.assert_array_equal(field.inav[1].data, arrays["field_y"][0])
+    np.testing.assert_array_equal(signals["charge_density"].data, arrays["charge_density"][0])
+    _check_image_axes(field, arrays["field_x"][0].shape)
+    _check_metadata(field, "Field (V/m)", "V/m", single)
+    _check_metadata(signals["deflection"], "Deflection (mrad)", "mrad", single)
+    _check_metadata(signals["charge_density"], "Charge density (C/m^3)", "C/m^3", single)
+    _check_metadata(signals["potential"], "Potential (V)", "V", single)
+    assert signals["charge_density"].axes_manager.navigation_dimension == 0
+    if how == "load_result":
+        assert signals["potential"].metadata.General.original_filename == "single.h5"
+
+
+@pytest.mark.parametrize("how", ["hs.load", "load_result"])
+def test_bias_series_has_the_real_biases_in_increasing_order(series, how):
+    path, given = series
+    signals = _hs_load(path) if how == "hs.load" else load_result(path)
+    arrays, _ = load_result_arrays(path)
+    np.testing.assert_array_equal(arrays["bias"][0], given)  # the file keeps the order given
+    order = np.argsort(given)
+    net = signals["net_field"]
+    assert type(net) is FieldMap and type(signals["net_charge_density"]) is ChargeDensityMap
+    component, bias = net.axes_manager.navigation_axes
+    assert component.name == "component"
+    assert (bias.name, bias.units, bias.size) == ("bias", "V", 3)
+    np.testing.assert_array_equal(bias.axis, sorted(BIASES))
+    assert not bias.is_uniform  # 0, 1.0, 2.5 V: the real values, not an index
+    np.testing.assert_array_equal(net.data[:, 0], arrays["net_field_x"][0][order])
+    np.testing.assert_array_equal(net.data[:, 1], arrays["net_field_y"][0][order])
+    charge = signals["net_charge_density"]
+    np.testing.assert_array_equal(charge.axes_manager["bias"].axis, sorted(BIASES))
+    np.testing.assert_array_equal(charge.data, arrays["net_charge_density"][0][order])
+    zero = charge.inav[0]  # the 0 V net map is zero by construction, wherever it was in the file
+    assert np.nanmax(np.abs(zero.data)) == 0.0
+    _check_image_axes(charge, arrays["net_charge_density"][0].shape)
+    _check_metadata(charge, "Net charge density (C/m^3)", "C/m^3", path)
+    _check_metadata(net, "Net field (V/m)", "V/m", path)
+    assert net.component("y").axes_manager["bias"].units == "V"
+    np.testing.assert_allclose(net.magnitude().data, np.hypot(net.data[:, 0], net.data[:, 1]), rtol=1e-6)
+
+
+def test_hs_load_and_load_result_give_the_same_signals(series, tmp_path):
+    path, _ = series
+    moved = tmp_path / "moved.h5"  # the view refers to its own file, not to a path
+    shutil.copy(path, moved)
+    by_hs, by_dpcstem = _hs_load(moved), load_result(path)
+    assert set(by_hs) == set(by_dpcstem)
+    for name, a in by_hs.items():
+        b = by_dpcstem[name]
+        assert type(a) is type(b), name
+        np.testing.assert_array_equal(a.data, b.data)
+        for ax, bx in zip(a.axes_manager._axes, b.axes_manager._axes, strict=True):
+            assert (ax.name, ax.units, ax.navigate, ax.is_uniform) == (bx.name, bx.units, bx.navigate, bx.is_uniform)
+            np.testing.assert_array_equal(ax.axis, bx.axis)
+        assert a.metadata.Signal.as_dictionary() == b.metadata.Signal.as_dictionary()
+        assert a.metadata.DPC.as_dictionary().keys() == b.metadata.DPC.as_dictionary().keys()
+
+
+def test_equally_spaced_biases_give_a_uniform_axis(tmp_path):
+    maps = {"net_charge_density": (np.zeros((3, 4, 5), np.float32), "C/m^3"),
+            "bias": (np.array([1.0, 0.5, 0.0]), "V")}
+    path = write_result(tmp_path / "r.h5", maps, {"step_x_nm": 1.0})
+    for signals in (load_result(path), _hs_load(path)):
+        bias = signals["net_charge_density"].axes_manager["bias"]
+        assert bias.is_uniform and (bias.offset, bias.scale, bias.units) == (0.0, 0.5, "V")
 
 
 def test_load_result_of_a_bad_file(tmp_path):
@@ -109,33 +169,49 @@ def test_load_result_of_a_bad_file(tmp_path):
         load_result(bad)
 
 
-def test_nexus_view_opens_in_hyperspy_with_axes(tmp_path):
-    import hyperspy.api as hs
+def test_load_result_is_listed_in_dpcstem_io():
+    import dpcstem.io
 
-    maps = _maps(shape=(4, 3))
-    maps["net_field_x"] = (np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3), "V/m")
-    maps["bias"] = (np.array([0.0, 2.0]), "V")
-    attrs = {"step_x_nm": 0.5, "step_y_nm": 0.25}
-    path = tmp_path / "nx.h5"
-    with h5py.File(path, "w") as f:
-        for name, (array, unit) in maps.items():
-            f[name] = array
-            f[name].attrs["units"] = unit
-        write_nexus_view(f, maps, attrs)
-    with h5py.File(path, "r") as f:  # a link, not a copy
-        assert f["hyperspy/field_x/field_x"].id == f["field_x"].id
-    loaded = hs.load(path, file_format="NeXus", nxdata_only=True)
-    by_title = {s.metadata.General.title: s for s in loaded}
-    assert set(by_title) == {"deflection_x", "deflection_y", "field_x", "charge_density", "potential", "valid",
-                             "net_field_x"}
-    s = by_title["field_x"].as_signal2D((0, 1))
-    np.testing.assert_array_equal(s.data, maps["field_x"][0])
-    _check_image_axes(s, 4, 3, 0.5, 0.25)
-    series = by_title["net_field_x"].as_signal2D((0, 1))
-    np.testing.assert_array_equal(series.data, maps["net_field_x"][0])
-    bias = series.axes_manager.navigation_axes[0]
-    assert (bias.name, bias.units) == ("bias", "V")
-    np.testing.assert_allclose(bias.axis, [0.0, 2.0])
-    # The root datasets the result contract names are untouched by the view.
-    arrays, _ = load_result_arrays(path)
-    np.testing.assert_array_equal(arrays["field_x"][0], maps["field_x"][0])
+    assert {"load_result", "load_result_arrays", "write_result"} <= set(dir(dpcstem.io))
+
+
+def test_from_beam_shift_refuses_what_it_cannot_read():
+    from hyperspy.signals import Signal1D
+
+    with pytest.raises(InputDataError, match="carry no unit; give kind='deflection'"):
+        from_beam_shift(Signal1D(np.zeros((3, 4, 2))))
+    with pytest.raises(InputDataError, match="one signal axis of size 2"):
+        from_beam_shift(Signal1D(np.zeros((3, 4, 3))), kind="field")
+    field = from_beam_shift(Signal1D(np.ones((3, 4, 2))), kind="field")
+    assert type(field) is FieldMap and field.units == "V/m" and field.data.shape == (2, 3, 4)
+
+
+def _pyxem():
+    with warnings.catch_warnings():  # pyxem's import warns about HyperSpy internals it uses
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("pyxem", reason="pyxem is not installed (optional extra dpcstem[pyxem])")
+
+
+def test_round_trip_through_pyxem_beam_shift(series):
+    pyxem = _pyxem()
+    path, _ = series
+    signals = load_result(path)
+    for name, unit in (("deflection", "mrad"), ("net_field", "V/m")):
+        signal = signals[name]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            shift = signal.to_beam_shift()
+        assert isinstance(shift, pyxem.signals.BeamShift)
+        assert shift.metadata.Signal.signal_type == "beam_shift" and shift.units == [unit, unit]
+        assert shift.axes_manager.signal_shape == (2,)
+        assert [a.name for a in shift.axes_manager.navigation_axes] == ["x", "y", "bias"]
+        np.testing.assert_array_equal(shift.data[..., 0], signal.inav[0].data)
+        back = from_beam_shift(shift)
+        assert type(back) is type(signal)
+        np.testing.assert_array_equal(back.data, signal.data)
+        assert [a.name for a in back.axes_manager.navigation_axes] == ["component", "bias"]
+        np.testing.assert_array_equal(back.axes_manager["bias"].axis, sorted(BIASES))
+        assert back.units == unit
+    field = pyxem.signals.BeamShift(np.ones((4, 5, 2)))  # pyxem's own field unit, MV/cm
+    field.units = ["MV/cm", "MV/cm"]
+    assert from_beam_shift(field).data.max() == pytest.approx(1e8)

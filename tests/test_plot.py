@@ -545,3 +545,37 @@ def test_single_pixel_all_invalid_and_tiny_maps_still_draw():
     assert wheel.get_title().endswith("3.19×10⁻⁴ mrad")
     with pytest.raises(InputDataError, match=r"vmax must not be below vmin, got vmin=2"):
         plot.plot_scalar_map(np.ones((3, 3)), diverging=False, vmin=2.0, vmax=1.0)
+
+
+@pytest.mark.parametrize("normal_deg", [15.0, 200.0])
+def test_interface_is_drawn_with_its_normal_and_the_material_on_each_side(normal_deg):
+    from dpcstem.interface import Interface
+
+    step = (0.5, 0.25)
+    fig = plot.plot_scalar_map(np.zeros((80, 60)), step_nm=step, units="V/m")
+    ax = fig.axes[0]
+    interface = Interface.from_normal((15.0, 10.0), normal_deg, 40.0)
+    drawn = plot.annotate_interface(ax, interface, step, before="LiCoO2", after="Li6PS5Cl")
+    # the line runs through both interface points, in pixels
+    xs, ys = drawn["line"].get_data()
+    np.testing.assert_allclose(np.c_[xs, ys] * step, [interface.start_nm, interface.end_nm])
+    # the arrow points along the normal (screen y down, as the map)
+    tail, head = np.asarray(drawn["normal"].xyann), np.asarray(drawn["normal"].xy)
+    along = (head - tail) * step
+    np.testing.assert_allclose(along / np.hypot(*along), interface.normal, atol=1e-9)
+    assert drawn["normal_label"].get_text() == "n"
+    # each material on its own side: negative distance for the cathode, positive for the electrolyte
+    for key, sign in (("before", -1), ("after", 1)):
+        position = np.asarray(drawn[key].get_position()) * step
+        d = np.dot(position - interface.start_nm, interface.normal)
+        assert np.sign(d) == sign, (key, d)
+    assert {t.get_text() for t in ax.texts} >= {"LiCoO2", "Li6PS5Cl", "n"}
+    plt.close(fig)
+
+
+def test_structural_image_in_grey_and_a_grey_diverging_map_is_refused():
+    fig = plot.plot_scalar_map(np.arange(12.0).reshape(3, 4), diverging=False, cmap="gray", units="counts")
+    assert fig.axes[0].images[0].get_cmap().name.startswith("gray")
+    plt.close(fig)
+    with pytest.raises(InputDataError, match="cmap='gray' needs diverging=False"):
+        plot.plot_scalar_map(np.zeros((3, 4)), cmap="gray")

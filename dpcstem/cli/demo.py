@@ -1,7 +1,7 @@
 """``dpcstem demo``: the in-situ experiment, simulated with its answer and reconstructed.
 
 A LiCoO2 cathode against a Li6PS5Cl solid electrolyte, biased at 0, 1.0 … 2.2 V and watched
-by four-segment DPC: a bare cathode (131 nm thick) and a BaTiO3-coated one (270 nm), whose
+by four-segment DPC: a bare cathode (131 nm thick) and a BaTiO3-coated one (270 nm thick), whose
 coating takes most of the bias so its space-charge layer grows less. Each series is
 simulated as an instrument records it (drift between frames, unequal segment gains and
 offsets, descan, a mean-inner-potential step, Poisson noise), written as files, then
@@ -22,6 +22,12 @@ NORMAL_DEG = 15.0
 GAINS = (1.0, 0.95, 1.05, 1.02)
 OFFSETS = (100.0, 90.0, 110.0, 95.0)
 CHARGE_CUTOFF_PER_NM = 0.25
+#: The materials either side of the interface: the normal points from the cathode (d < 0)
+#: into the electrolyte (d > 0), where the space-charge layer grows.
+CATHODE, ELECTROLYTE = "LiCoO2", "Li6PS5Cl"
+#: Why maps have grey strips at their edges.
+BORDER_NOTE = ("Grey strips at the edges: pixels without data after drift registration (each bias's map is "
+               "shifted onto the 0 V frame before subtraction).")
 
 
 def add_parser(subparsers):
@@ -105,8 +111,9 @@ def run_sample(name, thickness_nm, share, out: Path, *, seed):
         true_profile = profile_across(interface.normal_component(*true_field), interface, step, **profile)
         row["true"] = layer_figures(true_profile).as_dict()
         row["true_profile"] = true_profile
+    structure = acquisitions[series.reference_index].segments.astype(float).sum(axis=0)
     return {"series": series, "rows": rows, "folder": folder, "result": result, "interface": interface,
-            "thickness_nm": thickness_nm, "share": share, "sim": sim}
+            "thickness_nm": thickness_nm, "share": share, "sim": sim, "structure": structure}
 
 
 def format_comparison(outcomes) -> str:
@@ -128,14 +135,18 @@ def format_comparison(outcomes) -> str:
 
 
 def draw_figures(outcomes, folder: Path) -> list:
-    """Net-field and net-charge panels, profiles, and net charge against bias; returns the files."""
+    """The demo's figures; returns the files written.
+
+    Per cathode: an overview (the structural image, the net field as a colour-wheel vector
+    map with its key, the net field along the normal and the net charge density at the
+    highest bias) and the net field and net charge at every bias; for both: the net-field
+    profiles across the interface and the net areal charge of the layer against bias.
+    Every map shows the interface, its normal n and the material on each side.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
-
-    from .. import plot
 
     files = []
     # One colour scale per quantity for both cathodes, so they compare by eye.
@@ -144,22 +155,89 @@ def draw_figures(outcomes, folder: Path) -> list:
     vmax_charge = max(np.nanpercentile(np.abs(r.charge_density), 99.5) for o in outcomes.values()
                       for r in o["series"].net[1:])
     for name, outcome in outcomes.items():
-        series = outcome["series"]
-        step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
-        biases = list(series.biases_v[1:])
-        fields = [_normal_field(outcome, r) for r in series.net[1:]]
-        fig = plot.plot_bias_panel(fields, biases, units="V/m", step_nm=step, ncols=4, vmax=vmax_field,
-                                   quantity="net field along the interface normal",
-                                   title=f"{name} cathode ({outcome['thickness_nm']:g} nm): net field against 0 V")
-        files.append(_save(fig, folder / f"{name}_net_field.png"))
-        charges = [r.charge_density for r in series.net[1:]]
-        fig = plot.plot_bias_panel(charges, biases, units="C/m^3", step_nm=step, ncols=4, vmax=vmax_charge,
-                                   quantity="net charge density",
-                                   title=f"{name} cathode: net charge accumulation against 0 V "
-                                         f"(low-pass {CHARGE_CUTOFF_PER_NM} /nm)")
-        files.append(_save(fig, folder / f"{name}_net_charge.png"))
+        files.append(_save(overview_figure(name, outcome, vmax_field=vmax_field, vmax_charge=vmax_charge),
+                           folder / f"{name}_overview.png"))
+        for kind in ("field", "charge"):
+            fig = bias_panel_figure(name, outcome, kind, vmax=vmax_field if kind == "field" else vmax_charge)
+            files.append(_save(fig, folder / f"{name}_net_{kind}.png"))
+    files.append(_save(profiles_figure(outcomes), folder / "net_field_profiles.png"))
+    files.append(_save(charge_vs_bias_figure(outcomes), folder / "net_charge_vs_bias.png"))
+    return files
 
-    fig, axes = plt.subplots(1, len(outcomes), figsize=(6 * len(outcomes), 4.2), sharey=True, layout="constrained")
+
+def _sample_title(name, outcome):
+    return f"{name} cathode, thickness {outcome['thickness_nm']:g} nm"
+
+
+def _annotate(ax, outcome, step, *, materials=True):
+    from .. import plot
+
+    return plot.annotate_interface(ax, outcome["interface"], step, before=CATHODE if materials else None,
+                                   after=ELECTROLYTE if materials else None)
+
+
+def overview_figure(name, outcome, *, vmax_field=None, vmax_charge=None):
+    """Four panels at the highest bias: structure, net field (colour wheel), its normal component, net charge."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .. import plot
+
+    series = outcome["series"]
+    step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
+    top = int(np.argmax(series.biases_v))
+    net = series.net[top]
+    bias = plot._bias_text(series.biases_v[top])
+    fig, axes = plt.subplots(2, 2, figsize=(11.5, 10.5), layout="constrained")
+    (a, b), (c, d) = axes
+    plot.plot_scalar_map(outcome["structure"], ax=a, diverging=False, cmap="gray", step_nm=step, units="counts",
+                         quantity="segment sum A+B+C+D", title="(a) structure: segment sum at 0 V")
+    plot.plot_vector_map(net.field_x, net.field_y, ax=b, step_nm=step, units="V/m",
+                         title=f"(b) net field vector at {bias}")
+    plot.plot_scalar_map(_normal_field(outcome, net), ax=c, step_nm=step, units="V/m", vmax=vmax_field,
+                         quantity="net field along n", title=f"(c) net field along the normal n at {bias}")
+    plot.plot_scalar_map(net.charge_density, ax=d, step_nm=step, units="C/m^3", vmax=vmax_charge,
+                         quantity="net charge density",
+                         title=f"(d) net charge density at {bias}: the layer and its countercharge")
+    for ax in (a, b, c, d):
+        _annotate(ax, outcome, step)
+    fig.suptitle(f"{_sample_title(name, outcome)}: {bias} against 0 V", fontsize=13)
+    fig.text(0.5, -0.01, BORDER_NOTE, ha="center", va="top", fontsize=9, wrap=True)
+    return fig
+
+
+def bias_panel_figure(name, outcome, kind, *, vmax=None):
+    """The net field along the normal (``kind="field"``) or the net charge density at every bias."""
+    from .. import plot
+
+    series = outcome["series"]
+    step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
+    biases = list(series.biases_v[1:])
+    if kind == "field":
+        maps = [_normal_field(outcome, r) for r in series.net[1:]]
+        fig = plot.plot_bias_panel(maps, biases, units="V/m", step_nm=step, ncols=4, vmax=vmax,
+                                   quantity="net field along the interface normal n",
+                                   title=f"{_sample_title(name, outcome)}: net field along the normal n, against 0 V")
+    else:
+        maps = [r.charge_density for r in series.net[1:]]
+        fig = plot.plot_bias_panel(maps, biases, units="C/m^3", step_nm=step, ncols=4, vmax=vmax,
+                                   quantity="net charge density",
+                                   title=f"{_sample_title(name, outcome)}: net charge density against 0 V "
+                                         f"(low-pass {CHARGE_CUTOFF_PER_NM} /nm): the layer and its countercharge")
+    for i, ax in enumerate(fig.axes[:len(maps)]):
+        _annotate(ax, outcome, step, materials=i == 0)
+    fig.text(0.5, 0.0, BORDER_NOTE, ha="center", va="top", fontsize=9)
+    return fig
+
+
+def profiles_figure(outcomes):
+    """Net field along the normal against distance, every bias, each cathode; the truth dashed."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .. import plot
+
+    fig, axes = plt.subplots(1, len(outcomes), figsize=(6 * len(outcomes), 4.4), sharey=True, layout="constrained")
     cmap = plt.get_cmap("viridis")
     for ax, (name, outcome) in zip(np.atleast_1d(axes), outcomes.items()):
         rows = outcome["rows"]
@@ -167,29 +245,43 @@ def draw_figures(outcomes, folder: Path) -> list:
             colour = cmap(k / max(len(rows) - 1, 1))
             fp = row["field_profile"]
             plot.plot_profile(fp.distance_nm, fp.mean, error=fp.stderr, ax=ax, units="V/m",
-                              quantity="net field", label=f"{row['bias_v']:.1f} V")
+                              quantity="net field along n", label=f"{row['bias_v']:.1f} V")
             ax.lines[-1].set_color(colour)
             for coll in ax.collections[-1:]:
                 coll.set_color(colour)
             tp = row["true_profile"]
             ax.plot(tp.distance_nm, tp.mean, ls="--", lw=0.8, color="k")
-        ax.set_title(f"{name} cathode: net field across the interface (dashed: truth)")
-        ax.legend(fontsize=7, ncols=2)
-    files.append(_save(fig, folder / "net_field_profiles.png"))
+        ax.axvline(0.0, color="0.4", lw=0.8)
+        ax.set_xlabel(f"distance along the normal n (nm): {CATHODE} < 0 < {ELECTROLYTE}")
+        for x, text, ha in ((0.02, f"← {CATHODE}", "left"), (0.98, f"{ELECTROLYTE} →", "right")):
+            ax.text(x, 0.97, text, transform=ax.transAxes, ha=ha, va="top", fontsize=9, fontweight="bold")
+        ax.set_title(f"{_sample_title(name, outcome)}\nnet field across the interface (dashed: truth)")
+        ax.legend(fontsize=7, ncols=2, loc="center right")
+    return fig
 
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+
+def charge_vs_bias_figure(outcomes):
+    """Net areal charge of the space-charge layer (Gauss's law) against bias, each cathode, with the truth."""
+    import matplotlib.pyplot as plt
+
+    from .. import plot
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     for name, outcome in outcomes.items():
         rows = outcome["rows"]
         biases = [r["bias_v"] for r in rows]
         plot.plot_charge_vs_bias(biases, [r["areal_charge_c_per_m2"] for r in rows],
-                                 errors=[r["areal_charge_stderr"] for r in rows], ax=ax, label=f"{name} (recovered)",
-                                 quantity="net areal charge in the layer")
+                                 errors=[r["areal_charge_stderr"] for r in rows], ax=ax,
+                                 label=f"{_sample_title(name, outcome)} (recovered)",
+                                 quantity="net areal charge σ of the layer")
         ax.plot(biases, [r["true"]["areal_charge_c_per_m2"] for r in rows], ls="none", marker="x", color="k",
                 label="truth (probe-weighted)" if name == next(iter(outcomes)) else None)
-    ax.legend()
-    ax.set_title("net charge accumulation against bias")
-    files.append(_save(fig, folder / "net_charge_vs_bias.png"))
-    return files
+    ax.legend(fontsize=8)
+    ax.set_title("Net areal charge of the space-charge layer against bias\n"
+                 "by Gauss's law from the net-field profile: σ = ε0·(E_far − E_peak)", fontsize=10)
+    fig.text(0.5, -0.01, "σ is the charge of the layer alone; the charge-density maps show the layer together "
+             "with its countercharge at the interface (a dipole).", ha="center", va="top", fontsize=8, wrap=True)
+    return fig
 
 
 def _normal_field(outcome, result):
@@ -201,6 +293,6 @@ def _save(fig, path):
 
     from ..io.results import write_figure
 
-    write_figure(fig, path, overwrite=True, dpi=110)
+    write_figure(fig, path, overwrite=True, dpi=110, bbox_inches="tight")  # keeps the notes below the panels
     plt.close(fig)
     return path

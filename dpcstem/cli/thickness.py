@@ -17,7 +17,8 @@ def add_parser(subparsers):
                     "thickness map (HDF5 dataset 'thickness' in nm) that 'dpcstem reconstruct --thickness-map' reads.")
     p.add_argument("spectrum", type=Path, metavar="SPECTRUM",
                    help="low-loss spectrum or spectrum image: a file RosettaSciIO reads (DM3/DM4, Velox .emd, "
-                        "EMSA .msa, HyperSpy .hspy) or a .npy array with the energy axis last (needs --energy-axis)")
+                        "EMSA .msa, a HyperSpy or exspy EELSSpectrum saved as .hspy) or a .npy array with the energy axis "
+                        "last (needs --energy-axis)")
     p.add_argument("--kv", type=float, metavar="KV",
                    help="accelerating voltage (incident energy E0) in kV; default: what the file records")
     p.add_argument("--beta", type=float, metavar="MRAD",

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from ..errors import DPCError, InputDataError, OutputError, OutputExistsError, UnreadableFileError
-from .signals import write_nexus_view
+from .hyperspy_view import write_hyperspy_view
 
 #: The signals that stop a write cleanly: the temporary file is removed, the old result kept.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -449,11 +449,11 @@ def _write_bytes(path: Path, data, *, block=1 << 24):
         os.close(fd)
 
 
-def write_figure(figure, path, *, overwrite=False, dpi=None) -> Path:
-    """Save a matplotlib figure (format from the suffix) atomically."""
+def write_figure(figure, path, *, overwrite=False, dpi=None, **savefig) -> Path:
+    """Save a matplotlib figure (format from the suffix) atomically; ``savefig`` options are passed on."""
     path = Path(path)
     with atomic_output(path, overwrite=overwrite) as tmp:
-        figure.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi)
+        figure.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi, **savefig)
     return path
 
 
@@ -474,9 +474,9 @@ def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, a
     axes : dict, optional
         Extra root attributes describing axes (e.g. ``bias``), written as given.
 
-    The file also carries a NeXus view of the maps (links, no copies) so that
-    ``hyperspy.api.load(path, file_format="NeXus", nxdata_only=True)`` opens it with
-    calibrated axes; :func:`dpcstem.io.load_result` is the simpler way back.
+    The file also carries a HyperSpy view of the maps (links, no copies) so that
+    ``hyperspy.api.load(path, file_format="hspy")`` opens it as dpcstem's signal types
+    with calibrated axes, as :func:`dpcstem.io.load_result` does.
     """
     from .. import __version__
 
@@ -507,7 +507,7 @@ def write_result(path, maps: dict, attrs: dict, *, inputs=(), overwrite=False, a
                 ds = f.create_dataset(name, data=array, chunks=chunks if array.size else None,
                                       compression=None)  # gzip: 22× the write time for 19% less (bench)
                 ds.attrs["units"] = unit
-            write_nexus_view(f, maps, {**attrs, **(axes or {})})
+            write_hyperspy_view(f, maps)
     return Path(path)
 
 

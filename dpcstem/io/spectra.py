@@ -10,6 +10,7 @@ convergence semi-angles.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from ..eels import Spectrum, as_spectrum
@@ -93,12 +94,15 @@ def _load_signal(path, lazy):
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
-        try:
-            loaded = hs.load(path, lazy=lazy)  # every reader opens the file read-only
-        except Exception:
-            if not lazy:
-                raise
-            loaded = hs.load(path, lazy=False)  # a reader without lazy loading (EMSA, …)
+        with warnings.catch_warnings():
+            # exspy, imported for an EELS file, warns about HyperSpy names it uses: not the user's concern
+            warnings.filterwarnings("ignore", message=r"Importing `\w+` from `hyperspy\.")
+            try:
+                loaded = hs.load(path, lazy=lazy)  # every reader opens the file read-only
+            except Exception:
+                if not lazy:
+                    raise
+                loaded = hs.load(path, lazy=False)  # a reader without lazy loading (EMSA, …)
     except Exception as exc:  # any reader failure is a file the user gave that cannot be read
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnreadableFileError(f"{path}: cannot read it as a spectrum ({message})") from None
