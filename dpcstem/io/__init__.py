@@ -2,7 +2,8 @@
 
 Submodules: :mod:`~dpcstem.io.segments` (four-segment acquisitions),
 :mod:`~dpcstem.io.pixelated` (4D-STEM frames, opened lazily), :mod:`~dpcstem.io.results`
-(the HDF5 result file), :mod:`~dpcstem.io.signals` (HyperSpy interop). The names below are
+(the HDF5 result file), :mod:`~dpcstem.io.series` (a bias series' result, streamed),
+:mod:`~dpcstem.io.signals` (HyperSpy interop). The names below are
 imported on first use so that ``import dpcstem`` stays fast.
 """
 
@@ -19,6 +20,9 @@ _WHERE = {
     "sha256_file": "results",
     "open_pixelated": "pixelated",
     "load_result": "signals",
+    "SeriesWriter": "series",
+    "write_table": "series",
+    "read_image": "series",
     "result_to_signals": "signals",
 }
 

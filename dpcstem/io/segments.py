@@ -70,6 +70,10 @@ class SegmentAcquisition:
     metadata: dict = field(default_factory=dict)
 
 
+#: HDF5 datasets read as the simultaneous annular dark-field image (``metadata["adf"]``).
+ADF_DATASETS = ("haadf", "adf", "HAADF", "ADF")
+
+
 def read_segments(source, *, dataset=None) -> SegmentAcquisition:
     """Read a four-segment acquisition.
 
@@ -84,7 +88,8 @@ def read_segments(source, *, dataset=None) -> SegmentAcquisition:
           (4, ny, nx), or the dataset named by ``dataset``; attributes of the file root and
           of the dataset named like :class:`~dpcstem.calibration.Calibration` fields
           (``kv``, ``alpha_mrad``, ``step_x_nm``, ...) are read as calibration values, and
-          ``bias_v`` (V) into the metadata;
+          ``bias_v`` (V) and ``acquisition_index`` into the metadata, and a 2-D dataset
+          ``haadf`` or ``adf`` (the simultaneous dark-field image) as ``metadata["adf"]``;
         - a Thermo Fisher Velox ``.emd`` file with the segment images ``DF4-A`` ..
           ``DF4-D``, each found by its title and by the segment index its
           ``Operations.StemInputOperation`` records (A=0 .. D=3), never by its position
@@ -295,6 +300,8 @@ def _from_hdf5(path: Path, dataset) -> SegmentAcquisition:
             require_memory(bytes_of(node.shape, node.dtype), f"{path}: dataset {name!r}")
             array = node[()]
             attrs = {**_plain_attrs(f.attrs), **_plain_attrs(node.attrs)}
+            adf = next((k for k in ADF_DATASETS if isinstance(f.get(k), h5py.Dataset) and f[k].ndim == 2), None)
+            adf_image = f[adf][()] if adf else None
     except DPCError:
         raise
     except HDF5_FAILURES as exc:  # h5py raises several kinds on a truncated or damaged file
@@ -312,9 +319,14 @@ def _from_hdf5(path: Path, dataset) -> SegmentAcquisition:
             raise InputDataError(f"{path}: attribute 'bias_v' must be one number (the applied bias in V), "
                                  f"got {attrs['bias_v']!r}")
         metadata["bias_v"] = bias
+    if _number(attrs.get("acquisition_index")) is not None:
+        metadata["acquisition_index"] = int(_number(attrs["acquisition_index"]))
+    if adf is not None:
+        metadata["adf"], metadata["adf_dataset"] = adf_image, adf
     if "title" in attrs:
         metadata["title"] = str(attrs["title"])
-    metadata["original"] = {k: v for k, v in attrs.items() if k not in values and k not in ("bias_v", "title")}
+    metadata["original"] = {k: v for k, v in attrs.items()
+                            if k not in values and k not in ("bias_v", "title", "acquisition_index")}
     return SegmentAcquisition(segments, values, (path,), metadata)
 
 

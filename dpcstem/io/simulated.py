@@ -19,9 +19,9 @@ import numpy as np
 from .results import atomic_output
 
 
-def bias_file_name(bias_v) -> str:
-    """File name of the acquisition at ``bias_v``: ``bias_+1.200V.h5``."""
-    return f"bias_{bias_v:+.3f}V.h5"
+def bias_file_name(bias_v, index=None) -> str:
+    """File name of the acquisition at ``bias_v``: ``bias_+1.200V.h5`` (``bias_03_+1.200V.h5`` with an index)."""
+    return f"bias_{bias_v:+.3f}V.h5" if index is None else f"bias_{index:02d}_{bias_v:+.3f}V.h5"
 
 
 def write_series(series, out: Path, *, overwrite=False, single=False, seed=None) -> list:
@@ -48,11 +48,13 @@ def write_series(series, out: Path, *, overwrite=False, single=False, seed=None)
 
     calibration = series.calibration
     files = []
-    for acquisition in series.acquisitions:
-        name = "segments.h5" if single else bias_file_name(acquisition.bias_v)
+    repeated = len(set(series.biases.tolist())) < len(series.acquisitions)
+    for k, acquisition in enumerate(series.acquisitions):
+        name = "segments.h5" if single else bias_file_name(acquisition.bias_v, k if repeated else None)
         title = f"simulated acquisition at {acquisition.bias_v:g} V"
         files.append(write_segments(out / name, acquisition.segments, calibration, overwrite=overwrite,
-                                    bias_v=acquisition.bias_v, title=title))
+                                    bias_v=acquisition.bias_v, title=title, acquisition_index=None if single else k,
+                                    adf=acquisition.adf))
     if series.vacuum is not None:
         files.append(write_segments(out / "vacuum.h5", series.vacuum, calibration, overwrite=overwrite,
                                     title="simulated vacuum reference"))
@@ -63,8 +65,13 @@ def write_series(series, out: Path, *, overwrite=False, single=False, seed=None)
     return files
 
 
-def write_segments(path: Path, segments, calibration, *, overwrite=False, bias_v=None, title=None) -> Path:
-    """One acquisition: dataset ``segments`` (4, ny, nx) and the calibration as root attributes."""
+def write_segments(path: Path, segments, calibration, *, overwrite=False, bias_v=None, title=None,
+                   acquisition_index=None, adf=None) -> Path:
+    """One acquisition: dataset ``segments`` (4, ny, nx) and the calibration as root attributes.
+
+    With ``adf``, the simultaneous dark-field image as dataset ``haadf`` (counts);
+    ``acquisition_index`` is recorded as a root attribute.
+    """
 
 
     attrs = {k: v for k, v in calibration.to_attrs().items() if k != "eps_r"}  # an instrument does not know εr
@@ -76,6 +83,10 @@ def write_segments(path: Path, segments, calibration, *, overwrite=False, bias_v
                 f.attrs["bias_v"] = float(bias_v)
             if title:
                 f.attrs["title"] = title
+            if acquisition_index is not None:
+                f.attrs["acquisition_index"] = int(acquisition_index)
+            if adf is not None:
+                f.create_dataset("haadf", data=np.asarray(adf, np.float32)).attrs["units"] = "counts"
             ds = f.create_dataset("segments", data=np.asarray(segments), chunks=(1, *segments.shape[1:]),
                                   compression="gzip", shuffle=True)
             ds.attrs["units"] = "counts"
