@@ -166,11 +166,12 @@ def resolve_biases(recorded, given, names, *, override=False, option="bias"):
     if given is None:
         missing = [n for n, r in zip(names, recorded) if r is None]
         if missing:
-            raise InputDataError(f"no bias recorded in {', '.join(missing)}: give {option} V... (one per file)")
+            raise InputDataError(f"no bias recorded in {', '.join(missing)}: give {option} V... (one per FILE)")
         return [float(r) for r in recorded], ["file"] * len(recorded)
     given = list(given)
     if len(given) != len(recorded):
-        raise InputDataError(f"{option}: {len(recorded)} acquisitions need {len(recorded)} biases, got {len(given)}")
+        raise InputDataError(f"a bias series of {len(recorded)} acquisitions needs {len(recorded)} biases, got "
+                             f"{len(given)} ({option})")
     out, sources = [], []
     for name, r, g in zip(names, recorded, given):
         if r is not None and abs(float(r) - float(g)) > 1e-9:
@@ -212,7 +213,7 @@ def _load(source, image):
 
 
 class _Stages:
-    """Progress through the stages of a series: tqdm on a terminal, one line per stage otherwise."""
+    """Progress through the stages of a series: tqdm on a terminal (stderr), one line per stage otherwise (stdout)."""
 
     def __init__(self, enabled):
         self.enabled = enabled
@@ -227,7 +228,8 @@ class _Stages:
 
             self.bar = tqdm(total=total, desc=name, unit="map", file=sys.stderr, leave=False)
         else:
-            print(f"bias series: {name} ({total} map{'s' if total != 1 else ''})", file=sys.stderr, flush=True)
+            # on stdout: stderr carries only warnings and the one line of an error
+            print(f"bias series: {name} ({total} map{'s' if total != 1 else ''})", flush=True)
 
     def step(self):
         if self.bar is not None:
@@ -327,8 +329,8 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         if shape is None:
             shape = segments.shape
         elif segments.shape != shape:
-            raise InputDataError(f"the acquisitions of a bias series have different shapes: {names[i]} is "
-                                 f"{segments.shape}, the reference {shape}")
+            raise InputDataError(f"the acquisitions of a bias series have different shapes: "
+                                 f"{sorted({shape, segments.shape})} ({names[i]})")
         tx, ty, total, valid = segment_deflection(segments, calibration, response=response, gains=gains,
                                                   offsets=offsets)
         del segments

@@ -76,7 +76,7 @@ def run(args):
 
     import numpy as np
 
-    from ..bias import LayerTable, registration_warning, resolve_biases, series_attrs, series_axes, \
+    from ..bias import LayerTable, check_biases, registration_warning, resolve_biases, series_attrs, series_axes, \
         series_slices, stream_series
     from ..errors import DPCError, InputDataError
     from ..interface import Interface
@@ -88,14 +88,14 @@ def run(args):
     candidates = expand_files(args.files)
     # First pass: what each file records (the segments are read again, one at a time, later).
     records, skipped = [], []
-    for path, from_folder in candidates:
+    for k, (path, from_folder) in enumerate(candidates):
         try:
             acquisition = read_segments(path, dataset=args.dataset)
         except DPCError as exc:
             if from_folder:
                 skipped.append(path.name)
                 continue
-            raise type(exc)(f"bias series file {path}: {exc}") from None
+            raise type(exc)(f"bias series file {k + 1} of {len(candidates)}: {exc}") from None
         if from_folder and "bias_v" not in acquisition.metadata and args.bias is None:
             skipped.append(path.name)
             continue
@@ -118,6 +118,11 @@ def run(args):
             raise InputDataError(f"two files record the same acquisition_index: {names}")
         order = sorted(range(len(records)), key=lambda k: indices[k])
         records, biases, sources, names = ([seq[k] for k in order] for seq in (records, biases, sources, names))
+    try:
+        check_biases(biases, len(biases), args.reference_bias, reference_index=args.reference_index)
+    except InputDataError as exc:
+        message = str(exc).replace("(reference_bias_v)", "(give --reference-bias)")
+        raise InputDataError(message.replace("reference_index", "--reference-index")) from None
     check_same_calibration(args, records)
     calibration = calibration_from_args(args, records[0]["calibration"])
     calibration.require_thickness()
