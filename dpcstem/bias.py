@@ -28,6 +28,10 @@ from .reconstruct import reconstruct_deflection, response_model, segment_deflect
 from .registration import Registration, register, shift_map
 from .result import UNITS
 
+#: Peak memory a streamed series may add, in bytes per pixel of ONE map, whatever the number of
+#: acquisitions: 2 GiB for 2048 × 2048 scans (the ``dpcstem bench`` series of 8 × 2048²).
+PEAK_BYTES_PER_SCAN_PIXEL = 2 * 1024**3 / 2048**2
+
 #: The maps of each acquisition, and of each net map, that go to a result file.
 MAP_NAMES = ("deflection_x", "deflection_y", "field_x", "field_y", "charge_density", "free_charge_density",
              "potential")
@@ -72,7 +76,7 @@ class BiasSeriesResult:
         """The result-file layout of DESIGN.md §4 for a bias series: name → (array, unit)."""
         out = {}
         for i, (m, n) in enumerate(zip(self.maps, self.net)):
-            for name, (array, unit) in series_slices(m, n).items():
+            for name, (array, unit) in {**series_slices(m), **series_slices(n, net=True)}.items():
                 out.setdefault(name, (np.empty((len(self.maps), *array.shape), array.dtype), unit))[0][i] = array
         out.update(series_axes(self.biases_v, self.registration))
         return out
@@ -82,17 +86,14 @@ class BiasSeriesResult:
                                                                self.registration), **self.attrs}
 
 
-def series_slices(result, net) -> dict:
-    """One acquisition's slices of the result file: name → (array (ny, nx), unit)."""
+def series_slices(result, *, net=False) -> dict:
+    """One acquisition's slices of the result file (its maps, or with ``net`` its net maps): name → (array, unit)."""
+    prefix, names = ("net_", NET_NAMES) if net else ("", MAP_NAMES)
     out = {}
-    for name in MAP_NAMES:
+    for name in names:
         if getattr(result, name) is not None:
-            out[name] = (np.asarray(getattr(result, name), np.float32), UNITS[name])
-    out["valid"] = (result.valid.astype(np.uint8), "1")
-    for name in NET_NAMES:
-        if getattr(net, name) is not None:
-            out[f"net_{name}"] = (np.asarray(getattr(net, name), np.float32), UNITS[name])
-    out["net_valid"] = (net.valid.astype(np.uint8), "1")
+            out[f"{prefix}{name}"] = (np.asarray(getattr(result, name), np.float32), UNITS[name])
+    out[f"{prefix}valid"] = (result.valid.astype(np.uint8), "1")
     return out
 
 
@@ -247,10 +248,12 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
                   progress=False, names=None, **options):
     """Reconstruct a bias series one acquisition at a time, handing each to ``sink``.
 
-    ``sink(index, result, net, registration)`` gets, the reference first and then the others
-    in acquisition order, each acquisition's registered :class:`~dpcstem.result.DPCResult`,
-    its net one against the reference, and its :class:`~dpcstem.registration.Registration`.
-    Only the reference's deflection and registration image stay in memory throughout.
+    ``sink(index, result, registration, net=False)`` gets, the reference first and then the
+    others in acquisition order, each acquisition's registered
+    :class:`~dpcstem.result.DPCResult`, then (``net=True``) its net one against the
+    reference, with its :class:`~dpcstem.registration.Registration`: one map set at a time,
+    dropped once the sink returns. Only the reference's deflection and registration image
+    stay in memory throughout.
 
     Parameters
     ----------
@@ -357,11 +360,16 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         rx, ok_x = shift_map(ref_x, ref_reg.shift_px, ref_valid)
         ry, ok_y = shift_map(ref_y, ref_reg.shift_px, ref_valid)
         ref_x, ref_y, ref_valid = rx, ry, ok_x & ok_y
+    ref_x, ref_y = ref_x.astype(np.float32), ref_y.astype(np.float32)
+    ref_image = np.asarray(ref_image, np.float32)
     ref_result = reconstruct_deflection(ref_x, ref_y, calibration, valid=ref_valid, **options)
-    zero = np.zeros(ref_x.shape)
-    sink(ref, ref_result, reconstruct_deflection(zero, zero, calibration, valid=ref_result.valid, **options), ref_reg)
+    sink(ref, ref_result, ref_reg)
+    zero = np.zeros(ref_x.shape, np.float32)
+    ref_net = reconstruct_deflection(zero, zero, calibration, valid=ref_result.valid, **options)
+    del ref_result, zero
+    sink(ref, ref_net, ref_reg, net=True)
     registrations[ref] = ref_reg
-    del ref_result
+    del ref_net
     stages.step()
     for i in range(count):
         if i == ref:
@@ -379,10 +387,11 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         sy, ok_y = shift_map(ty, reg.shift_px, valid)
         del tx, ty, image
         ok = ok_x & ok_y
-        result = reconstruct_deflection(sx, sy, calibration, valid=ok, **options)
-        net = reconstruct_deflection(sx - ref_x, sy - ref_y, calibration, valid=ok & ref_valid, **options)
+        sink(i, reconstruct_deflection(sx, sy, calibration, valid=ok, **options), reg)
+        sx -= ref_x
+        sy -= ref_y
+        sink(i, reconstruct_deflection(sx, sy, calibration, valid=ok & ref_valid, **options), reg, net=True)
         del sx, sy
-        sink(i, result, net, reg)
         stages.step()
     stages.close()
     attrs = {"response": response_model(response, calibration).name}
@@ -401,16 +410,16 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, war
     import warnings
 
     segments_list = list(segments_list)
-    maps, net = [None] * len(segments_list), [None] * len(segments_list)
+    maps, nets = [None] * len(segments_list), [None] * len(segments_list)
 
-    def keep(i, result, net_result, _):
-        maps[i], net[i] = result, net_result
+    def keep(i, result, _, net=False):
+        (nets if net else maps)[i] = result
 
     ref, registrations, attrs = stream_series(segments_list, biases_v, calibration, keep, **kwargs)
     biases = np.asarray(biases_v, dtype=float).ravel()
     if warn and (message := registration_warning(registrations, biases)):
         warnings.warn(message, stacklevel=2)
-    return BiasSeriesResult(biases, ref, maps, net, registrations, calibration, attrs=attrs)
+    return BiasSeriesResult(biases, ref, maps, nets, registrations, calibration, attrs=attrs)
 
 
 class LayerTable:

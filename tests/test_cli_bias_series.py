@@ -186,7 +186,7 @@ def test_a_return_sweep_keeps_each_acquisition(tmp_path):
     with h5py.File(tmp_path / "b.h5", "r") as f:
         assert f.attrs["reference_index"] == 2
     run = dpcstem("bias-series", tmp_path / "s", "--reference-index", 1, "-o", tmp_path / "c.h5")
-    assert run.returncode == 2 and "reference_index 1 is not an acquisition at the reference bias" in run.stderr
+    assert run.returncode == 2 and "--reference-index 1 is not an acquisition at the reference bias" in run.stderr
     assert sim.biases.tolist() == [0.0, 1.0, 0.0]
 
 

@@ -161,10 +161,10 @@ def run(args):
     registrations = [None] * count
     print(f"{count} acquisitions; registration on {channel}")
     with SeriesWriter(output, count, overwrite=args.overwrite) as writer:
-        def sink(i, result, net, registration):
-            writer.put(i, series_slices(result, net))
-            if table is not None:
-                table.add(i, net)
+        def sink(i, result, registration, net=False):
+            writer.put(i, series_slices(result, net=net))
+            if net and table is not None:
+                table.add(i, result)
 
         ref, registrations, attrs = stream_series(
             [loader(k) for k in range(count)], biases, calibration, sink, reference_bias_v=args.reference_bias,

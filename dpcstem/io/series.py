@@ -38,7 +38,8 @@ class SeriesWriter:
     def __enter__(self):
         self._stack = contextlib.ExitStack()
         tmp = self._stack.enter_context(atomic_output(self.path, overwrite=self.overwrite))
-        self._file = self._stack.enter_context(h5py.File(tmp, "w"))
+        # no chunk cache: each slice is one chunk, written once, so caching would only hold memory
+        self._file = self._stack.enter_context(h5py.File(tmp, "w", rdcc_nbytes=0))
         return self
 
     def __exit__(self, *exc):
