@@ -385,6 +385,7 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         registrations[i] = reg
         sx, ok_x = shift_map(tx, reg.shift_px, valid)
         sy, ok_y = shift_map(ty, reg.shift_px, valid)
+        sx, sy = sx.astype(np.float32), sy.astype(np.float32)  # held while the maps are reconstructed
         del tx, ty, image
         ok = ok_x & ok_y
         sink(i, reconstruct_deflection(sx, sy, calibration, valid=ok, **options), reg)

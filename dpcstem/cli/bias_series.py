@@ -82,6 +82,9 @@ def run(args):
     from ..interface import Interface
     from ..io import SeriesWriter, read_image, read_segments, write_table
 
+    import time
+
+    clock = {"start": time.perf_counter()}
     output = check_output(args.output, args.overwrite)
     if args.table is not None:
         check_output(args.table, args.overwrite)
@@ -141,6 +144,7 @@ def run(args):
             raise InputDataError(f"--half-range must be a positive distance in nm, got {args.half_range!r}")
 
     images, channel, exclude = registration_channel(args, records, shape, calibration, interface)
+    clock["read"] = time.perf_counter()
     series_names = [str(r["path"]) for r in records]
 
     def loader(k):
@@ -173,6 +177,7 @@ def run(args):
             registration_exclude=exclude, progress=True, names=series_names,
             charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
             potential_reference=region_mask(args.potential_reference, shape, calibration, "--potential-reference"))
+        clock["series"] = time.perf_counter()
         vectors = series_axes(biases, registrations)
         root = {**calibration.to_attrs(), **series_attrs(biases, ref, registrations), **attrs,
                 "bias_source": sources, "registration_channel": channel}
@@ -186,6 +191,7 @@ def run(args):
             root.update({"half_range_nm": half, "half_range_source": half_source})
         writer.finish(vectors, root, inputs=[p for r in records for p in r["paths"]] +
                       ([Path(args.reference)] if args.reference else []))
+    clock["written"] = time.perf_counter()
     print(f"reference: acquisition {ref} at {biases[ref]:g} V; {attrs['response']} response")
     for i, (bias, reg) in enumerate(zip(biases, registrations)):
         print(f"  [{i}] {bias:+6.2f} V  {describe_registration(reg)}")
@@ -202,6 +208,9 @@ def run(args):
             write_table(args.table, header, lines, overwrite=args.overwrite)
             print(f"wrote {args.table}")
     print(f"wrote {output}")
+    print(f"stage times: checking the files {clock['read'] - clock['start']:.2f} s, reconstructing, registering "
+          f"and subtracting {clock['series'] - clock['read']:.2f} s, layer figures and writing "
+          f"{clock['written'] - clock['series']:.2f} s")
     return 0
 
 
