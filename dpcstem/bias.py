@@ -113,7 +113,7 @@ def series_axes(biases_v, registrations) -> dict:
 def series_attrs(biases_v, reference_index, registrations) -> dict:
     regs = list(registrations)
     return {"reference_bias_v": float(np.asarray(biases_v)[reference_index]), "reference_index": int(reference_index),
-            "registration_source": np.array([r.source for r in regs], dtype=object).astype(str).tolist(),
+            "registration_source": [r.source for r in regs],
             "registration_constrained": np.array([r.constrained for r in regs], np.uint8),
             "registration_reason": [r.reason or "" for r in regs]}
 
@@ -133,7 +133,7 @@ def check_biases(biases_v, count, reference_bias_v, *, reference_index=None):
     if matches.size == 0:
         raise InputDataError(
             f"the reference bias {reference_bias_v} V is not among the biases {biases.tolist()} V "
-            "(reference_bias_v)")
+            "(set reference_bias_v)")
     if reference_index is None:
         return biases, int(matches[0])
     if int(reference_index) not in matches:
@@ -142,7 +142,7 @@ def check_biases(biases_v, count, reference_bias_v, *, reference_index=None):
     return biases, int(reference_index)
 
 
-def resolve_biases(recorded, given, names, *, override=False, option="bias"):
+def resolve_biases(recorded, given, names, *, override=False, option="given", override_option="override=True"):
     """The bias of each acquisition from what its file records and what the user gave.
 
     Parameters
@@ -155,8 +155,9 @@ def resolve_biases(recorded, given, names, *, override=False, option="bias"):
         What to call each acquisition in a message (its file).
     override : bool
         A given bias replaces a different recorded one (with a warning) instead of being refused.
-    option : str
-        The name of the user's biases in messages (``--bias`` on the command line).
+    option, override_option : str
+        The names of the user's biases and of the override in messages (``--bias`` and
+        ``--override-bias`` on the command line).
 
     Returns
     -------
@@ -178,7 +179,7 @@ def resolve_biases(recorded, given, names, *, override=False, option="bias"):
         if r is not None and abs(float(r) - float(g)) > 1e-9:
             if not override:
                 raise InputDataError(f"{name} records a bias of {float(r):g} V but {option} gives {float(g):g} V "
-                                     f"for it: leave out {option} to use the recorded biases, or override them")
+                                     f"for it: leave out {option} to use the recorded biases, or give {override_option}")
             warnings.warn(f"{name}: the file records {float(r):g} V, using the given {float(g):g} V", stacklevel=2)
         out.append(float(g))
         sources.append("user")

@@ -113,7 +113,8 @@ def run(args):
         raise InputDataError(f"no acquisition found in {', '.join(map(str, args.files))}")
     names = [str(r["path"]) for r in records]
     biases, sources = resolve_biases([r["metadata"].get("bias_v") for r in records], args.bias, names,
-                                     override=args.override_bias, option="--bias")
+                                     override=args.override_bias, option="--bias",
+                                     override_option="--override-bias")
     # Acquisition order: the index every file records, else the order given.
     indices = [r["metadata"].get("acquisition_index") for r in records]
     if all(i is not None for i in indices):
@@ -124,7 +125,7 @@ def run(args):
     try:
         check_biases(biases, len(biases), args.reference_bias, reference_index=args.reference_index)
     except InputDataError as exc:
-        message = str(exc).replace("(reference_bias_v)", "(give --reference-bias)")
+        message = str(exc).replace("(set reference_bias_v)", "(give --reference-bias)")
         raise InputDataError(message.replace("reference_index", "--reference-index")) from None
     check_same_calibration(args, records)
     calibration = calibration_from_args(args, records[0]["calibration"])
