@@ -236,3 +236,16 @@ def test_progress_goes_through_every_stage(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "bias series: vacuum reference" in run.stdout
     assert "bias series: reconstructing, registering and subtracting (2 maps)" in run.stdout
+
+
+def test_registration_on_a_dataset_the_user_names(tmp_path):
+    sim = make_series(tmp_path / "s", noise=False, drift=(0.3, 0.45), particles=40, adf=True, biases=(0.0, 1.0))
+    files = sorted((tmp_path / "s").glob("bias_*.h5"))
+    run = dpcstem("bias-series", *files, "--registration-image", "haadf", "-o", tmp_path / "out.h5")
+    assert run.returncode == 0, run.stderr
+    assert "registration on dataset 'haadf' of each file" in run.stdout
+    got, sources = shifts(tmp_path / "out.h5")
+    assert sources == ["reference", "measured"]
+    np.testing.assert_allclose(got, sim.drifts_px, atol=0.05)
+    run = dpcstem("bias-series", *files, "--registration-image", "nothing", "-o", tmp_path / "bad.h5")
+    assert run.returncode == 2 and "no dataset 'nothing' (the registration image)" in run.stderr
