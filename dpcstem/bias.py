@@ -1,187 +1,58 @@
 """In-situ bias series: net field and net charge accumulation against a reference bias.
 
 Each acquisition is inverted through the detector response to a deflection map first; the
-maps are registered to the reference acquisition (from their segment-sum images) and
-subtracted **in deflection space**, θ_net = θ(V) − θ(V_ref), before the net field and net
-charge density are computed. Subtracting raw difference signals instead would carry the
-response's nonlinearity into the net map wherever a bias-independent deflection (the
+maps are registered to the reference acquisition (:mod:`dpcstem.registration`, on a channel
+that does not change with bias) and subtracted **in deflection space**,
+θ_net = θ(V) − θ(V_ref), before the net field, net charge density and net potential are
+computed. Subtracting raw difference signals instead would carry the response's
+nonlinearity into the net map wherever a bias-independent deflection (the
 mean-inner-potential step, thickness gradients, diffraction contrast) is large.
+
+The series is streamed: the reference's deflection and registration image are kept, and one
+acquisition at a time is read, reconstructed, handed to a sink (a result file, or the
+in-memory :class:`BiasSeriesResult`) and dropped, so memory holds a few maps, not the series.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from .calibration import Calibration
 from .errors import InputDataError
 from .options import ReconstructionOptions
 from .reconstruct import reconstruct_deflection, segment_deflection, vacuum_reference
+from .registration import Registration, register, shift_map
 from .response import response_model
 from .units import unit_of
 
-#: A direction of the segment-sum image has structure when its mean squared gradient (of the
-#: smoothed image) exceeds this many times what the image's own noise alone would give.
-STRUCTURE_SIGNIFICANCE = 4.0
-#: Gaussian smoothing (pixels) of the image whose gradients judge its structure.
-STRUCTURE_SMOOTHING_PX = 2.0
+#: Peak memory a streamed series may add, in bytes per pixel of ONE map, whatever the number of
+#: acquisitions: 2 GiB for 2048 × 2048 scans (the ``dpcstem bench`` series of 8 × 2048²).
+PEAK_BYTES_PER_SCAN_PIXEL = 2 * 1024**3 / 2048**2
 
-
-@dataclass(frozen=True)
-class Registration:
-    """Shift (dy, dx) in pixels that aligns a moving image onto the reference, and how it was found.
-
-    ``constrained`` is True when the image had structure in one direction only and the
-    shift was kept to that direction.
-    """
-
-    shift_px: tuple
-    error: float
-    constrained: bool
-
-
-def register(reference, moving, *, upsample=20, valid=None, iterations=20) -> Registration:
-    """Sub-pixel shift that brings ``moving`` onto ``reference``.
-
-    A windowed phase correlation (scikit-image) gives a first estimate; Gauss–Newton
-    least squares then refines it, minimising Σ (moving shifted by s − reference − c)² over
-    the pixels that stay inside the scan, with cubic-spline shifts, on both images smoothed
-    by a Gaussian of :data:`STRUCTURE_SMOOTHING_PX` (noisy gradients would bias the shift
-    toward zero). The normal matrix of that
-    fit is the images' structure tensor: along a direction whose gradient energy is not
-    :data:`STRUCTURE_SIGNIFICANCE` times what the image's noise alone gives there is nothing
-    to measure, so the shift is kept to the other direction (a straight interface gives a
-    shift across it and none along it) and ``constrained`` is set; with no direction of
-    structure the shift is zero.
-
-    Parameters
-    ----------
-    reference, moving : ndarray, shape (ny, nx)
-        Segment-sum (or any structural) images.
-    upsample : int
-        Precision 1/upsample of the first estimate.
-    valid : ndarray of bool, optional
-        Pixels to use; the others are replaced by the mean.
-    iterations : int
-        Largest number of Gauss–Newton steps.
-
-    Returns
-    -------
-    Registration
-        ``shift_px`` (dy, dx) to apply to ``moving`` (e.g. with :func:`shift_map`).
-    """
-    from skimage.registration import phase_cross_correlation
-
-    ref = _fill(reference, valid)
-    mov = _fill(moving, valid)
-    ref = ref - ref.mean()
-    mov = mov - mov.mean()
-    energies, directions = _structure(ref)
-    noise_energy = _noise_gradient_energy(ref)
-    significant = energies > STRUCTURE_SIGNIFICANCE * noise_energy
-    if not significant.any():
-        return Registration((0.0, 0.0), math.nan, True)
-    constrained = not significant.all()
-    keep = directions[:, significant]  # (2, k): the directions with structure
-    # The fit runs on smoothed images, over the pixels where the reference has structure:
-    # gradients that are only noise would pull the shift toward zero.
-    ref = ndimage.gaussian_filter(ref, STRUCTURE_SMOOTHING_PX, mode="nearest")
-    mov = ndimage.gaussian_filter(mov, STRUCTURE_SMOOTHING_PX, mode="nearest")
-    gy, gx = np.gradient(ref)
-    edges = gy**2 + gx**2 > STRUCTURE_SIGNIFICANCE * 2 * noise_energy
-    edges = ndimage.binary_dilation(edges, iterations=2) if edges.sum() >= 16 else np.ones_like(edges)
-
-    window = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1])) if min(ref.shape) > 4 else 1.0
-    shift, _, _ = phase_cross_correlation(ref * window, mov * window, upsample_factor=upsample,
-                                          normalization=None)
-    shift = keep @ (keep.T @ np.asarray(shift, dtype=float))
-    residual = math.nan
-    for _ in range(iterations):
-        warped = ndimage.shift(mov, shift, order=3, mode="nearest")
-        margin = int(np.ceil(np.abs(shift).max())) + 2
-        inner = (slice(margin, -margin or None), slice(margin, -margin or None))
-        wy, wx = np.gradient(warped)
-        use = np.zeros_like(edges)
-        use[inner] = edges[inner]
-        diff = (warped - ref)[use]
-        if diff.size == 0:
-            break
-        # Unknowns: the shift step along the kept directions and an intensity offset.
-        gradients = np.column_stack([wy[use], wx[use]]) @ keep
-        design = np.column_stack([gradients, np.ones_like(diff)])
-        solution = np.linalg.lstsq(design, diff, rcond=None)[0]
-        step = keep @ solution[:-1]
-        shift = shift + step
-        residual = float(np.sqrt(np.mean((diff - solution[-1]) ** 2)) / (np.std(ref) or 1.0))
-        if np.max(np.abs(step)) < 1e-4:
-            break
-    return Registration((float(shift[0]), float(shift[1])), residual, constrained)
-
-
-def _structure(image):
-    """Eigenvalues (ascending) and eigenvectors ((y, x) columns) of the smoothed image's structure tensor."""
-    gy, gx = np.gradient(ndimage.gaussian_filter(image, STRUCTURE_SMOOTHING_PX, mode="nearest"))
-    tensor = np.array([[np.mean(gy * gy), np.mean(gy * gx)], [np.mean(gx * gy), np.mean(gx * gx)]])
-    return np.linalg.eigh(tensor)
-
-
-def _noise_gradient_energy(image):
-    """Mean squared gradient, along one direction, that the image's noise alone leaves after smoothing.
-
-    The noise σ is estimated robustly from neighbour differences (median absolute
-    deviation), and the smoothing-and-gradient filter's gain for white noise is its
-    squared impulse response summed.
-    """
-    diff = np.diff(image, axis=1).ravel()
-    sigma = 1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2)
-    size = int(8 * STRUCTURE_SMOOTHING_PX) | 1
-    impulse = np.zeros((size, size))
-    impulse[size // 2, size // 2] = 1.0
-    response = np.gradient(ndimage.gaussian_filter(impulse, STRUCTURE_SMOOTHING_PX, mode="constant"), axis=1)
-    return sigma**2 * float(np.sum(response**2))
-
-
-def _fill(image, valid):
-    image = np.asarray(image, dtype=float)
-    ok = np.isfinite(image) if valid is None else (np.asarray(valid, bool) & np.isfinite(image))
-    if not ok.any():
-        raise InputDataError("an image for registration has no valid pixel")
-    return np.where(ok, image, image[ok].mean())
-
-
-def shift_map(values, shift_px, valid=None):
-    """Shift a map by (dy, dx) pixels (cubic spline); pixels that leave the scan become NaN.
-
-    Returns the shifted map and its validity: a pixel is valid where it came from inside
-    the scan and from valid pixels (the 4×4 neighbourhood the spline reads).
-    """
-    values = np.asarray(values, dtype=float)
-    ok = np.isfinite(values) if valid is None else (np.asarray(valid, bool) & np.isfinite(values))
-    if shift_px == (0.0, 0.0):
-        return np.where(ok, values, np.nan), ok
-    mean = values[ok].mean() if ok.any() else 0.0
-    shifted = ndimage.shift(np.where(ok, values, mean), shift_px, order=3, mode="nearest")
-    support = ndimage.binary_erosion(ok, np.ones((3, 3), bool), border_value=1)
-    weight = ndimage.shift(support.astype(float), shift_px, order=1, mode="constant", cval=0.0)
-    good = weight > 1 - 1e-6
-    return np.where(good, shifted, np.nan), good
-
+#: The maps of each acquisition, and of each net map, that go to a result file.
+MAP_NAMES = ("deflection_x", "deflection_y", "field_x", "field_y", "charge_density", "free_charge_density",
+             "potential")
+NET_NAMES = ("deflection_x", "deflection_y", "field_x", "field_y", "charge_density", "free_charge_density",
+             "potential")
 
 @dataclass
 class BiasSeriesResult:
-    """Every bias's maps and the net maps against the reference bias.
+    """Every bias's maps and the net maps against the reference bias, held in memory.
 
     Attributes
     ----------
     biases_v : ndarray, shape (n,)
+        Bias of each acquisition in V, in acquisition order (a bias may repeat).
     reference_index : int
     maps : list of DPCResult
         Each acquisition's own reconstruction, registered onto the reference.
     net : list of DPCResult
-        Net maps θ(V) − θ(V_ref) → net field and net charge (the reference's own is zero).
+        Net maps θ(V) − θ(V_ref) → net field, net charge and net potential (the reference's own is zero).
     registration : list of Registration
     calibration : Calibration
     """
@@ -206,170 +77,464 @@ class BiasSeriesResult:
     def file_maps(self) -> dict:
         """The result-file layout of DESIGN.md §4 for a bias series: name → (array, unit)."""
         out = {}
-        for name in ("deflection_x", "deflection_y", "field_x", "field_y", "charge_density",
-                     "free_charge_density", "potential"):
-            if getattr(self.maps[0], name) is not None:
-                out[name] = (self.stacked(name), unit_of(name))
-        out["valid"] = (self.stacked("valid").astype(np.uint8), "1")
-        for name in ("field_x", "field_y", "charge_density", "free_charge_density"):
-            if getattr(self.net[0], name) is not None:
-                out[f"net_{name}"] = (self.stacked(name, net=True), unit_of(name))
-        out["net_deflection_x"] = (self.stacked("deflection_x", net=True), "mrad")
-        out["net_deflection_y"] = (self.stacked("deflection_y", net=True), "mrad")
-        out["net_valid"] = (self.stacked("valid", net=True).astype(np.uint8), "1")
-        out["bias"] = (self.biases_v.astype(np.float64), "V")
-        out["registration_shift"] = (np.array([r.shift_px for r in self.registration]), "px")
+        for i, (m, n) in enumerate(zip(self.maps, self.net)):
+            for name, (array, unit) in {**series_slices(m), **series_slices(n, net=True)}.items():
+                out.setdefault(name, (np.empty((len(self.maps), *array.shape), array.dtype), unit))[0][i] = array
+        out.update(series_axes(self.biases_v, self.registration))
         return out
 
     def file_attrs(self) -> dict:
-        return {**self.calibration.to_attrs(), "reference_bias_v": self.reference_bias_v,
-                "registration_constrained": np.array([r.constrained for r in self.registration], np.uint8),
-                **self.attrs}
+        return {**self.calibration.to_attrs(), **series_attrs(self.biases_v, self.reference_index,
+                                                               self.registration), **self.attrs}
 
 
-def check_biases(biases_v, count, reference_bias_v):
-    """Validate the biases of a series; return them as an array and the reference's index."""
+def series_slices(result, *, net=False) -> dict:
+    """One acquisition's slices of the result file (its maps, or with ``net`` its net maps): name → (array, unit)."""
+    prefix, names = ("net_", NET_NAMES) if net else ("", MAP_NAMES)
+    out = {}
+    for name in names:
+        if getattr(result, name) is not None:
+            out[f"{prefix}{name}"] = (np.asarray(getattr(result, name), np.float32), unit_of(name))
+    out[f"{prefix}valid"] = (result.valid.astype(np.uint8), "1")
+    return out
+
+
+def series_axes(biases_v, registrations) -> dict:
+    """The per-acquisition vectors of the result file: bias, index, shift and its evidence."""
+    regs = list(registrations)
+    return {
+        "bias": (np.asarray(biases_v, np.float64), "V"),
+        "acquisition_index": (np.arange(len(regs), dtype=np.int64), "1"),
+        "registration_shift": (np.array([r.shift_px for r in regs], np.float64).reshape(-1, 2), "px"),
+        "registration_structure_snr": (np.array([r.structure_snr for r in regs], np.float64), "1"),
+        "registration_residual_before": (np.array([r.residual_before for r in regs], np.float64), "1"),
+        "registration_residual_after": (np.array([r.residual_after for r in regs], np.float64), "1"),
+    }
+
+
+def series_attrs(biases_v, reference_index, registrations) -> dict:
+    regs = list(registrations)
+    return {"reference_bias_v": float(np.asarray(biases_v)[reference_index]), "reference_index": int(reference_index),
+            "registration_source": [r.source for r in regs],
+            "registration_constrained": np.array([r.constrained for r in regs], np.uint8),
+            "registration_reason": [r.reason or "" for r in regs]}
+
+
+def check_biases(biases_v, count, reference_bias_v, *, reference_index=None):
+    """Validate the biases of a series; return them as an array and the reference's index.
+
+    A bias may repeat (a return sweep 0 → 1 → 0 V). The reference is the acquisition at
+    ``reference_bias_v``; where that bias repeats, the first of them, or ``reference_index``.
+    """
     biases = np.asarray(biases_v, dtype=float).ravel()
     if biases.size != count:
         raise InputDataError(f"a bias series of {count} acquisitions needs {count} biases, got {biases.size}")
     if not np.all(np.isfinite(biases)):
         raise InputDataError(f"biases must be finite numbers in V, got {biases.tolist()}")
-    values, counts = np.unique(biases, return_counts=True)
-    if np.any(counts > 1):
-        raise InputDataError(f"duplicate bias values {values[counts > 1].tolist()} V: give each acquisition its own bias")
     matches = np.flatnonzero(np.isclose(biases, reference_bias_v, rtol=0, atol=1e-9))
     if matches.size == 0:
         raise InputDataError(
             f"the reference bias {reference_bias_v} V is not among the biases {biases.tolist()} V "
-            "(give --reference-bias)")
-    return biases, int(matches[0])
+            "(set reference_bias_v)")
+    if reference_index is None:
+        return biases, int(matches[0])
+    if int(reference_index) not in matches:
+        raise InputDataError(f"reference_index {reference_index} is not an acquisition at the reference bias "
+                             f"{reference_bias_v:g} V (those are {matches.tolist()})")
+    return biases, int(reference_index)
 
 
-def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, reference_bias_v=0.0,
-                       response="exact", gains=None, offsets=None, vacuum=None, descan_order=2, shifts_px=None,
-                       register_maps=True, upsample=20, progress=False, names=None, **options) -> BiasSeriesResult:
-    """Reconstruct a bias series and its net maps against the reference bias.
+def resolve_biases(recorded, given, names, *, override=False, option="given", override_option="override=True"):
+    """The bias of each acquisition from what its file records and what the user gave.
 
     Parameters
     ----------
-    segments_list : sequence of array_like, each (4, ny, nx)
-        The acquisitions, A, B, C, D in counts, all of one shape.
+    recorded : sequence of float or None
+        The bias each file records (None: none recorded).
+    given : sequence of float or None
+        The biases the user gave, one per acquisition in the same order, or None.
+    names : sequence of str
+        What to call each acquisition in a message (its file).
+    override : bool
+        A given bias replaces a different recorded one (with a warning) instead of being refused.
+    option, override_option : str
+        The names of the user's biases and of the override in messages (``--bias`` and
+        ``--override-bias`` on the command line).
+
+    Returns
+    -------
+    list of float, and the source of each (``"file"`` or ``"user"``)
+    """
+    import warnings
+
+    if given is None:
+        missing = [n for n, r in zip(names, recorded) if r is None]
+        if missing:
+            raise InputDataError(f"no bias recorded in {', '.join(missing)}: give {option} V... (one per FILE)")
+        return [float(r) for r in recorded], ["file"] * len(recorded)
+    given = list(given)
+    if len(given) != len(recorded):
+        raise InputDataError(f"a bias series of {len(recorded)} acquisitions needs {len(recorded)} biases, got "
+                             f"{len(given)} ({option})")
+    out, sources = [], []
+    for name, r, g in zip(names, recorded, given):
+        if r is not None and abs(float(r) - float(g)) > 1e-9:
+            if not override:
+                raise InputDataError(f"{name} records a bias of {float(r):g} V but {option} gives {float(g):g} V "
+                                     f"for it: leave out {option} to use the recorded biases, or give {override_option}")
+            warnings.warn(f"{name}: the file records {float(r):g} V, using the given {float(g):g} V", stacklevel=2)
+        out.append(float(g))
+        sources.append("user")
+    return out, sources
+
+
+#: Names of the registration choices in messages, for Python callers.
+PYTHON_NAMES = {"shift": "shifts_px=", "image": "registration_images=", "off": "register_maps=False"}
+
+
+def registration_warning(registrations, biases, *, names=None, options=PYTHON_NAMES):
+    """One warning line for the acquisitions registration could not align, or None."""
+    failed = [i for i, r in enumerate(registrations) if r.source == "rejected"]
+    if not failed:
+        return None
+    label = names or [f"{b:+g} V" for b in biases]
+    first = registrations[failed[0]]
+    return (f"registration: no reliable shift for {len(failed)} of {len(registrations) - 1} acquisitions "
+            f"({', '.join(label[i] for i in failed[:4])}{' …' if len(failed) > 4 else ''}: {first.reason}); "
+            f"none was applied, so drift (if any) remains in the net maps: give the shifts with {options['shift']}, "
+            f"register on an image without bias contrast with {options['image']}, or accept no drift "
+            f"correction with {options['off']}")
+
+
+def _load(source, image):
+    """Segments and registration image of one acquisition (a source may be a callable reading it)."""
+    if callable(source):
+        got = source()
+        if isinstance(got, tuple):
+            return got
+        return got, image
+    return source, image
+
+
+class _Stages:
+    """Progress through the stages of a series: tqdm on a terminal (stderr), one line per stage otherwise (stdout)."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.bar = None
+
+    def stage(self, name, total):
+        self.close()
+        if not self.enabled:
+            return
+        if sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=name, unit="map", file=sys.stderr, leave=False)
+        else:
+            # on stdout: stderr carries only warnings and the one line of an error
+            print(f"bias series: {name} ({total} map{'s' if total != 1 else ''})", flush=True)
+
+    def step(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def stream_series(sources, biases_v, calibration: Calibration, sink, *, reference_bias_v=0.0, reference_index=None,
+                  response="exact", gains=None, offsets=None, vacuum=None, descan_order=2, shifts_px=None,
+                  register_maps=True, registration_images=None, registration_exclude=None, upsample=20,
+                  progress=False, names=None, **options):
+    """Reconstruct a bias series one acquisition at a time, handing each to ``sink``.
+
+    ``sink(index, result, registration, net=False)`` gets, the reference first and then the
+    others in acquisition order, each acquisition's registered
+    :class:`~dpcstem.result.DPCResult`, then (``net=True``) its net one against the
+    reference, with its :class:`~dpcstem.registration.Registration`: one map set at a time,
+    dropped once the sink returns. Only the reference's deflection and registration image
+    stay in memory throughout.
+
+    Parameters
+    ----------
+    sources : sequence
+        Per acquisition: an array (4, ny, nx) of segments A, B, C, D in counts, or a
+        callable that returns one (or a pair (segments, registration image)) when called.
     biases_v : sequence of float
-        Applied bias of each acquisition, V (distinct).
+        Applied bias of each acquisition, V (may repeat).
     calibration : Calibration
-    reference_bias_v : float
-        The bias whose map is subtracted (default 0 V).
+    sink : callable
+    reference_bias_v, reference_index
+        The reference acquisition (see :func:`check_biases`).
     response, gains, offsets
         As in :func:`dpcstem.reconstruct.segment_deflection`.
     vacuum : array_like, shape (4, ny, nx), optional
-        A vacuum scan: the segment gains and the descan, which is removed from every map
-        before registration (the descan belongs to the scan, not to the specimen, so it
-        must not move with the drift correction). See :func:`dpcstem.reconstruct.vacuum_reference`.
+        A vacuum scan: the segment gains and the descan, removed from every map before
+        registration (the descan belongs to the scan, so it must not move with the drift
+        correction). See :func:`dpcstem.reconstruct.vacuum_reference`.
     descan_order : {1, 2}
-        Plane or quadratic descan fitted to the vacuum scan.
     shifts_px : sequence of (dy, dx), optional
-        Registration shifts given by hand (pixels, applied to each map); overrides the
-        measured ones.
+        Shifts given by hand (pixels, applied to each map) instead of measured ones.
     register_maps : bool
-        Measure the shifts from the segment-sum images (default) or apply none.
+        Measure shifts (default) or apply none.
+    registration_images : sequence of ndarray (ny, nx), optional
+        Per acquisition, an image of a channel that does not change with bias (the
+        simultaneous ADF/HAADF) to register on; default the segment sum.
+    registration_exclude : ndarray of bool (ny, nx), optional
+        Pixels the registration leaves out (the interface band, where the segment sum of an
+        annular detector shows the layer itself).
     upsample : int
-        Sub-pixel precision of the registration.
     progress : bool
-        Show a progress bar over the series.
+        Show progress through the stages.
     names : sequence of str, optional
-        What to call each acquisition in an error (e.g. its file); default its number.
+        What to call each acquisition in a message (its file); default its number.
     **options
         Passed to :func:`dpcstem.reconstruct.reconstruct_deflection`.
 
     Returns
     -------
-    BiasSeriesResult
+    reference_index : int
+    registrations : list of Registration
+    attrs : dict
+        Provenance for the result file (response, descan).
     """
     options = ReconstructionOptions(response=response, gains=gains, offsets=offsets, descan_order=descan_order,
-                                    **options)
-    segments_list = list(segments_list)
-    if not segments_list:
+                                    **options)  # refused here, before any acquisition is read
+    sources = list(sources)
+    count = len(sources)
+    if not count:
         raise InputDataError("a bias series needs at least one acquisition")
-    biases, ref = check_biases(biases_v, len(segments_list), reference_bias_v)
-    shapes = {np.shape(s) for s in segments_list}
-    if len(shapes) > 1:
-        raise InputDataError(f"the acquisitions of a bias series have different shapes: {sorted(shapes)}")
+    biases, ref = check_biases(biases_v, count, reference_bias_v, reference_index=reference_index)
+    names = list(names) if names is not None else [f"acquisition {i + 1} of {count}" for i in range(count)]
+    images = list(registration_images) if registration_images is not None else [None] * count
+    if len(images) != count:
+        raise InputDataError(f"registration_images: give one image per acquisition ({count}), got {len(images)}")
     if shifts_px is not None:
         try:
             shifts = np.asarray(shifts_px, dtype=float)
         except (TypeError, ValueError):
             shifts = np.full(1, np.nan)
-        if shifts.shape != (len(segments_list), 2) or not np.all(np.isfinite(shifts)):
-            raise InputDataError(f"give one finite shift (dy, dx) in pixels per acquisition, {len(segments_list)} in "
+        if shifts.shape != (count, 2) or not np.all(np.isfinite(shifts)):
+            raise InputDataError(f"give one finite shift (dy, dx) in pixels per acquisition, {count} in "
                                  f"all, got {shifts_px!r}")
-        shifts_px = [tuple(row) for row in shifts]
-
-    iterator = range(len(segments_list))
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="bias series", unit="map")
+        shifts_px = [tuple(float(v) for v in row) for row in shifts]
+    stages = _Stages(progress)
     descan = None
     if vacuum is not None:
+        stages.stage("vacuum reference", 1)
         gains, descan = vacuum_reference(vacuum, calibration, options=options)
         options = options.replace(gains=gains)
-    deflections = [None] * len(segments_list)
-    for i in iterator:
-        tx, ty, total, valid = segment_deflection(segments_list[i], calibration, options=options)
+        stages.step()
+    shape = None
+
+    def deflection(i):
+        nonlocal shape
+        segments, image = _load(sources[i], images[i])
+        segments = np.asarray(segments)
+        if shape is None:
+            shape = segments.shape
+        elif segments.shape != shape:
+            raise InputDataError(f"the acquisitions of a bias series have different shapes: "
+                                 f"{sorted({shape, segments.shape})} ({names[i]})")
+        tx, ty, total, valid = segment_deflection(segments, calibration, options=options)
+        del segments
         if not valid.any():
-            name = names[i] if names is not None else f"acquisition {i + 1} of {len(segments_list)}"
-            raise InputDataError(f"{name} ({biases[i]:g} V): no pixel could be reconstructed (zero, saturated or "
-                                 "non-finite segments); nothing was written")
+            raise InputDataError(f"{names[i]} ({biases[i]:g} V): no pixel could be reconstructed (zero, saturated "
+                                 "or non-finite segments); nothing was written")
         if descan is not None:
             tx, ty = descan.subtract(tx, ty)
-        deflections[i] = (tx, ty, total, valid)
-    reference_total, reference_valid = deflections[ref][2], deflections[ref][3]
-
-    registrations, maps, net = [], [], []
-    for i, (tx, ty, total, valid) in enumerate(deflections):
-        if shifts_px is not None:
-            reg = Registration(tuple(float(v) for v in shifts_px[i]), math.nan, False)
-        elif register_maps and i != ref:
-            reg = register(reference_total, total, upsample=upsample, valid=reference_valid & valid)
+        if image is None:
+            image = total
         else:
-            reg = Registration((0.0, 0.0), 0.0, False)
-        registrations.append(reg)
+            image = np.asarray(image, dtype=float)
+            if image.shape != shape[1:]:
+                raise InputDataError(f"{names[i]}: the registration image has shape {image.shape}, the scan "
+                                     f"{shape[1:]}")
+        return tx, ty, valid, image
+
+    stages.stage("reconstructing, registering and subtracting", count)
+    ref_x, ref_y, ref_valid, ref_image = deflection(ref)
+    registrations = [None] * count
+    ref_reg = Registration(shifts_px[ref] if shifts_px is not None else (0.0, 0.0),
+                           "user" if shifts_px is not None else "reference")
+    if shifts_px is not None and ref_reg.shift_px != (0.0, 0.0):
+        rx, ok_x = shift_map(ref_x, ref_reg.shift_px, ref_valid)
+        ry, ok_y = shift_map(ref_y, ref_reg.shift_px, ref_valid)
+        ref_x, ref_y, ref_valid = rx, ry, ok_x & ok_y
+    ref_x, ref_y = ref_x.astype(np.float32), ref_y.astype(np.float32)
+    ref_image = np.asarray(ref_image, np.float32)
+    ref_result = reconstruct_deflection(ref_x, ref_y, calibration, valid=ref_valid, options=options)
+    sink(ref, ref_result, ref_reg)
+    zero = np.zeros(ref_x.shape, np.float32)
+    ref_net = reconstruct_deflection(zero, zero, calibration, valid=ref_result.valid, options=options)
+    del ref_result, zero
+    sink(ref, ref_net, ref_reg, net=True)
+    registrations[ref] = ref_reg
+    del ref_net
+    stages.step()
+    for i in range(count):
+        if i == ref:
+            continue
+        tx, ty, valid, image = deflection(i)
+        if shifts_px is not None:
+            reg = Registration(shifts_px[i], "user")
+        elif register_maps:
+            reg = register(ref_image, image, valid=ref_valid & valid, exclude=registration_exclude,
+                           upsample=upsample)
+        else:
+            reg = Registration((0.0, 0.0), "none")
+        registrations[i] = reg
         sx, ok_x = shift_map(tx, reg.shift_px, valid)
         sy, ok_y = shift_map(ty, reg.shift_px, valid)
-        maps.append((sx, sy, ok_x & ok_y))
-    ref_x, ref_y, ref_ok = maps[ref]
-    results = []
-    for sx, sy, ok in maps:
-        results.append(reconstruct_deflection(sx, sy, calibration, valid=ok, options=options))
-        both = ok & ref_ok
-        net.append(reconstruct_deflection(sx - ref_x, sy - ref_y, calibration, valid=both, options=options))
+        sx, sy = sx.astype(np.float32), sy.astype(np.float32)  # held while the maps are reconstructed
+        del tx, ty, image
+        ok = ok_x & ok_y
+        sink(i, reconstruct_deflection(sx, sy, calibration, valid=ok, options=options), reg)
+        sx -= ref_x
+        sy -= ref_y
+        sink(i, reconstruct_deflection(sx, sy, calibration, valid=ok & ref_valid, options=options), reg, net=True)
+        del sx, sy
+        stages.step()
+    stages.close()
     attrs = {"response": response_model(response, calibration).name}
     if descan is not None:
         attrs.update(descan.attrs())
-    return BiasSeriesResult(biases, ref, results, net, registrations, calibration, attrs=attrs)
+    return ref, registrations, attrs
+
+
+def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, warn=True, **kwargs) -> BiasSeriesResult:
+    """Reconstruct a bias series and its net maps against the reference bias, in memory.
+
+    Takes the arguments of :func:`stream_series` (less ``sink``) and keeps every map.
+    With ``warn``, acquisitions that registration could not align raise one warning naming
+    what would fix it.
+    """
+    import warnings
+
+    segments_list = list(segments_list)
+    maps, nets = [None] * len(segments_list), [None] * len(segments_list)
+
+    def keep(i, result, _, net=False):
+        (nets if net else maps)[i] = result
+
+    ref, registrations, attrs = stream_series(segments_list, biases_v, calibration, keep, **kwargs)
+    biases = np.asarray(biases_v, dtype=float).ravel()
+    if warn and (message := registration_warning(registrations, biases)):
+        warnings.warn(message, stacklevel=2)
+    return BiasSeriesResult(biases, ref, maps, nets, registrations, calibration, attrs=attrs)
+
+
+class LayerTable:
+    """Profiles across an interface of each net map, as the series streams, and the layer figures.
+
+    Use it as (part of) the sink of :func:`stream_series`: ``add`` takes each net map's
+    profiles (full band); ``rows`` gives the figures within a half-range, the user's or, by
+    default, :func:`~dpcstem.interface.default_half_range` from the profiles themselves.
+    """
+
+    #: The figures of a row, with their units, in the order of the CSV table and the result file.
+    FIGURES = (("peak_field_v_per_m", "V/m"), ("peak_field_stderr", "V/m"), ("peak_position_nm", "nm"),
+               ("width_nm", "nm"), ("width_stderr", "nm"), ("potential_drop_v", "V"),
+               ("potential_drop_stderr", "V"), ("areal_charge_c_per_m2", "C/m^2"),
+               ("areal_charge_stderr", "C/m^2"), ("side", "1"))
+
+    def __init__(self, interface, calibration: Calibration, shape, *, bin_nm=None, side=None, counter_nm=None):
+        self.interface = interface
+        self.step = (calibration.step_x_nm, calibration.step_y_nm)
+        interface.check_inside(shape, self.step)
+        self.bin_nm, self.side, self.counter_nm = bin_nm, side, counter_nm
+        self.field_profiles, self.charge_profiles = {}, {}
+
+    def add(self, index, net):
+        from .interface import profile_across
+
+        normal = self.interface.normal_component(net.field_x, net.field_y)
+        self.field_profiles[index] = profile_across(normal, self.interface, self.step, bin_nm=self.bin_nm,
+                                                    valid=net.valid, units="V/m")
+        self.charge_profiles[index] = profile_across(net.charge_density, self.interface, self.step,
+                                                     bin_nm=self.bin_nm, valid=net.valid, units="C/m^3")
+
+    def half_range(self, reference_index):
+        """The data's half-range (nm): where the net field returns to noise."""
+        from .interface import default_half_range
+
+        return default_half_range([p for i, p in self.field_profiles.items() if i != reference_index])
+
+    def rows(self, biases_v, reference_index, half_range_nm):
+        """Layer figures of each net map but the reference's: dicts with ``index``, ``bias_v`` and the figures."""
+        from .interface import layer_figures
+
+        rows = []
+        for i in sorted(self.field_profiles):
+            if i == reference_index:
+                continue
+            fp = self.field_profiles[i].within(half_range_nm)
+            figures = layer_figures(fp, side=self.side, counter_nm=self.counter_nm)
+            rows.append({"index": i, "bias_v": float(biases_v[i]), **figures.as_dict(), "field_profile": fp,
+                         "charge_profile": self.charge_profiles[i].within(half_range_nm),
+                         "half_range_nm": float(half_range_nm)})
+        return rows
+
+    @classmethod
+    def file_maps(cls, rows) -> dict:
+        """The figures as result-file vectors ``layer_<figure>`` (one entry per row), with ``layer_bias``."""
+        out = {"layer_index": (np.array([r["index"] for r in rows], np.int64), "1"),
+               "layer_bias": (np.array([r["bias_v"] for r in rows], np.float64), "V")}
+        for name, unit in cls.FIGURES:
+            out[f"layer_{name}"] = (np.array([r[name] for r in rows], np.float64), unit)
+        return out
+
+    @classmethod
+    def csv_rows(cls, rows):
+        """Header and rows of the ``--table`` CSV: index, bias and every figure with its unit."""
+        header = ["index", "bias_V"] + [f"{name}[{unit}]" for name, unit in cls.FIGURES]
+        return header, [[r["index"], r["bias_v"], *[r[name] for name, _ in cls.FIGURES]] for r in rows]
 
 
 def interface_table(series: BiasSeriesResult, interface, *, half_range_nm=None, bin_nm=None, side=None,
-                    counter_nm=None, net=True):
-    """Layer figures for each bias from the (net) maps: a list of dicts with ``bias_v``.
+                    counter_nm=None):
+    """Net layer figures for each bias of an in-memory series (a list of dicts with ``index`` and ``bias_v``).
 
-    Each row holds the :class:`~dpcstem.interface.LayerFigures` of the net field (the field
-    component along the interface normal) and the net charge density.
+    ``half_range_nm`` None takes it from the data (:func:`~dpcstem.interface.default_half_range`);
+    the half-range used is in each row as ``half_range_nm``.
     """
-    from .interface import layer_figures, profile_across
+    table = LayerTable(interface, series.calibration, series.maps[0].shape, bin_nm=bin_nm, side=side,
+                       counter_nm=counter_nm)
+    for i, net in enumerate(series.net):
+        if i != series.reference_index:
+            table.add(i, net)
+    half = table.half_range(series.reference_index) if half_range_nm is None else float(half_range_nm)
+    return table.rows(series.biases_v, series.reference_index, half)
 
-    step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
-    rows = []
-    source = series.net if net else series.maps
-    for bias, result in zip(series.biases_v, source):
-        if net and bias == series.reference_bias_v:
-            continue
-        normal = interface.normal_component(result.field_x, result.field_y)
-        fp = profile_across(normal, interface, step, half_range_nm=half_range_nm, bin_nm=bin_nm, valid=result.valid,
-                            units="V/m")
-        cp = profile_across(result.charge_density, interface, step, half_range_nm=half_range_nm, bin_nm=bin_nm,
-                            valid=result.valid, units="C/m^3")
-        figures = layer_figures(fp, side=side, counter_nm=counter_nm)
-        rows.append({"bias_v": float(bias), **figures.as_dict(), "field_profile": fp, "charge_profile": cp})
-    return rows
 
+def command_line(files, *, output, interface=None, half_range_nm=None, table=None, options=()):
+    """The ``dpcstem bias-series`` command that reproduces a series and its layer table, as one shell line.
+
+    Parameters
+    ----------
+    files : path-like or sequence of path-like
+        The acquisitions, or the folder that holds them.
+    output : path-like
+        The result file.
+    interface : Interface, optional
+        Its two points are written exactly (``repr`` of each float), so the normal is the same.
+    half_range_nm : float, optional
+        A half-range to fix (default: the command takes it from the data, as the original run).
+    table : path-like, optional
+        The CSV of the layer figures.
+    options : sequence of str
+        Further options, each already split (e.g. ``["--reference", "vacuum.h5"]``).
+    """
+    files = list(files) if isinstance(files, (list, tuple)) else [files]
+    words = ["dpcstem", "bias-series", *(str(f) for f in files), *(str(o) for o in options)]
+    if interface is not None:
+        words += ["--interface", *(repr(float(v)) for v in (*interface.start_nm, *interface.end_nm))]
+    if half_range_nm is not None:
+        words += ["--half-range", repr(float(half_range_nm))]
+    if table is not None:
+        words += ["--table", str(table)]
+    words += ["-o", str(output)]
+    return shlex.join(words)

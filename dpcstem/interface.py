@@ -1,9 +1,16 @@
 """Profiles across an interface and the figures of a space-charge layer.
 
-An interface is given by two points (x, y) in nm on it, in the scan frame. Its *normal*
-points from the first point's left to right: the line direction rotated by +90° (from scan
-+x toward +y). Distances along the normal are positive on that side. A profile averages a
-map over the band between the two points, in bins of distance, with standard errors.
+An interface is given by two points P1, P2 (x, y) in nm on it, in the scan frame.
+
+**The normal rule** (one rule everywhere: library, command line, result file, demo): the
+normal is the direction P1 → P2 rotated by +90° (from scan +x toward scan +y),
+n = (−d_y, d_x). On an image displayed as a microscope shows it (row 0 at the top, y
+pointing down), that is the right-hand side of someone walking from P1 to P2. Distances
+along the normal are positive on that side, and the field component "along the normal" is
+E·n. To flip the normal, swap the two points.
+
+A profile averages a map over the band between the two points, in bins of distance, with
+standard errors.
 """
 
 from __future__ import annotations
@@ -44,6 +51,38 @@ class Interface:
     @property
     def normal_deg(self) -> float:
         return math.degrees(math.atan2(self.normal[1], self.normal[0]))
+
+    def describe(self) -> str:
+        """The rule's outcome in words, as the command line prints it."""
+        nx, ny = self.normal
+        return (f"normal points toward ({nx:+.3f}, {ny:+.3f}) = {self.normal_deg:.1f} deg from scan +x toward +y "
+                f"(the right-hand side walking from ({self.start_nm[0]:g}, {self.start_nm[1]:g}) to "
+                f"({self.end_nm[0]:g}, {self.end_nm[1]:g}) nm on the image, y down)")
+
+    def attrs(self) -> dict:
+        """What a result file stores with the points."""
+        return {"interface_points_nm": np.array([*self.start_nm, *self.end_nm], float),
+                "interface_normal": np.asarray(self.normal, float), "interface_normal_deg": self.normal_deg,
+                "interface_normal_rule": "normal = direction P1->P2 rotated by +90 deg (scan +x toward +y)"}
+
+    def check_inside(self, shape, step_nm, name="the interface"):
+        """Refuse an interface whose points lie outside the scan (figures there would be noise)."""
+        sx, sy = _steps(step_nm)
+        width, height = (shape[1] - 1) * sx, (shape[0] - 1) * sy
+        for point in (self.start_nm, self.end_nm):
+            x, y = point
+            if not (-0.5 * sx <= x <= width + 0.5 * sx and -0.5 * sy <= y <= height + 0.5 * sy):
+                raise InputDataError(f"{name}: point ({x:g}, {y:g}) nm lies outside the scan (x 0 to {width:g} nm, "
+                                     f"y 0 to {height:g} nm): give two points inside it")
+
+    def default_bin_nm(self, step_nm) -> float:
+        """Bin width that leaves no bin empty: the pixel spacing along the normal, max(s_x|n_x|, s_y|n_y|).
+
+        With unequal steps a bin of the smaller step would leave every other bin empty
+        across an interface normal to the coarser axis.
+        """
+        sx, sy = _steps(step_nm)
+        return float(max(sx * abs(self.normal[0]), sy * abs(self.normal[1])))
 
     @property
     def length_nm(self) -> float:
@@ -89,6 +128,8 @@ class Profile:
         bins with fewer than two pixels.
     count : ndarray of int
     units : str
+    bin_nm : float
+        Bin width in nm.
     """
 
     distance_nm: np.ndarray
@@ -96,6 +137,13 @@ class Profile:
     stderr: np.ndarray
     count: np.ndarray
     units: str = ""
+    bin_nm: float = math.nan
+
+    def within(self, half_range_nm) -> "Profile":
+        """The bins whose centres lie within ``half_range_nm`` of the interface."""
+        keep = np.abs(self.distance_nm) <= half_range_nm
+        return Profile(self.distance_nm[keep], self.mean[keep], self.stderr[keep], self.count[keep], self.units,
+                       self.bin_nm)
 
 
 def profile_across(values, interface: Interface, step_nm, *, half_range_nm=None, bin_nm=None, valid=None,
@@ -112,7 +160,7 @@ def profile_across(values, interface: Interface, step_nm, *, half_range_nm=None,
     half_range_nm : float, optional
         Largest distance from the interface, nm (default: all of the band in the scan).
     bin_nm : float, optional
-        Bin width in nm (default: the smaller scan step).
+        Bin width in nm (default: :meth:`Interface.default_bin_nm`, no bin left empty).
     valid : ndarray of bool, optional
         Pixels to use (default: finite values).
     units : str
@@ -133,7 +181,7 @@ def profile_across(values, interface: Interface, step_nm, *, half_range_nm=None,
         use &= np.abs(distance) <= half_range_nm
     if not use.any():
         raise InputDataError("the interface band holds no valid pixel: check the two interface points (nm)")
-    bin_nm = bin_nm or min(_steps(step_nm))
+    bin_nm = bin_nm or interface.default_bin_nm(step_nm)
     lo = math.floor(distance[use].min() / bin_nm)
     index = np.floor(distance[use] / bin_nm).astype(int) - lo
     n_bins = index.max() + 1
@@ -147,7 +195,39 @@ def profile_across(values, interface: Interface, step_nm, *, half_range_nm=None,
     mean = np.where(count >= 1, mean, np.nan)
     stderr = np.where(count >= 2, stderr, np.nan)
     centres = (np.arange(n_bins) + lo + 0.5) * bin_nm
-    return Profile(centres, mean, stderr, count, units)
+    return Profile(centres, mean, stderr, count, units, float(bin_nm))
+
+
+def default_half_range(profiles, *, threshold=3.0, margin=1.5):
+    """Half-range (nm) of the layer figures from the data: where the field returns to noise.
+
+    For each profile (the net field along the normal at each bias), the farthest bin on
+    either side whose mean, smoothed over three bins, stands more than ``threshold``
+    standard errors from zero, counted from the interface outward until the first bin that
+    falls back to noise; the half-range is ``margin`` times the largest such distance over
+    the profiles (so that the outer quarter of the layer side, where the far field is taken,
+    holds field-free bins), and at least three bins.
+    """
+    reach = 0.0
+    bin_nm = math.nan
+    for p in profiles:
+        bin_nm = p.bin_nm
+        mean = np.nan_to_num(p.mean)
+        err = np.where(np.isfinite(p.stderr), p.stderr, np.inf)
+        kernel = np.ones(3) / 3
+        smooth = np.convolve(mean, kernel, mode="same")
+        smooth_err = np.sqrt(np.convolve(err**2, kernel, mode="same")) / math.sqrt(3)
+        above = np.abs(smooth) > threshold * smooth_err
+        for side in (1, -1):
+            order = np.flatnonzero(p.distance_nm * side >= -0.5 * p.bin_nm)
+            order = order[np.argsort(np.abs(p.distance_nm[order]))]
+            for k in order:
+                if not above[k]:
+                    break
+                reach = max(reach, abs(float(p.distance_nm[k])))
+    if not np.isfinite(bin_nm):
+        raise InputDataError("no profile to take the half-range from")
+    return max(margin * reach, 3 * bin_nm)
 
 
 @dataclass(frozen=True)
@@ -203,7 +283,10 @@ def layer_figures(field_profile: Profile, *, side=None, counter_nm=None) -> Laye
     d = field_profile.distance_nm
     e = np.nan_to_num(field_profile.mean)
     e_err = np.nan_to_num(field_profile.stderr)
-    dx = float(np.median(np.diff(d))) * physics.NM_TO_M
+    if d.size < 3:
+        raise InputDataError(f"a profile of {d.size} bins cannot give layer figures: widen the half-range")
+    dx = (field_profile.bin_nm if np.isfinite(field_profile.bin_nm) else float(np.median(np.diff(d)))) \
+        * physics.NM_TO_M
     if side is None:
         side = 1 if np.sum(np.abs(e[d > 0])) >= np.sum(np.abs(e[d < 0])) else -1
     layer = d * side > 0

@@ -124,3 +124,17 @@ def test_subtracting_raw_difference_signals_is_measurably_worse():
     error_exact = np.nanmax(np.abs(INTERFACE.normal_component(net.field_x, net.field_y) - want)[near]) / peak
     assert error_exact < 0.01
     assert error_raw > 10 * error_exact and error_raw > 0.01
+
+
+def test_simulated_dark_field_shows_the_particles_and_not_the_bias():
+    cal = Calibration(kv=200, alpha_mrad=1.0, step_x_nm=STEP, thickness_nm=131)
+    layer = MottSchottky(density_per_m3=1e25, eps_r=12, potential_drop_v=0.3, sheet_nm=1.5)
+    sim = simulate_bias_series(layer, cal, (48, 64), biases=(0.0, 2.0, 0.0), particles=12, adf=True, noise=False,
+                               vacuum=False, point_nm=(16.0, 12.0))
+    assert sim.biases.tolist() == [0.0, 2.0, 0.0]  # a return sweep keeps every acquisition
+    adf = [a.adf for a in sim.acquisitions]
+    assert np.ptp(adf[0]) > 0.05 * 0.5 * 4e4  # particles scatter a share of the dose outside the disc
+    np.testing.assert_array_equal(adf[1], adf[0])  # no drift: the bias leaves the dark field unchanged
+    sum0, sum1 = (a.segments.astype(float).sum(axis=0) for a in sim.acquisitions[:2])
+    np.testing.assert_allclose(sum1, sum0, rtol=1e-3)  # nor the segment sum (disc inside the detector)
+    assert np.corrcoef(sum0.ravel(), adf[0].ravel())[0, 1] < -0.9  # particles darken the sum, brighten the ADF

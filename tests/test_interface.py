@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dpcstem import InputDataError, physics
-from dpcstem.interface import Interface, layer_figures, profile_across
+from dpcstem.interface import Interface, default_half_range, layer_figures, profile_across
 from dpcstem.simulate import MottSchottky, layer_truth
 
 
@@ -64,3 +64,55 @@ def test_layer_figures_of_an_exact_mott_schottky_layer():
 def test_empty_band_is_an_error():
     with pytest.raises(InputDataError, match="holds no valid pixel"):
         profile_across(np.ones((5, 5)), Interface((100.0, 100.0), (100.0, 110.0)), 1.0, half_range_nm=1)
+
+
+@pytest.mark.parametrize("normal_deg", [90.0, 0.0, 30.0])
+def test_unequal_steps_leave_no_bin_empty(normal_deg):
+    step = (0.25, 0.5)  # y twice as coarse as x
+    ny, nx = 80, 160
+    iface = Interface.from_normal((20.0, 20.0), normal_deg, 10.0)
+    profile = profile_across(np.ones((ny, nx)), iface, step)
+    assert profile.count.min() > 0
+    assert profile.bin_nm == pytest.approx(max(0.25 * abs(iface.normal[0]), 0.5 * abs(iface.normal[1])))
+
+
+def test_layer_figures_do_not_depend_on_unequal_steps():
+    layer = MottSchottky(density_per_m3=5e25, eps_r=12, potential_drop_v=1.0, sheet_nm=1.0)
+    figures = []
+    for step in ((0.05, 0.05), (0.05, 0.1)):
+        truth = layer_truth(layer, (400, 40), step, point_nm=(1.0, 10.0), normal_deg=90.0)
+        iface = Interface.from_normal((1.0, 10.0), 90.0, 1.5)
+        fp = profile_across(iface.normal_component(truth.field_x, truth.field_y), iface, step, half_range_nm=9.0)
+        figures.append(layer_figures(fp))
+    assert figures[1].width_nm == pytest.approx(figures[0].width_nm, rel=0.03)
+    assert figures[1].potential_drop_v == pytest.approx(figures[0].potential_drop_v, rel=0.03)
+
+
+def test_the_normal_rule_is_stated_and_stored():
+    iface = Interface((4.0, 145.0), (30.0, 48.0))
+    np.testing.assert_allclose(iface.normal, np.array([97.0, 26.0]) / np.hypot(97, 26))
+    assert iface.describe().startswith("normal points toward (+0.966, +0.259) = 15.0 deg")
+    attrs = iface.attrs()
+    np.testing.assert_allclose(attrs["interface_points_nm"], [4.0, 145.0, 30.0, 48.0])
+    np.testing.assert_allclose(attrs["interface_normal"], iface.normal)
+
+
+def test_an_interface_outside_the_scan_is_refused():
+    iface = Interface((1.0, 1.0), (1.0, 30.0))
+    iface.check_inside((61, 11), 0.5)  # x 0..5, y 0..30 nm: inside
+    with pytest.raises(InputDataError, match=r"point \(1, 30\) nm lies outside the scan"):
+        iface.check_inside((40, 11), 0.5)
+
+
+def test_default_half_range_is_where_the_field_returns_to_noise(rng):
+    layer = MottSchottky(density_per_m3=5e25, eps_r=12, potential_drop_v=1.0, sheet_nm=1.0)
+    step = 0.1
+    truth = layer_truth(layer, (200, 600), step, point_nm=(20.0, 10.0), normal_deg=0.0)
+    iface = Interface.from_normal((20.0, 10.0), 0.0, 18.0)
+    noisy = iface.normal_component(truth.field_x, truth.field_y) + rng.normal(0, 0.05 * layer.peak_field_v_per_m,
+                                                                              (200, 600))
+    profile = profile_across(noisy, iface, step)
+    half = default_half_range([profile])
+    # the layer (plus the counter sheet) reaches layer.width_nm; the default covers it with a margin,
+    # far short of the 40 nm the scan spans
+    assert layer.width_nm < half < 2 * layer.width_nm + 1.0

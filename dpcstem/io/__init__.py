@@ -7,6 +7,7 @@ One module per file format (:mod:`~dpcstem.io.npy`, :mod:`~dpcstem.io.tiff`,
 :mod:`~dpcstem.io.formats`, which also dispatches the writers. Front doors:
 :mod:`~dpcstem.io.segments` (four-segment acquisitions), :mod:`~dpcstem.io.pixelated`
 (4D-STEM frames, opened lazily), :mod:`~dpcstem.io.results` (the HDF5 result file),
+:mod:`~dpcstem.io.series` (a bias series' result, streamed),
 :mod:`~dpcstem.io.signals` (HyperSpy signal types, pyxem). The names below are imported on first use
 so that ``import dpcstem`` stays fast.
 """
@@ -33,6 +34,9 @@ _WHERE = {
     "write_frames": "formats",
     "write_arrays": "formats",
     "load_result": "signals",
+    "SeriesWriter": "series",
+    "write_table": "series",
+    "read_image": "series",
     "result_to_signals": "signals",
     "from_beam_shift": "signals",
 }

@@ -89,7 +89,7 @@ def _writer(path, operation, what):
     return getattr(module, operation)
 
 
-def write_segments(path, segments, attrs, *, overwrite=False) -> Path:
+def write_segments(path, segments, attrs, *, adf=None, overwrite=False) -> Path:
     """Write a four-segment acquisition as :func:`~dpcstem.io.read_segments` reads it back (HDF5).
 
     Parameters
@@ -102,8 +102,11 @@ def write_segments(path, segments, attrs, *, overwrite=False) -> Path:
     attrs : dict
         Calibration (:class:`~dpcstem.calibration.Calibration` field names), ``bias_v``,
         ``title``, ...; None values are left out.
+    adf : ndarray (ny, nx), optional
+        The simultaneous annular dark-field image, stored as dataset ``haadf`` (counts).
     """
-    return _writer(path, "write_segments", "a segments file")(Path(path), segments, attrs, overwrite=overwrite)
+    return _writer(path, "write_segments", "a segments file")(Path(path), segments, attrs, adf=adf,
+                                                              overwrite=overwrite)
 
 
 def write_frames(path, shape, dtype, blocks, *, attrs=None, extra=None, overwrite=False) -> Path:

@@ -51,8 +51,17 @@ TAKES_DATASET = True
 
 # -- segments ---------------------------------------------------------------------------------
 
+#: Datasets read as the simultaneous annular dark-field image (``metadata["adf"]``).
+ADF_DATASETS = ("haadf", "adf", "HAADF", "ADF")
+
+
 def read_segments(path: Path, dataset=None) -> SegmentAcquisition:
-    """The (4, ny, nx) stack in dataset ``dataset`` (default ``segments``) and the calibration attributes."""
+    """The (4, ny, nx) stack in dataset ``dataset`` (default ``segments``) and the calibration attributes.
+
+    Root or dataset attributes ``bias_v`` (V) and ``acquisition_index`` go to the metadata,
+    and a 2-D dataset named in :data:`ADF_DATASETS` (the simultaneous dark-field image) to
+    ``metadata["adf"]``.
+    """
     name = dataset or "segments"
     try:
         with h5py.File(path, "r") as f:
@@ -67,6 +76,9 @@ def read_segments(path: Path, dataset=None) -> SegmentAcquisition:
             require_memory(bytes_of(node.shape, node.dtype), f"{path}: dataset {name!r}")
             array = node[()]
             attrs = {**plain_attrs(f.attrs), **plain_attrs(node.attrs)}
+            adf = next((k for k in ADF_DATASETS if k in f and isinstance(f[k], h5py.Dataset) and f[k].ndim == 2),
+                       None)
+            adf_image = f[adf][()] if adf else None
     except DPCError:
         raise
     except HDF5_FAILURES as exc:  # h5py raises several kinds on a truncated or damaged file
@@ -83,13 +95,18 @@ def read_segments(path: Path, dataset=None) -> SegmentAcquisition:
             raise InputDataError(f"{path}: attribute 'bias_v' must be one number (the applied bias in V), "
                                  f"got {attrs['bias_v']!r}")
         metadata["bias_v"] = bias
+    if number(attrs.get("acquisition_index")) is not None:
+        metadata["acquisition_index"] = int(number(attrs["acquisition_index"]))
+    if adf is not None:
+        metadata["adf"], metadata["adf_dataset"] = adf_image, adf
     if "title" in attrs:
         metadata["title"] = str(attrs["title"])
-    metadata["original"] = {k: v for k, v in attrs.items() if k not in values and k not in ("bias_v", "title")}
+    metadata["original"] = {k: v for k, v in attrs.items()
+                            if k not in values and k not in ("bias_v", "title", "acquisition_index")}
     return SegmentAcquisition(segments, values, (path,), metadata)
 
 
-def write_segments(path, segments, attrs, *, overwrite=False) -> Path:
+def write_segments(path, segments, attrs, *, adf=None, overwrite=False) -> Path:
     """One acquisition: dataset ``segments`` (4, ny, nx) and ``attrs`` as root attributes.
 
     Parameters
@@ -101,6 +118,8 @@ def write_segments(path, segments, attrs, *, overwrite=False) -> Path:
     attrs : dict
         Root attributes: :class:`~dpcstem.calibration.Calibration` field names as
         :func:`read_segments` reads them, ``bias_v``, ``title``, ...; None is not written.
+    adf : ndarray (ny, nx), optional
+        The simultaneous dark-field image, as dataset ``haadf`` (counts).
     """
     segments = np.asarray(segments)
     if segments.ndim != 3 or segments.shape[0] != 4:
@@ -113,6 +132,8 @@ def write_segments(path, segments, attrs, *, overwrite=False) -> Path:
                               compression="gzip", shuffle=True)
         ds.attrs["units"] = "counts"
         ds.attrs["order"] = "A, B, C, D"
+        if adf is not None:
+            f.create_dataset("haadf", data=np.asarray(adf, np.float32)).attrs["units"] = "counts"
     return Path(path)
 
 

@@ -22,9 +22,9 @@ from .. import io
 from ..io.results import output_group
 
 
-def bias_file_name(bias_v) -> str:
-    """File name of the acquisition at ``bias_v``: ``bias_+1.200V.h5``."""
-    return f"bias_{bias_v:+.3f}V.h5"
+def bias_file_name(bias_v, index=None) -> str:
+    """File name of the acquisition at ``bias_v``: ``bias_+1.200V.h5`` (``bias_03_+1.200V.h5`` with an index)."""
+    return f"bias_{bias_v:+.3f}V.h5" if index is None else f"bias_{index:02d}_{bias_v:+.3f}V.h5"
 
 
 def write_series(series, out: Path, *, overwrite=False, single=False, seed=None) -> list:
@@ -56,11 +56,13 @@ def write_series(series, out: Path, *, overwrite=False, single=False, seed=None)
 def _write_series(series, out, *, overwrite, single, seed):
     calibration = series.calibration
     files = []
-    for acquisition in series.acquisitions:
-        name = "segments.h5" if single else bias_file_name(acquisition.bias_v)
+    repeated = len(set(series.biases.tolist())) < len(series.acquisitions)
+    for k, acquisition in enumerate(series.acquisitions):
+        name = "segments.h5" if single else bias_file_name(acquisition.bias_v, k if repeated else None)
         title = f"simulated acquisition at {acquisition.bias_v:g} V"
         files.append(write_acquisition(out / name, acquisition.segments, calibration, overwrite=overwrite,
-                                    bias_v=acquisition.bias_v, title=title))
+                                       bias_v=acquisition.bias_v, title=title,
+                                       acquisition_index=None if single else k, adf=acquisition.adf))
     if series.vacuum is not None:
         files.append(write_acquisition(out / "vacuum.h5", series.vacuum, calibration, overwrite=overwrite,
                                     title="simulated vacuum reference"))
@@ -71,11 +73,17 @@ def _write_series(series, out, *, overwrite, single, seed):
     return files
 
 
-def write_acquisition(path: Path, segments, calibration, *, overwrite=False, bias_v=None, title=None) -> Path:
-    """One acquisition: dataset ``segments`` (4, ny, nx) and the calibration as root attributes."""
+def write_acquisition(path: Path, segments, calibration, *, overwrite=False, bias_v=None, title=None,
+                      acquisition_index=None, adf=None) -> Path:
+    """One acquisition: dataset ``segments`` (4, ny, nx) and the calibration as root attributes.
+
+    With ``adf``, the simultaneous dark-field image as dataset ``haadf`` (counts);
+    ``acquisition_index`` is recorded as a root attribute.
+    """
     attrs = {k: v for k, v in calibration.to_attrs().items() if k != "eps_r"}  # an instrument does not know εr
-    attrs.update(bias_v=None if bias_v is None else float(bias_v), title=title or None)
-    return io.write_segments(path, segments, attrs, overwrite=overwrite)
+    attrs.update(bias_v=None if bias_v is None else float(bias_v), title=title or None,
+                 acquisition_index=None if acquisition_index is None else int(acquisition_index))
+    return io.write_segments(path, segments, attrs, adf=adf, overwrite=overwrite)
 
 
 def _write_thickness(path: Path, thickness, *, overwrite=False) -> Path:

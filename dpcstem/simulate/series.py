@@ -52,6 +52,14 @@ class _Scene:
     kv: float
     extent_nm: tuple  # distance range of the layer's fine profile
     resolution_nm: float
+    particles: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (x, y, radius) nm
+
+    def particle_density(self, x, y):
+        """Projected particle density at positions (nm), 0 … about 1 (bias-independent)."""
+        out = np.zeros(np.shape(x))
+        for px, py, radius in self.particles:
+            out += np.exp(-((x - px) ** 2 + (y - py) ** 2) / (2 * radius**2))
+        return out
 
     def truth(self, x, y, bias_v) -> Truth:
         """Field, charge, potential, thickness and mean inner potential at positions (nm)."""
@@ -82,7 +90,7 @@ class _Scene:
         return tx, ty
 
 
-def _scene(layer, calibration, shape, *, share, point_nm, normal_deg, mip, thickness):
+def _scene(layer, calibration, shape, *, share, point_nm, normal_deg, mip, thickness, particles=0):
     if layer is not None and not (hasattr(layer, "profile") or isinstance(layer, UniformField)):
         raise InputDataError(
             f"layer must be a MottSchottky, GouyChapman or UniformField (or None), got {type(layer).__name__}")
@@ -111,7 +119,18 @@ def _scene(layer, calibration, shape, *, share, point_nm, normal_deg, mip, thick
     return _Scene(layer=layer, share=float(share), interface=(point_nm, normal_deg), mip=as_mean_inner_potential(mip),
                   thickness=as_thickness(thickness), kv=calibration.kv,
                   extent_nm=(min(corners) - margin, max(corners) + margin),
-                  resolution_nm=min(sx, sy) / _PROFILE_POINTS_PER_STEP)
+                  resolution_nm=min(sx, sy) / _PROFILE_POINTS_PER_STEP,
+                  particles=_particles(particles, (nx - 1) * sx, (ny - 1) * sy, max(sx, sy)))
+
+
+def _particles(count, width_nm, height_nm, step_nm):
+    """``count`` round particles (x, y, radius in nm) scattered over the scan, at positions fixed by the count."""
+    count = int(count)
+    if count < 0:
+        raise InputDataError(f"particles must be a count of 0 or more, got {count!r}")
+    gen = np.random.default_rng(count)
+    return np.column_stack([gen.uniform(0, width_nm, count), gen.uniform(0, height_nm, count),
+                            gen.uniform(1.5, 4.0, count) * step_nm])
 
 
 def _drift(drift_px):
@@ -146,6 +165,7 @@ def _observe(scene, calibration, shape, bias_v, drift_px, *, probe, oversample):
         tx, ty = probe_weighted(*scene.deflection(fine_x, fine_y, bias_v), kernel)
         truth.deflection_x, truth.deflection_y = tx[::os_, ::os_], ty[::os_, ::os_]
     truth.figures["drift_px"] = (float(dy), float(dx))
+    truth.particles = scene.particle_density(x, y)
     return truth
 
 
@@ -233,12 +253,33 @@ def simulate_acquisition(layer, calibration: Calibration, shape, *, bias_v=0.0, 
 
 def _dose(dose, truth, scattering_mfp_nm):
     """Electrons per position in the bright-field disc: the dose less what the specimen scatters out."""
-    if scattering_mfp_nm is None:
-        return dose
-    mfp = float(scattering_mfp_nm)
-    if not math.isfinite(mfp) or mfp <= 0:
-        raise InputDataError(f"scattering_mfp_nm must be positive and finite (nm), got {scattering_mfp_nm!r}")
-    return dose * np.exp(-truth.thickness_nm / mfp)
+    return dose * (1.0 - _scattered(truth, scattering_mfp_nm))
+
+
+#: Fraction of the beam a particle at its centre scatters out of the bright-field disc.
+PARTICLE_SCATTERING = 0.3
+
+
+def _scattered(truth, scattering_mfp_nm):
+    """Fraction of the beam scattered outside the bright-field disc (by thickness and particles)."""
+    kept = 1.0 - PARTICLE_SCATTERING * np.clip(getattr(truth, "particles", 0.0), 0.0, 1.0)
+    if scattering_mfp_nm is not None:
+        mfp = float(scattering_mfp_nm)
+        if not math.isfinite(mfp) or mfp <= 0:
+            raise InputDataError(f"scattering_mfp_nm must be positive and finite (nm), got {scattering_mfp_nm!r}")
+        kept = kept * np.exp(-truth.thickness_nm / mfp)
+    return 1.0 - kept
+
+
+def annular_dark_field(truth, scattering_mfp_nm, *, dose, noise, rng):
+    """The simultaneous ADF image: electrons scattered outside the disc (a share of them), counted.
+
+    It follows the thickness and the particles and nothing that depends on the bias.
+    Returns float32 counts, shape of the scan.
+    """
+    expected = 0.5 * dose * _scattered(truth, scattering_mfp_nm)
+    counts = rng.poisson(expected) if noise else expected
+    return np.asarray(counts, dtype=np.float32)
 
 
 @dataclass
@@ -254,12 +295,15 @@ class Acquisition:
     bias_v : float
     drift_px : (float, float)
         (dy, dx) of this frame against the undrifted grid, pixels.
+    adf : ndarray, (ny, nx) float32, or None
+        The simultaneous annular dark-field image (counts), when asked for.
     """
 
     segments: np.ndarray
     truth: Truth
     bias_v: float
     drift_px: tuple
+    adf: np.ndarray | None = None
 
 
 @dataclass
@@ -319,7 +363,7 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
                          drift_px=(0.0, 0.0), vacuum=True, rng=None, share=1.0, point_nm=None, normal_deg=0.0,
                          mip=None, thickness=None, scattering_mfp_nm=None, probe=True, oversample=1, descan=None,
                          edge_blur=0.0, gains=None, offsets=None, dose=4e4, noise=True,
-                         dtype=np.uint16) -> SimulatedSeries:
+                         dtype=np.uint16, particles=0, adf=False) -> SimulatedSeries:
     """An in-situ bias series: one acquisition per bias, the reference first, drifting.
 
     Parameters
@@ -327,8 +371,8 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
     layer, calibration, shape
         As for :func:`simulate_acquisition`.
     biases : sequence of float
-        Applied biases in V. The reference bias is scanned first (added if missing), the
-        others in the order given.
+        Applied biases in V, in the order scanned; a bias may come back (a return sweep
+        0 → 1 → 0 V). The reference bias is prepended when the sequence does not start with it.
     reference_bias_v : float
         The reference bias, V.
     drift_px : (float, float) or array_like (n, 2)
@@ -342,6 +386,14 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
         As for :func:`simulate_acquisition`, the same for every frame.
     edge_blur, gains, offsets, dose, noise, dtype
         As for :func:`simulate_acquisition`, the same for every frame.
+    particles : int
+        Round particles (radius 1.5–4 scan steps) scattered over the specimen, at positions
+        fixed by their number: bias-independent structure that scatters up to
+        :data:`PARTICLE_SCATTERING` of the beam out of the disc (so the segment sum and the
+        ADF image show them).
+    adf : bool
+        Record the simultaneous annular dark-field image of each frame (``Acquisition.adf``):
+        what the specimen scatters outside the disc, counted (drawn after the frame's segments).
 
     Returns
     -------
@@ -355,9 +407,7 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
         raise InputDataError(f"biases must be numbers in V, got {biases!r}") from None
     if not biases or not all(math.isfinite(b) for b in [*biases, reference_bias_v]):
         raise InputDataError(f"biases must be finite numbers in V, got {biases!r} (reference {reference_bias_v!r})")
-    order = [reference_bias_v] + [b for b in biases if b != reference_bias_v]
-    if len(set(order)) != len(order):
-        raise InputDataError(f"biases must differ from one another, got {biases!r}")
+    order = biases if biases[0] == reference_bias_v else [reference_bias_v, *biases]
     drifts = np.asarray(drift_px, dtype=float)
     if drifts.shape == (2,):
         drifts = np.arange(len(order))[:, None] * drifts[None, :]
@@ -366,7 +416,7 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
             f"drift_px must be (dy, dx) per frame or an array of shape ({len(order)}, 2) in pixels, "
             f"got shape {drifts.shape}")
     scene = _scene(layer, calibration, shape, share=share, point_nm=point_nm, normal_deg=normal_deg, mip=mip,
-                   thickness=thickness)
+                   thickness=thickness, particles=particles)
     rng = np.random.default_rng(rng)
     descan = descan or Descan()
     descan_x, descan_y = descan(shape)
@@ -376,7 +426,8 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
         truth = _observe(scene, calibration, shape, bias, tuple(drift), probe=probe, oversample=oversample)
         segments = detect(truth.deflection_x + descan_x, truth.deflection_y + descan_y, calibration,
                           dose=_dose(dose, truth, scattering_mfp_nm), **detector)
-        acquisitions.append(Acquisition(segments, truth, bias, (float(drift[0]), float(drift[1]))))
+        image = annular_dark_field(truth, scattering_mfp_nm, dose=dose, noise=noise, rng=rng) if adf else None
+        acquisitions.append(Acquisition(segments, truth, bias, (float(drift[0]), float(drift[1])), image))
         if np.array_equal(drift, drifts[0]):
             reference_truths.append(truth)
         else:
@@ -387,7 +438,7 @@ def simulate_bias_series(layer, calibration: Calibration, shape, biases=DEFAULT_
     uniform = bool(np.all(ref_thickness == ref_thickness.flat[0]))
     series_calibration = calibration.replace(thickness_nm=float(ref_thickness.flat[0]) if uniform else ref_thickness)
     settings = _settings(scene, descan, probe=probe, oversample=oversample, edge_blur=edge_blur, gains=gains,
-                         offsets=offsets, dose=dose, noise=noise, reference_bias_v=reference_bias_v,
+                         offsets=offsets, dose=dose, noise=noise, reference_bias_v=reference_bias_v, particles=int(particles),
                          scattering_mfp_nm=math.nan if scattering_mfp_nm is None else scattering_mfp_nm)
     return SimulatedSeries(acquisitions, reference_truths, vacuum_scan, series_calibration, descan, settings)
 

@@ -1,0 +1,46 @@
+"""The series is streamed: its peak memory is a few maps, whatever the number of acquisitions."""
+
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+
+from dpcstem.bias import PEAK_BYTES_PER_SCAN_PIXEL
+from helpers import PEAK_MEMORY_FUNCTIONS
+
+SIDE = 256
+
+
+def write_series(folder, count, rng):
+    folder.mkdir()
+    for k in range(count):
+        with h5py.File(folder / f"bias_{k:02d}.h5", "w") as f:
+            f["segments"] = rng.poisson(1000, (4, SIDE, SIDE)).astype(np.uint16)
+            f.attrs["bias_v"] = float(k)
+
+
+def test_peak_memory_is_bounded_by_a_few_maps_not_the_series(tmp_path, rng):
+    write_series(tmp_path / "few", 3, rng)
+    write_series(tmp_path / "many", 12, rng)
+    write_series(tmp_path / "warm", 2, rng)
+    script = PEAK_MEMORY_FUNCTIONS + textwrap.dedent(f"""
+        from dpcstem.cli import main
+        common = ["--kv", "200", "--alpha", "10", "--step", "0.5", "--thickness", "100", "--interface", "5", "5", "5",
+                  "100"]
+        def run(name):
+            assert main(["bias-series", {str(tmp_path)!r} + "/" + name, *common, "-o",
+                         {str(tmp_path)!r} + "/" + name + ".h5"]) == 0
+        run("warm")  # compile the kernels and load the libraries outside the measurement
+        print("PEAK", growth(lambda: run("few"))[0], growth(lambda: run("many"))[0])
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    few, many = (int(v) for v in out.stdout.split("PEAK")[1].split())
+    one_map = SIDE * SIDE * 4  # bytes of one float32 map
+    # the result of 12 acquisitions holds 12 × 16 maps; held whole they would need ~190 float32 maps
+    assert many < PEAK_BYTES_PER_SCAN_PIXEL * SIDE * SIDE, (many / SIDE**2, "bytes per pixel")
+    assert many < few + 4 * one_map  # four times the acquisitions: no more than a few more maps
+    with h5py.File(tmp_path / "many.h5", "r") as f:
+        assert f["net_field_x"].shape == (12, SIDE, SIDE) and f["layer_bias"].shape == (11,)
