@@ -30,10 +30,6 @@ from .registration import Registration, register, shift_map
 from .response import response_model
 from .units import unit_of
 
-#: Peak memory a streamed series may add, in bytes per pixel of ONE map, whatever the number of
-#: acquisitions: 2 GiB for 2048 × 2048 scans (the ``dpcstem bench`` series of 8 × 2048²).
-PEAK_BYTES_PER_SCAN_PIXEL = 2 * 1024**3 / 2048**2
-
 #: The maps of each acquisition, and of each net map, that go to a result file.
 MAP_NAMES = ("deflection_x", "deflection_y", "field_x", "field_y", "charge_density", "free_charge_density",
              "potential")

@@ -25,10 +25,11 @@ USABLE_FRACTION = 0.8
 #: maps (measured: 347 with the finite-difference charge, 403–411 with the spectral one).
 RECONSTRUCTION_BYTES_PER_PIXEL = 420
 
-#: Bytes a bias series holds per scan pixel for each acquisition, beside its segments: its
-#: maps, its net maps, and their float32 copies and the file image while the result is written
-#: (measured on the whole ``dpcstem bias-series`` command: 162–170).
-SERIES_BYTES_PER_PIXEL = 175
+#: Bytes a bias series may hold per scan pixel at its peak, beside the segments of the
+#: acquisition being read, whatever the number of acquisitions: the series is streamed (one
+#: acquisition's maps, the reference's deflection and the result file's buffers), so 8 × 2048²
+#: stays under 2 GiB.
+SERIES_BYTES_PER_PIXEL = 512
 
 #: Environment variable that caps the memory dpcstem takes.
 LIMIT_VARIABLE = "DPCSTEM_MEMORY_LIMIT"
@@ -71,13 +72,12 @@ def reconstruction_bytes(shape) -> int:
     return int(ny) * int(nx) * RECONSTRUCTION_BYTES_PER_PIXEL
 
 
-def series_bytes(n, segments_shape, dtype) -> int:
-    """Bytes a bias series of ``n`` acquisitions of (4, ny, nx) ``dtype`` segments holds at its peak."""
+def series_bytes(segments_shape, dtype) -> int:
+    """Bytes a streamed bias series of (4, ny, nx) ``dtype`` segments holds at its peak, however many there are."""
     import numpy as np
 
     ny, nx = segments_shape[-2:]
-    per_acquisition = int(ny) * int(nx) * (SERIES_BYTES_PER_PIXEL + 4 * np.dtype(dtype).itemsize)
-    return n * per_acquisition + reconstruction_bytes((ny, nx))
+    return int(ny) * int(nx) * (SERIES_BYTES_PER_PIXEL + 4 * np.dtype(dtype).itemsize)
 
 
 def bytes_of(shape, dtype) -> int:

@@ -7,7 +7,7 @@ import textwrap
 import h5py
 import numpy as np
 
-from dpcstem.bias import PEAK_BYTES_PER_SCAN_PIXEL
+from dpcstem.memory import SERIES_BYTES_PER_PIXEL
 from helpers import PEAK_MEMORY_FUNCTIONS
 
 SIDE = 256
@@ -40,7 +40,7 @@ def test_peak_memory_is_bounded_by_a_few_maps_not_the_series(tmp_path, rng):
     few, many = (int(v) for v in out.stdout.split("PEAK")[1].split())
     one_map = SIDE * SIDE * 4  # bytes of one float32 map
     # the result of 12 acquisitions holds 12 × 16 maps; held whole they would need ~190 float32 maps
-    assert many < PEAK_BYTES_PER_SCAN_PIXEL * SIDE * SIDE, (many / SIDE**2, "bytes per pixel")
+    assert many < SERIES_BYTES_PER_PIXEL * SIDE * SIDE, (many / SIDE**2, "bytes per pixel")
     assert many < few + 4 * one_map  # four times the acquisitions: no more than a few more maps
     with h5py.File(tmp_path / "many.h5", "r") as f:
         assert f["net_field_x"].shape == (12, SIDE, SIDE) and f["layer_bias"].shape == (11,)

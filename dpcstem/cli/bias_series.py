@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_output_options, calibration_from_args, check_output
+from ._common import LENGTH_NM, SCAN_COORDINATE, add_output_options, calibration_from_args, check_output
 from .reconstruct import add_reconstruction_options, region_mask, response_from_args
 
 #: Suffixes of the acquisitions a FOLDER argument contributes.
@@ -46,10 +46,10 @@ def add_parser(subparsers):
                           "image file (.npy, .tif) per FILE, repeated in the order of the FILEs")
     reg.add_argument("--registration-exclude", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
                      help="a rectangle (nm) the registration leaves out (contrast that changes with bias)")
-    p.add_argument("--interface", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+    p.add_argument("--interface", type=SCAN_COORDINATE, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
                    help="two points P1, P2 on the interface in nm (scan frame); the normal is P1->P2 turned by +90 "
                         "deg (from +x toward +y): print and store the net layer figures per bias")
-    p.add_argument("--half-range", type=float, default=None, metavar="NM",
+    p.add_argument("--half-range", type=LENGTH_NM, default=None, metavar="NM",
                    help="largest distance from the interface in the profiles, nm (default: from the data, where "
                         "the net field returns to noise, times 1.5)")
     p.add_argument("--table", type=Path, metavar="CSV", help="write the net layer figures per bias as CSV")
@@ -80,14 +80,15 @@ def run(args):
         series_slices, stream_series
     from ..errors import DPCError, InputDataError
     from ..interface import Interface
+    from ..memory import require_memory, series_bytes
     from ..io import SeriesWriter, read_image, read_segments, write_table
 
     import time
 
     clock = {"start": time.perf_counter()}
-    output = check_output(args.output, args.overwrite)
+    output = check_output(args.output, args.overwrite, args=args)
     if args.table is not None:
-        check_output(args.table, args.overwrite)
+        check_output(args.table, args.overwrite, args=args, suffixes=(".csv",), what="table")
     candidates = expand_files(args.files)
     # First pass: what each file records (the segments are read again, one at a time, later).
     records, skipped = [], []
@@ -105,6 +106,7 @@ def run(args):
         meta = {k: v for k, v in acquisition.metadata.items() if k != "adf"}
         records.append({"path": path, "calibration": acquisition.calibration_values, "metadata": meta,
                         "paths": acquisition.paths, "shape": acquisition.segments.shape,
+                        "dtype": acquisition.segments.dtype,
                         "adf": "adf" in acquisition.metadata})
         del acquisition
     if skipped:
@@ -131,6 +133,8 @@ def run(args):
     calibration = calibration_from_args(args, records[0]["calibration"])
     calibration.require_thickness()
     shape = records[0]["shape"][1:]
+    require_memory(series_bytes(records[0]["shape"], records[0]["dtype"]),
+                   f"a bias series of {len(records)} acquisitions of {shape[0]} x {shape[1]}")
     vacuum = read_segments(args.reference).segments if args.reference else None
 
     interface = None
