@@ -17,7 +17,7 @@ import pytest
 from dpcstem import Calibration, physics
 from dpcstem.bias import command_line
 from dpcstem.interface import Interface, profile_across
-from dpcstem.io.simulated import write_series
+from dpcstem.simulate.files import write_series
 from dpcstem.simulate import MottSchottky, simulate_bias_series
 
 STEP = 0.5
