@@ -10,13 +10,14 @@ the detector's full scale (``saturation``), with |dA| or |dB| above 1 (no counts
 give that), or whose signals fall outside the response's range, is written as NaN with
 ``valid = 0``.
 
-The arithmetic is float32 after the saturation test (made on the raw values): the outputs
-are float32, and dA, dB are ratios of sums of positive terms, so their rounding error is a
-few float32 ulps whatever the counts (one part in 10⁷, far below counting noise). The loops
-have no branches (invalid pixels are selected, not skipped), so the compiler vectorises the
-normalisation; the exact response's bilinear lookup reads one 32-byte record of
-interpolation coefficients per pixel (a gather the compiler does not vectorise), in a
-second pass over each row.
+The arithmetic is float64; only the outputs and the interpolation coefficients are
+float32. float32 arithmetic does not hold the precision: the rounding of A and C is a few
+ulps of the sum S, so dA = (A − C)/S carries an error of about 10⁻⁷ absolute, which is
+10⁻³ of a small deflection (dA ≈ 10⁻⁴, a 1 µrad beam tilt at α = 10 mrad), and the table
+coordinate of such a signal loses as much. The loops have no branches (invalid pixels are
+selected, not skipped), so the compiler vectorises the normalisation; the exact response's
+bilinear lookup reads one 32-byte record of interpolation coefficients per pixel (a gather
+the compiler does not vectorise), in a second pass over each row.
 """
 
 import numba
@@ -25,37 +26,28 @@ import numpy as np
 from .config import FASTMATH as _FAST
 
 # The segment sum is stored as float32: a larger one is refused rather than stored as inf.
-_FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
-_F32 = np.float32
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @numba.njit(inline="always", fastmath=_FAST)
 def _normalised(segments, iy, ix, offset, inv_gain, saturation):
-    """(dA, dB, S, ok) of one pixel in float32; ok is False for a pixel no electrons give."""
+    """(dA, dB, S, ok) of one pixel; ok is False for a pixel no electrons give."""
     ra = segments[0, iy, ix]
     rb = segments[1, iy, ix]
     rc = segments[2, iy, ix]
     rd = segments[3, iy, ix]
-    a = (_F32(ra) - offset[0]) * inv_gain[0]
-    b = (_F32(rb) - offset[1]) * inv_gain[1]
-    c = (_F32(rc) - offset[2]) * inv_gain[2]
-    d = (_F32(rd) - offset[3]) * inv_gain[3]
+    a = (ra - offset[0]) * inv_gain[0]
+    b = (rb - offset[1]) * inv_gain[1]
+    c = (rc - offset[2]) * inv_gain[2]
+    d = (rd - offset[3]) * inv_gain[3]
     total = a + b + c + d
     saturated = (ra >= saturation) | (rb >= saturation) | (rc >= saturation) | (rd >= saturation)
-    inv = _F32(1.0) / total
+    inv = 1.0 / total
     da = (a - c) * inv
     db = (b - d) * inv
     # Counts of electrons cannot give |A − C| > A + B + C + D: such a pixel is not physical.
     ok = (total > 0) & (total <= _FLOAT32_MAX) & (~saturated) & (abs(da) <= 1) & (abs(db) <= 1)
     return da, db, total, ok
-
-
-@numba.njit(inline="always")
-def _as_f32(values):
-    out = np.empty(4, np.float32)
-    for k in range(4):
-        out[k] = values[k]
-    return out
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
@@ -83,15 +75,13 @@ def deflection_linear(segments, offset, inv_gain, slope, axes, alpha, theta_x, t
         A raw segment value at or above it (the detector's full scale) makes the pixel invalid.
     """
     ny, nx = segments.shape[1], segments.shape[2]
-    off = _as_f32(offset)
-    gain = _as_f32(inv_gain)
     scale = alpha / slope
-    ax, ay = _F32(scale * axes[0, 0]), _F32(scale * axes[0, 1])
-    bx, by = _F32(scale * axes[1, 0]), _F32(scale * axes[1, 1])
-    nan = _F32(np.nan)
+    ax, ay = scale * axes[0, 0], scale * axes[0, 1]
+    bx, by = scale * axes[1, 0], scale * axes[1, 1]
+    nan = np.nan
     for iy in numba.prange(ny):
         for ix in range(nx):
-            da, db, total, ok = _normalised(segments, iy, ix, off, gain, saturation)
+            da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain, saturation)
             theta_x[iy, ix] = (da * ax + db * bx) if ok else nan
             theta_y[iy, ix] = (da * ay + db * by) if ok else nan
             if total_out is not None:
@@ -132,24 +122,21 @@ def deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step,
     ny, nx = segments.shape[1], segments.shape[2]
     m = table_u.shape[0] - 1
     coef = bilinear_coefficients(table_u, table_v)
-    off = _as_f32(offset)
-    gain = _as_f32(inv_gain)
-    inv_step = _F32(1.0 / step)
-    start = _F32(origin)
-    last = _F32(m)
-    ax, ay = _F32(alpha * axes[0, 0]), _F32(alpha * axes[0, 1])
-    bx, by = _F32(alpha * axes[1, 0]), _F32(alpha * axes[1, 1])
-    nan = _F32(np.nan)
-    zero = _F32(0.0)
+    inv_step = 1.0 / step
+    last = float(m)
+    ax, ay = alpha * axes[0, 0], alpha * axes[0, 1]
+    bx, by = alpha * axes[1, 0], alpha * axes[1, 1]
+    nan = np.nan
+    zero = 0.0
     for iy in numba.prange(ny):
         # Pass 1 (vectorised): signals → fractional table coordinates, or (0, 0) where refused.
-        col = np.empty(nx, np.float32)
-        row = np.empty(nx, np.float32)
+        col = np.empty(nx)
+        row = np.empty(nx)
         inside = np.empty(nx, np.bool_)
         for ix in range(nx):
-            da, db, total, ok = _normalised(segments, iy, ix, off, gain, saturation)
-            fj = (da - start) * inv_step
-            fi = (db - start) * inv_step
+            da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain, saturation)
+            fj = (da - origin) * inv_step
+            fi = (db - origin) * inv_step
             ok &= (fj >= 0) & (fi >= 0) & (fj < last) & (fi < last)
             col[ix] = fj if ok else zero
             row[ix] = fi if ok else zero
@@ -162,8 +149,8 @@ def deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step,
             fi = row[ix]
             i = np.int32(fi)
             j = np.int32(fj)
-            wx = fj - _F32(j)
-            wy = fi - _F32(i)
+            wx = fj - j
+            wy = fi - i
             wxy = wx * wy
             k = i * m + j
             u = coef[k, 0] + coef[k, 1] * wx + coef[k, 2] * wy + coef[k, 3] * wxy
