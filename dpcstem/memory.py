@@ -27,8 +27,8 @@ RECONSTRUCTION_BYTES_PER_PIXEL = 420
 
 #: Bytes a bias series holds per scan pixel for each acquisition, beside its segments: its
 #: maps, its net maps, and their float32 copies and the file image while the result is written
-#: (measured on the whole ``dpcstem bias-series`` command: 162–170).
-SERIES_BYTES_PER_PIXEL = 175
+#: (measured on the whole ``dpcstem bias-series`` command: 197 beside uint16 segments).
+SERIES_BYTES_PER_PIXEL = 210
 
 #: Environment variable that caps the memory dpcstem takes.
 LIMIT_VARIABLE = "DPCSTEM_MEMORY_LIMIT"
