@@ -184,12 +184,14 @@ def check_destination(path, *, overwrite=False, inputs=(), suffixes=None, what="
                                 f"{suffixes[0]}")
     _check_existing(path, overwrite)
     probe = _temporary_name(path, ".probe")
-    try:
-        os.close(_create(probe))
-    except OSError as exc:
-        raise OutputExistsError(f"{path}: cannot write in folder {folder} ({exc.strerror})") from None
-    with contextlib.suppress(OSError):
-        os.unlink(probe)
+    with _StopSignals() as stop:  # a signal here cannot leave the probe behind
+        try:
+            os.close(_create(probe))
+        except OSError as exc:
+            raise OutputExistsError(f"{path}: cannot write in folder {folder} ({exc.strerror})") from None
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    stop.check()
     return path
 
 
@@ -212,26 +214,26 @@ def output_folder(path) -> Path:
 # -- writing ---------------------------------------------------------------------------------
 
 class _StopSignals:
-    """While outputs are written: a stop signal is recorded and raised as :class:`Interrupted`.
+    """While outputs are written, a stop signal is recorded, and acted on at safe points.
 
-    The record survives a library that swallows the exception (HDF5 closing a file, a
-    finaliser): nothing is committed once a signal has arrived. While temporary files are
-    removed, signals are only recorded, so a second Ctrl-C cannot leave one behind.
+    The handler never raises: an exception raised wherever the signal lands (inside an h5py
+    callback, a finaliser, between the creation of a temporary file and its registration)
+    could be swallowed, turned into another error, or leave a file behind. The writer checks
+    the record (:meth:`check`) between blocks it writes and before the rename, and then
+    raises :class:`Interrupted`; nothing is committed once a signal has arrived.
     """
 
     def __init__(self):
         self.received = None
-        self.raising = True
         self.previous = {}
 
     def handler(self, signum, frame):
         if self.received is None:
             self.received = signum
-        if self.raising:
-            self.raising = False
-            raise Interrupted(signum)
 
     def __enter__(self):
+        self.outer = getattr(_STOP, "current", None)
+        _STOP.current = self
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
                 with contextlib.suppress(OSError, ValueError):
@@ -239,6 +241,7 @@ class _StopSignals:
         return self
 
     def __exit__(self, *exc):
+        _STOP.current = self.outer
         for signum, previous in self.previous.items():
             signal.signal(signum, previous)
         return False
@@ -249,6 +252,7 @@ class _StopSignals:
 
 
 _GROUP = threading.local()
+_STOP = threading.local()
 
 
 @contextlib.contextmanager
@@ -264,9 +268,14 @@ def output_group():
     _GROUP.pending = []
     try:
         with _StopSignals() as stop:
+            _GROUP.stop = stop
             try:
-                yield
-                stop.raising = False  # from here a signal is recorded: a rename is never torn
+                try:
+                    yield
+                except BaseException as exc:
+                    if stop.received is not None and not isinstance(exc, Interrupted):
+                        raise Interrupted(stop.received) from None
+                    raise
                 stop.check()
                 for pending in _GROUP.pending:
                     pending.verify()
@@ -274,11 +283,10 @@ def output_group():
                     pending.commit()
                 stop.check(written=[pending.path for pending in _GROUP.pending])
             finally:
-                stop.raising = False
                 for pending in _GROUP.pending:
                     pending.discard()
     finally:
-        _GROUP.pending = None
+        _GROUP.pending = _GROUP.stop = None
 
 
 class _Pending:
@@ -379,7 +387,7 @@ def atomic_output(path, *, overwrite=False, inputs=(), size=None):
         require_space(path, size)
     group = getattr(_GROUP, "pending", None)
     with contextlib.ExitStack() as stack:
-        stop = stack.enter_context(_StopSignals()) if group is None else None
+        stop = stack.enter_context(_StopSignals()) if group is None else _GROUP.stop
         tmp = _temporary_name(path)
         try:
             os.close(_create(tmp))
@@ -391,21 +399,22 @@ def atomic_output(path, *, overwrite=False, inputs=(), size=None):
             try:
                 yield tmp
                 _flush(tmp)
-            except OSError as exc:
-                failure = _write_failure(path, exc)
+            except BaseException as exc:
+                if stop.received is not None and not isinstance(exc, Interrupted):
+                    # the signal's exception, raised inside a library's callback (h5py writing to
+                    # memory), came back as that library's error
+                    raise Interrupted(stop.received) from None
+                failure = _write_failure(path, exc) if isinstance(exc, OSError) else None
                 if failure is None:
                     raise
                 raise failure from None
             if group is not None:
                 group.append(pending)
                 return
-            stop.raising = False  # from here a signal is recorded: a rename is never torn
             stop.check()
             pending.commit()
             stop.check(written=[path])
         finally:
-            if stop is not None:
-                stop.raising = False
             if group is None or pending not in group:
                 pending.discard()
 
@@ -442,6 +451,9 @@ def _write_bytes(path: Path, data, *, block=1 << 24):
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
     try:
         for start in range(0, len(view), block):
+            stop = getattr(_STOP, "current", None)
+            if stop is not None:
+                stop.check()
             chunk = view[start:start + block]
             while chunk:
                 chunk = chunk[os.write(fd, chunk):]
