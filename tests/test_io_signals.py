@@ -17,8 +17,8 @@ from dpcstem.cli import main
 from dpcstem.errors import InputDataError, UnreadableFileError
 from dpcstem.io import load_result, load_result_arrays, write_result
 from dpcstem.io.signals import ChargeDensityMap, DeflectionMap, FieldMap, PotentialMap, from_beam_shift
-from dpcstem.simulate import MottSchottky, simulate_bias_series
 from dpcstem.io.simulated import write_series
+from dpcstem.simulate import MottSchottky, simulate_bias_series
 
 STEP_X, STEP_Y = 0.5, 0.75
 BIASES = (0.0, 1.0, 2.5)  # unequal steps: a non-uniform bias axis
