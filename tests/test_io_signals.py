@@ -215,3 +215,21 @@ def test_round_trip_through_pyxem_beam_shift(series):
     field = pyxem.signals.BeamShift(np.ones((4, 5, 2)))  # pyxem's own field unit, MV/cm
     field.units = ["MV/cm", "MV/cm"]
     assert from_beam_shift(field).data.max() == pytest.approx(1e8)
+
+
+def test_signals_go_straight_into_the_figures(single, series):
+    """A map the figures expect can be a dpcstem signal (or any HyperSpy Signal2D) as loaded."""
+    import matplotlib.pyplot as plt
+
+    from dpcstem import plot
+
+    signals = load_result(single)
+    field = signals["field"]
+    fig = plot.plot_vector_map(field.inav[0], field.inav[1], units=field.units, step_nm=(STEP_X, STEP_Y))
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(),
+                                  plot.vector_colour_image(field.data[0], field.data[1]))
+    plt.close(fig)
+    charge = load_result(series[0])["net_charge_density"]
+    fig = plot.plot_bias_panel(charge, charge.axes_manager["bias"].axis, units=charge.units)
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["0 V", "+1 V", "+2.5 V"]
+    plt.close(fig)
