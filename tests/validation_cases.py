@@ -123,9 +123,18 @@ def _junction_potential_drop(run, t):
     return abs(drop(run.output["potential"]) / drop(t["potential_weighted"]) - 1)
 
 
-def _sphere_field(run, t):
-    e = np.hypot(run.output["field_x"] - t["field_x_weighted"], run.output["field_y"] - t["field_y_weighted"])
-    return float(np.nanmax(e) / np.hypot(t["field_x_weighted"], t["field_y_weighted"]).max())
+def _sphere_field(r_min_nm=0.0, r_max_nm=np.inf, kind="_weighted"):
+    """max |E − E_w| (2-D) between two distances from the sphere's centre / max |E_w|
+    (``kind=""``: against the unweighted field at the probe position)."""
+    def measure(run, t):
+        tx, ty = t[f"field_x{kind}"], t[f"field_y{kind}"]
+        e = np.hypot(run.output["field_x"] - tx, run.output["field_y"] - ty)
+        cx, cy = t["attrs"]["centre_xy_nm"]
+        y, x = np.mgrid[0:e.shape[0], 0:e.shape[1]].astype(float)  # 1 nm steps
+        r = np.hypot(x - cx, y - cy)
+        mask = (r >= r_min_nm) & (r <= r_max_nm)
+        return float(np.nanmax(e[mask]) / np.hypot(tx, ty).max())
+    return measure
 
 
 def _sphere_rotation(run, t):
@@ -193,9 +202,19 @@ CASES = [
          ("reconstruct", JS, "--thickness", 50, "--collection", 1.1, 6.6, "--reference", JSV),
          f"{JUNCTION_FIGURE}, ≥ 3 nm from the MIP steps", 0.05, _junction_field(3)),
     Case("sphere_given", "sphere_segments.h5",
-         "charged sphere, detector rotated 203.7° and flipped, both given",
+         "charged sphere, detector rotated 203.7° and flipped, both given; between the sphere's surface and "
+         "its screening shell (6–10 nm from the centre)",
          ("reconstruct", SP, "--detector-rotation", 203.7, "--flip"),
-         "max |E − E_w| / max |E_w| (2-D), whole scan", 0.02, _sphere_field),
+         "max |E − E_w| / max |E_w| (2-D), 6–10 nm from the centre", 0.01, _sphere_field(6.0, 10.0)),
+    Case("sphere_given_point", "sphere_segments.h5",
+         "the same region, against the field at the probe position (unweighted)",
+         ("reconstruct", SP, "--detector-rotation", 203.7, "--flip"),
+         "max |E − E_point| / max |E_point| (2-D), 6–10 nm from the centre", 0.01, _sphere_field(6.0, 10.0, "")),
+    Case("sphere_given_whole", "sphere_segments.h5",
+         "the same over the whole scan (the sphere's surface and the shell, where the field's slope jumps "
+         "within the probe: the probe-size limit of segments)",
+         ("reconstruct", SP, "--detector-rotation", 203.7, "--flip"),
+         "max |E − E_w| / max |E_w| (2-D), whole scan", 0.05, _sphere_field()),
     Case("sphere_fit_flip_given", "sphere_segments.h5",
          "charged sphere: rotation fitted (--fit-rotation --flip)",
          ("reconstruct", SP, "--fit-rotation", "--flip"), "|ψ_fit − ψ| in degrees (360 for the wrong flip)",

@@ -130,7 +130,8 @@ def main(argv=None):
             raise SystemExit(f"the multislice breaks the centre-of-mass identity ({identity:.2e})")
     files = {  # file → (run, bias, drift, run giving the net-field truth against its reference)
         "bias_structured_drift_0V.h5": ("structured_0V", 0.0, still, None),
-        "bias_structured_drift_1V.h5": ("structured_drift_1V", 1.0, DRIFT_YX_NM, ("structured_still_1V", "structured_0V")),
+        "bias_structured_drift_1V.h5": ("structured_drift_1V", 1.0, DRIFT_YX_NM,
+                                        ("structured_still_1V", "structured_0V")),
         "bias_plain_0V.h5": ("plain_0V", 0.0, still, None),
         "bias_plain_1V.h5": ("plain_1V", 1.0, still, ("plain_1V", "plain_0V")),
         "bias_plain_drift_1V.h5": ("plain_drift_1V", 1.0, DRIFT_YX_NM, ("plain_1V", "plain_0V")),

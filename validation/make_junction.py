@@ -12,9 +12,10 @@ peak field 1.67·10⁸ V/m, parabolic potential), and the mean inner potential s
 12 V (p) to 13 V (n) over a tanh of 0.5 nm half-width at each junction.
 
 Acquisitions written (validation/data/):
-- ``junction_4d.h5``: dataset ``frames`` (32, 32, 32, 32) uint16, the diffraction patterns
-  cropped to ±5 mrad and binned 4 × 4 (0.3135 mrad per pixel), 4·10⁶ electrons per
-  probe, with a linear descan (the patterns move by up to 0.2 mrad across the scan), and
+- ``junction_4d.h5``: dataset ``frames`` (32, 32, 54, 54) uint16, the diffraction patterns
+  binned 4 × 4 (0.3135 mrad per pixel) on a camera of ±8.5 mrad, which holds all the
+  multislice propagates (its band limit is 8.4 mrad), 4·10⁶ electrons per probe, with a
+  linear descan (the patterns move by up to 0.2 mrad across the scan), and
   ``junction_4d_vacuum.h5``: the same scan through vacuum, with the same descan;
 - ``junction_segments.h5``: dataset ``segments`` (4, 32, 32), the patterns (no descan)
   integrated over four annular quadrants between 0.55α and 3.3α (a DF4-like detector:
@@ -47,7 +48,7 @@ KV, ALPHA, THICKNESS, N_SLICES = 200.0, 2.0, 50.0, 5
 CELL, SAMPLING, SCAN, STEP = 32.0, 0.1, 32, 1.0
 DOPING, EPS_R, V_BI = 2e25, 11.7, 0.9
 MIP_P, MIP_N, MIP_WIDTH = 12.0, 13.0, 0.5
-CROP_4D, BIN, DOSE = 5.0, 4, 4e6
+CROP_4D, BIN, DOSE = 8.5, 4, 4e6  # the camera holds the whole band-limited pattern (8.4 mrad)
 INNER, OUTER = 0.55 * ALPHA, 3.3 * ALPHA
 DESCAN_MRAD_PER_NM = (0.004, -0.003)  # (x, y) pattern shift in mrad per nm of scan x, of scan y
 
@@ -110,18 +111,12 @@ def simulate(rows):
     slices, w = specimen()
     positions = ms.scan_positions((SCAN, SCAN), STEP)
     keep = np.isin(np.arange(SCAN * SCAN) // SCAN, rows)
-    sim = ms.run_multislice(slices, SAMPLING, THICKNESS / N_SLICES, KV, ALPHA, positions[keep], crop_mrad=7.0)
+    sim = ms.run_multislice(slices, SAMPLING, THICKNESS / N_SLICES, KV, ALPHA, positions[keep],
+                            crop_mrad=CROP_4D + 0.5)
     # Unweighted truth: the slice maps at the probe position (every slice is the same).
     maps = ms.sample_at((*ms.spectral_derivatives(slices[0], SAMPLING), slices[0]), positions[keep], SAMPLING)
     unweighted = dict(zip(("field_x", "field_y", "charge_density", "potential"), maps))
     return sim, unweighted, positions[keep], w
-
-
-def vacuum(positions):
-    n = int(round(CELL / SAMPLING))
-    sim = ms.run_multislice(np.zeros((N_SLICES, n, n)), SAMPLING, THICKNESS / N_SLICES, KV, ALPHA, positions[:2], crop_mrad=7.0)
-    sim["patterns"] = np.repeat(sim["patterns"][:1], len(positions), axis=0)  # vacuum: every position alike
-    return sim
 
 
 def main(argv=None):
@@ -149,7 +144,8 @@ def main(argv=None):
     attrs4 = {"kv": KV, "step_x_nm": STEP, "step_y_nm": STEP, "mrad_per_px": mrad_px}
     ms.write_h5(OUT / "junction_4d.h5", {"frames": frames.reshape(SCAN, SCAN, *frames.shape[1:])},
                 {"alpha_mrad": ALPHA, "thickness_nm": THICKNESS}, truth, truth_attrs, dataset_attrs={"frames": attrs4})
-    vac = vacuum(positions)
+    vac = ms.vacuum_run(int(round(CELL / SAMPLING)), SAMPLING, N_SLICES, THICKNESS / N_SLICES, KV, ALPHA,
+                        len(positions), crop_mrad=CROP_4D + 0.5)
     vframes, _ = frames_4d(vac["patterns"], vac["mrad_per_px"], positions, descan=True)
     ms.write_h5(OUT / "junction_4d_vacuum.h5", {"frames": vframes.reshape(SCAN, SCAN, *vframes.shape[1:])},
                 {"alpha_mrad": ALPHA}, {}, {}, dataset_attrs={"frames": attrs4})

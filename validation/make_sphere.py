@@ -104,11 +104,9 @@ def main(argv=None):
     geometry = (INNER, OUTER, ROTATION, FLIP, DOSE, (SCAN, SCAN))
     seg = ms.segment_stack(sim["patterns"], sim["mrad_per_px"], sim["optical_axis_px"], *geometry)
     ms.write_h5(OUT / "sphere_segments.h5", {"segments": seg}, attrs, truth, truth_attrs)
-    n = int(round(CELL / SAMPLING))
-    vac = ms.run_multislice(np.zeros((N_SLICES, n, n)), SAMPLING, THICKNESS / N_SLICES, KV, ALPHA, positions[:2],
-                            crop_mrad=7.0)
-    patterns = np.repeat(vac["patterns"][:1], SCAN * SCAN, axis=0)
-    vseg = ms.segment_stack(patterns, vac["mrad_per_px"], vac["optical_axis_px"], *geometry)
+    vac = ms.vacuum_run(int(round(CELL / SAMPLING)), SAMPLING, N_SLICES, THICKNESS / N_SLICES, KV, ALPHA,
+                        SCAN * SCAN, crop_mrad=7.0)
+    vseg = ms.segment_stack(vac["patterns"], vac["mrad_per_px"], vac["optical_axis_px"], *geometry)
     ms.write_h5(OUT / "sphere_segments_vacuum.h5", {"segments": vseg}, attrs, {}, {})
     for p in sorted(OUT.glob("sphere_*.h5")):
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")

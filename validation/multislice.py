@@ -259,3 +259,12 @@ def truth_maps(sim, unweighted, shape):
     truth = {f"{k}_weighted": (v.reshape(shape), units[k]) for k, v in weighted.items()}
     truth.update({k: (np.asarray(v).reshape(shape), units[k]) for k, v in unweighted.items()})
     return truth
+
+
+def vacuum_run(grid_n, sampling_nm, n_slices, slice_nm, kv, alpha_mrad, n_positions, *, crop_mrad):
+    """The multislice through vacuum: every position's pattern is the same, so one is
+    computed (two, as abTEM wants a scan axis) and repeated."""
+    sim = run_multislice(np.zeros((n_slices, grid_n, grid_n)), sampling_nm, slice_nm, kv, alpha_mrad,
+                         np.zeros((2, 2)), crop_mrad=crop_mrad)
+    sim["patterns"] = np.repeat(sim["patterns"][:1], n_positions, axis=0)
+    return sim
