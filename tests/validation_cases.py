@@ -169,11 +169,13 @@ CASES = [
          ("com", J4, "--thickness", 50), f"{JUNCTION_FIGURE}, ≥ 3 nm from the MIP steps", 0.005,
          _junction_field(3),
          xfail="the default descan is a plane fitted to the centre of mass over the whole scan, which holds "
-               "field: it reads 9.2% of the peak junction field off"),
+               "field: it reads 92% of the peak junction field off (0.9 of the field itself)"),
     Case("4d_vacuum", "junction_4d.h5",
-         "the same with the vacuum scan as the descan reference",
+         "the same with the vacuum scan as the descan reference, ≥ 3 nm from the MIP steps; the camera's "
+         "0.31 mrad pixels (disc radius 6.4 px) bound this figure: binning the same patterns 4 × 4 moves "
+         "their centre of mass by 1–3·10⁶ V/m, whoever computes it",
          ("com", J4, "--thickness", 50, "--reference", J4V), f"{JUNCTION_FIGURE}, ≥ 3 nm from the MIP steps",
-         0.005, _junction_field(3)),
+         0.025, _junction_field(3)),
     Case("4d_vacuum_at_steps", "junction_4d.h5",
          "the same, the whole scan (MIP steps included, where the field varies within the probe)",
          ("com", J4, "--thickness", 50, "--reference", J4V), "max |E_x − E_w| / max |E_w|, whole scan",
@@ -181,21 +183,27 @@ CASES = [
     Case("4d_vacuum_potential", "junction_4d.h5",
          "the same: iDPC potential drop across the junction (default mirror boundary)",
          ("com", J4, "--thickness", 50, "--reference", J4V), "|ΔV / ΔV_w − 1|, n side minus p side", 0.005,
-         _junction_potential_drop),
+         _junction_potential_drop,
+         xfail="1.39% low; the camera's pixel limit on the field (above) integrates to about 0.8% of it, "
+               "the rest is the iDPC boundary treatment of a scan whose edges hold field: not yet separated"),
     Case("4d_vacuum_potential_dct", "junction_4d.h5",
          "the same with the DCT (Neumann) integration",
          ("com", J4, "--thickness", 50, "--reference", J4V, "--potential-method", "dct"),
-         "|ΔV / ΔV_w − 1|, n side minus p side", 0.005, _junction_potential_drop),
+         "|ΔV / ΔV_w − 1|, n side minus p side", 0.005, _junction_potential_drop,
+         xfail="1.14% low (see 4d_vacuum_potential)"),
     Case("segments_default", "junction_segments.h5",
          "four annular segments (1.1–6.6 mrad, not recorded in the file) across the junction; defaults",
          ("reconstruct", JS, "--thickness", 50), f"{JUNCTION_FIGURE}, ≥ 5 nm from the MIP steps", 0.01,
          _junction_field(5),
-         xfail="the file records no collection angles and the default detector geometry is silently used: "
-               "the field reads about 50% off"),
+         xfail="the file records no collection angles and the default geometry (a full disc, no inner "
+               "hole) is used without a word: the field reads 7.0% of the peak junction field off"),
     Case("segments_collection", "junction_segments.h5",
          "the same with the collection angles and the vacuum reference",
          ("reconstruct", JS, "--thickness", 50, "--collection", 1.1, 6.6, "--reference", JSV),
-         f"{JUNCTION_FIGURE}, ≥ 5 nm from the MIP steps", 0.01, _junction_field(5)),
+         f"{JUNCTION_FIGURE}, ≥ 5 nm from the MIP steps", 0.01, _junction_field(5),
+         xfail="1.14%: four segments follow the field near the probe's centre, not the probe-weighted field "
+               "(the probe's tails reach the MIP steps); no response model in dpcstem accounts for the "
+               "probe's shape"),
     Case("segments_near_steps", "junction_segments.h5",
          "the same, 3 nm and more from the MIP steps (the probe-size limit of segments: the field varies "
          "within the probe)",
@@ -205,7 +213,9 @@ CASES = [
          "charged sphere, detector rotated 203.7° and flipped, both given; between the sphere's surface and "
          "its screening shell (6–10 nm from the centre)",
          ("reconstruct", SP, "--detector-rotation", 203.7, "--flip"),
-         "max |E − E_w| / max |E_w| (2-D), 6–10 nm from the centre", 0.01, _sphere_field(6.0, 10.0)),
+         "max |E − E_w| / max |E_w| (2-D), 6–10 nm from the centre", 0.01, _sphere_field(6.0, 10.0),
+         xfail="2.4%: four segments follow the field near the probe's centre (within 0.98% of it, "
+               "sphere_given_point), not the probe-weighted field the centre of mass gives"),
     Case("sphere_given_point", "sphere_segments.h5",
          "the same region, against the field at the probe position (unweighted)",
          ("reconstruct", SP, "--detector-rotation", 203.7, "--flip"),
@@ -227,13 +237,26 @@ CASES = [
          "bias series 0/1 V across a Mott–Schottky layer, drift (0.6, 1.7) nm, structure in the sum; "
          "default registration",
          ("bias-series", DATA / "bias_structured_drift_0V.h5", DATA / "bias_structured_drift_1V.h5"),
-         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_structured")),
+         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_structured"),
+         xfail="776%: the registration finds (−0.70, −1.96) px for a (0.6, 1.7) px drift; the 0.1–0.26 px "
+               "left leaves the structure's own fine-grained field (far above the layer's) in the net map"),
+    Case("bias_plain_drift", "bias_plain_drift_1V.h5",
+         "bias series with drift (0.6, 1.7) nm and a featureless sum (no structure that stays); default "
+         "registration",
+         ("bias-series", DATA / "bias_plain_0V.h5", DATA / "bias_plain_drift_1V.h5"),
+         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_plain_drift"),
+         xfail="1826%: with nothing in the sum that stays, the registration locks on the bias-dependent "
+               "contrast (dx +6.89 px for a 1.7 px drift) instead of refusing or warning"),
     Case("bias_plain_still", "bias_plain_1V.h5",
          "bias series without drift, featureless sum; default registration",
          ("bias-series", DATA / "bias_plain_0V.h5", DATA / "bias_plain_1V.h5"),
-         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_plain")),
+         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_plain"),
+         xfail="195%: without drift, the default registration shifts the 1 V map by dx −0.39 px (locking on "
+               "the bias-dependent contrast of the layer itself)"),
     Case("bias_plain_still_noreg", "bias_plain_1V.h5",
          "bias series without drift, featureless sum; --no-register",
          ("bias-series", DATA / "bias_plain_0V.h5", DATA / "bias_plain_1V.h5", "--no-register"),
-         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_plain_noreg")),
+         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_plain_noreg"),
+         xfail="5.0%: the segments' probe-size limit in a 5–9 nm layer with a kink at the interface (as "
+               "segments_near_steps), against the probe-weighted net field"),
 ]

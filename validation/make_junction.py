@@ -12,9 +12,11 @@ peak field 1.67·10⁸ V/m, parabolic potential), and the mean inner potential s
 12 V (p) to 13 V (n) over a tanh of 0.5 nm half-width at each junction.
 
 Acquisitions written (validation/data/):
-- ``junction_4d.h5``: dataset ``frames`` (32, 32, 54, 54) uint16, the diffraction patterns
+- ``junction_4d.h5``: dataset ``frames`` (32, 32, 54, 54) uint32, the diffraction patterns
   binned 4 × 4 (0.3135 mrad per pixel) on a camera of ±8.5 mrad, which holds all the
-  multislice propagates (its band limit is 8.4 mrad), 4·10⁶ electrons per probe, with a
+  multislice propagates (its band limit is 8.4 mrad), 10⁹ electrons per probe (so that
+  rounding to counts loses none of the faint wide-angle scattering, which carries momentum:
+  at 4·10⁶ it shifts the centre of mass by 1 % of the junction field), with a
   linear descan (the patterns move by up to 0.2 mrad across the scan), and
   ``junction_4d_vacuum.h5``: the same scan through vacuum, with the same descan;
 - ``junction_segments.h5``: dataset ``segments`` (4, 32, 32), the patterns (no descan)
@@ -48,7 +50,7 @@ KV, ALPHA, THICKNESS, N_SLICES = 200.0, 2.0, 50.0, 5
 CELL, SAMPLING, SCAN, STEP = 32.0, 0.1, 32, 1.0
 DOPING, EPS_R, V_BI = 2e25, 11.7, 0.9
 MIP_P, MIP_N, MIP_WIDTH = 12.0, 13.0, 0.5
-CROP_4D, BIN, DOSE = 8.5, 4, 4e6  # the camera holds the whole band-limited pattern (8.4 mrad)
+CROP_4D, BIN, DOSE = 8.5, 4, 1e9  # the camera holds the whole band-limited pattern (8.4 mrad)
 INNER, OUTER = 0.55 * ALPHA, 3.3 * ALPHA
 DESCAN_MRAD_PER_NM = (0.004, -0.003)  # (x, y) pattern shift in mrad per nm of scan x, of scan y
 
@@ -104,7 +106,7 @@ def frames_4d(patterns, mrad_per_px, positions, descan):
     for i, p in enumerate(patterns):
         p = shift_bilinear(p, dy[i], dx[i])[c - half:c + half, c - half:c + half]
         out[i] = p.reshape(2 * half // BIN, BIN, 2 * half // BIN, BIN).sum(axis=(1, 3))
-    return np.round(out * DOSE).astype(np.uint16), mrad_per_px * BIN
+    return np.round(out * DOSE).astype(np.uint32), mrad_per_px * BIN
 
 
 def simulate(rows):
