@@ -14,9 +14,8 @@ peak field 1.67·10⁸ V/m, parabolic potential), and the mean inner potential s
 Acquisitions written (validation/data/):
 - ``junction_4d.h5``: dataset ``frames`` (32, 32, 54, 54) uint32, the diffraction patterns
   binned 4 × 4 (0.3135 mrad per pixel) on a camera of ±8.5 mrad, which holds all the
-  multislice propagates (its band limit is 8.4 mrad), 10⁹ electrons per probe (so that
-  rounding to counts loses none of the faint wide-angle scattering, which carries momentum:
-  at 4·10⁶ it shifts the centre of mass by 1 % of the junction field), with a
+  multislice propagates (its band limit is 8.4 mrad), 10⁹ electrons per probe (uint32
+  counts, no shot noise), with a
   linear descan (the patterns move by up to 0.2 mrad across the scan), and
   ``junction_4d_vacuum.h5``: the same scan through vacuum, with the same descan;
 - ``junction_segments.h5``: dataset ``segments`` (4, 32, 32), the patterns (no descan)
@@ -24,6 +23,11 @@ Acquisitions written (validation/data/):
   1.1–6.6 mrad), segment A centred on scan +x, and ``junction_segments_vacuum.h5``.
   The file records kv, α and the scan step, but not the collection angles (as a file
   from an instrument often does not).
+
+Known limit of the 4D reference: its 0.31 mrad camera pixels (disc radius 6.4 px) move the
+centre of mass of the binned patterns by 1–3·10⁶ V/m (about 2 % of the peak junction field,
+0.2 % of the peak field at the MIP steps) from that of the unbinned patterns, whoever
+computes it; the truth is that of the unbinned patterns.
 
 How the truth is defined: validation/multislice.py (probe-weighted field, charge and
 potential at each scan position, and the unweighted maps at the probe position); the
