@@ -1,0 +1,262 @@
+"""The validation cases: a command line run on a multislice reference, and the figure it
+is held to against the reference's truth.
+
+Shared by tests/test_validation.py (which holds each figure to its tolerance) and
+validation/report.py (which writes docs/validation.md from the same runs). The references
+and how their truth is defined: validation/README.md and the docstrings of
+validation/make_*.py. Only the public command line and result-file format are used.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "validation" / "data"
+VALIDATION_VENV = ROOT / "validation" / ".venv" / "bin" / "python"
+
+
+def dpcstem_executable() -> str:
+    """The ``dpcstem`` script installed beside the running interpreter."""
+    return str(Path(sys.executable).parent / "dpcstem")
+
+
+@dataclass
+class Run:
+    output: dict  # result datasets and attributes
+    stdout: str
+    stderr: str
+
+
+def run_cli(args, out_dir: Path, name: str) -> Run:
+    """Run ``dpcstem ARGS -o OUT`` as a user would and read the result file back."""
+    out = out_dir / f"{name}.h5"
+    argv = [dpcstem_executable(), *[str(a) for a in args], "-o", str(out), "--overwrite"]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=out_dir)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    with h5py.File(out, "r") as f:
+        output = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+        output["attrs"] = {k: f.attrs[k] for k in f.attrs}
+    return Run(output, proc.stdout, proc.stderr)
+
+
+def truth(name: str) -> dict:
+    """A reference file's truth maps and attributes."""
+    with h5py.File(DATA / name, "r") as f:
+        g = f["truth"]
+        out = {k: g[k][()] for k in g}
+        out["attrs"] = {k: g.attrs[k] for k in g.attrs}
+    return out
+
+
+def relative_error(measured, true, mask=None, scale=None) -> float:
+    """max |measured − true| over ``mask`` (all pixels without it) / ``scale`` (default:
+    max |true| over the mask)."""
+    measured, true = np.asarray(measured, float), np.asarray(true, float)
+    if mask is None:
+        mask = np.ones(true.shape, bool)
+    if scale is None:
+        scale = np.abs(true[mask]).max()
+    return float(np.nanmax(np.abs(measured - true)[mask]) / scale)
+
+
+def columns(shape, x_nm_ranges, step_nm=1.0):
+    """A mask of the scan columns whose x (nm) lies within any of the ranges."""
+    x = np.arange(shape[1]) * step_nm
+    keep = np.zeros(shape[1], bool)
+    for lo, hi in x_nm_ranges:
+        keep |= (x >= lo) & (x <= hi)
+    return np.broadcast_to(keep, shape)
+
+
+def angle_difference_deg(a, b) -> float:
+    return float(abs((a - b + 180.0) % 360.0 - 180.0))
+
+
+# -- the cases ---------------------------------------------------------------------------------
+# Each case: the command a user runs, the figure computed from the result and the truth, the
+# tolerance the issue's "done" sets (or the figure physics allows), and what was simulated.
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    reference: str
+    what: str
+    args: tuple
+    figure: str
+    tolerance: float
+    measure: object  # (Run, truth dict) -> float
+    xfail: str = ""  # why dpcstem is known to miss the tolerance today (strict xfail)
+
+
+def _junction_scale(t):
+    """The peak junction field: max |E_w| 3 nm and more from the MIP steps (x = 0, 16 nm)."""
+    return np.abs(t["field_x_weighted"][columns(t["field_x_weighted"].shape, [(3, 13), (19, 29)])]).max()
+
+
+def _junction_field(distance_nm):
+    def measure(run, t):
+        mask = columns(t["field_x_weighted"].shape, [(distance_nm, 16 - distance_nm),
+                                                      (16 + distance_nm, 32 - distance_nm)])
+        return relative_error(run.output["field_x"], t["field_x_weighted"], mask, _junction_scale(t))
+    return measure
+
+
+def _junction_field_all(run, t):
+    return relative_error(run.output["field_x"], t["field_x_weighted"])
+
+
+def _junction_potential_drop(run, t):
+    """|ΔV / ΔV_w − 1|, ΔV the potential of the field-free n side (x 21–27 nm) minus the p
+    side's (x 5–11 nm), both averaged."""
+    shape = t["potential_weighted"].shape
+    n, p = columns(shape, [(21, 27)]), columns(shape, [(5, 11)])
+    def drop(v):
+        return float(np.nanmean(v[n]) - np.nanmean(v[p]))
+    return abs(drop(run.output["potential"]) / drop(t["potential_weighted"]) - 1)
+
+
+def _sphere_field(r_min_nm=0.0, r_max_nm=np.inf, kind="_weighted"):
+    """max |E − E_w| (2-D) between two distances from the sphere's centre / max |E_w|
+    (``kind=""``: against the unweighted field at the probe position)."""
+    def measure(run, t):
+        tx, ty = t[f"field_x{kind}"], t[f"field_y{kind}"]
+        e = np.hypot(run.output["field_x"] - tx, run.output["field_y"] - ty)
+        cx, cy = t["attrs"]["centre_xy_nm"]
+        y, x = np.mgrid[0:e.shape[0], 0:e.shape[1]].astype(float)  # 1 nm steps
+        r = np.hypot(x - cx, y - cy)
+        mask = (r >= r_min_nm) & (r <= r_max_nm)
+        return float(np.nanmax(e[mask]) / np.hypot(tx, ty).max())
+    return measure
+
+
+def _sphere_rotation(run, t):
+    rot = float(run.output["attrs"]["detector_rotation_deg"])
+    flip = bool(run.output["attrs"]["flip"])
+    if flip != bool(t["attrs"]["flip"]):
+        return 360.0
+    return angle_difference_deg(rot, float(t["attrs"]["detector_rotation_deg"]))
+
+
+def _net_field_in_layer(name):
+    def measure(run, t1):
+        width = float(t1["attrs"]["layer_width_nm"])
+        x0 = float(t1["attrs"]["interface_x_nm"])
+        truth_net = t1["net_field_x_weighted"]
+        mask = columns(truth_net.shape, [(x0 + 1, x0 + width - 1)])
+        index = int(np.argmin(np.abs(run.output["bias"] - float(t1["attrs"]["bias_v"]))))
+        return relative_error(run.output["net_field_x"][index], truth_net, mask)
+    measure.__name__ = name
+    return measure
+
+
+J4, J4V = DATA / "junction_4d.h5", DATA / "junction_4d_vacuum.h5"
+JS, JSV = DATA / "junction_segments.h5", DATA / "junction_segments_vacuum.h5"
+SP = DATA / "sphere_segments.h5"
+
+JUNCTION_FIGURE = "max |E_x − E_w| / peak junction |E_w|"
+CASES = [
+    Case("4d_default", "junction_4d.h5",
+         "pixelated 4D-STEM across a p-n heterojunction (MIP step), linear descan; defaults: descan by a plane "
+         "fitted to the whole scan, α from the disc",
+         ("com", J4, "--thickness", 50), f"{JUNCTION_FIGURE}, ≥ 3 nm from the MIP steps", 0.005,
+         _junction_field(3),
+         xfail="the default descan is a plane fitted to the centre of mass over the whole scan, which holds "
+               "field: it reads 92% of the peak junction field off (0.9 of the field itself)"),
+    Case("4d_vacuum", "junction_4d.h5",
+         "the same with the vacuum scan as the descan reference, ≥ 3 nm from the MIP steps; the camera's "
+         "0.31 mrad pixels (disc radius 6.4 px) bound this figure: binning the same patterns 4 × 4 moves "
+         "their centre of mass by 1–3·10⁶ V/m, whoever computes it",
+         ("com", J4, "--thickness", 50, "--reference", J4V), f"{JUNCTION_FIGURE}, ≥ 3 nm from the MIP steps",
+         0.025, _junction_field(3)),
+    Case("4d_vacuum_at_steps", "junction_4d.h5",
+         "the same, the whole scan (MIP steps included, where the field varies within the probe)",
+         ("com", J4, "--thickness", 50, "--reference", J4V), "max |E_x − E_w| / max |E_w|, whole scan",
+         0.005, lambda run, t: relative_error(run.output["field_x"], t["field_x_weighted"])),
+    Case("4d_vacuum_potential", "junction_4d.h5",
+         "the same: iDPC potential drop across the junction (default mirror boundary)",
+         ("com", J4, "--thickness", 50, "--reference", J4V), "|ΔV / ΔV_w − 1|, n side minus p side", 0.005,
+         _junction_potential_drop,
+         xfail="1.39% low; the camera's pixel limit on the field (above) integrates to about 0.8% of it, "
+               "the rest is the iDPC boundary treatment of a scan whose edges hold field: not yet separated"),
+    Case("4d_vacuum_potential_dct", "junction_4d.h5",
+         "the same with the DCT (Neumann) integration",
+         ("com", J4, "--thickness", 50, "--reference", J4V, "--potential-method", "dct"),
+         "|ΔV / ΔV_w − 1|, n side minus p side", 0.005, _junction_potential_drop,
+         xfail="1.14% low (see 4d_vacuum_potential)"),
+    Case("segments_default", "junction_segments.h5",
+         "four annular segments (1.1–6.6 mrad, not recorded in the file) across the junction; defaults",
+         ("reconstruct", JS, "--thickness", 50), f"{JUNCTION_FIGURE}, ≥ 5 nm from the MIP steps", 0.01,
+         _junction_field(5),
+         xfail="the file records no collection angles and the default geometry (a full disc, no inner "
+               "hole) is used without a word: the field reads 7.0% of the peak junction field off"),
+    Case("segments_collection", "junction_segments.h5",
+         "the same with the collection angles and the vacuum reference",
+         ("reconstruct", JS, "--thickness", 50, "--collection", 1.1, 6.6, "--reference", JSV),
+         f"{JUNCTION_FIGURE}, ≥ 5 nm from the MIP steps", 0.01, _junction_field(5),
+         xfail="1.14%: four segments follow the field near the probe's centre, not the probe-weighted field "
+               "(the probe's tails reach the MIP steps); no response model in dpcstem accounts for the "
+               "probe's shape"),
+    Case("segments_near_steps", "junction_segments.h5",
+         "the same, 3 nm and more from the MIP steps (the probe-size limit of segments: the field varies "
+         "within the probe)",
+         ("reconstruct", JS, "--thickness", 50, "--collection", 1.1, 6.6, "--reference", JSV),
+         f"{JUNCTION_FIGURE}, ≥ 3 nm from the MIP steps", 0.05, _junction_field(3)),
+    Case("sphere_given", "sphere_segments.h5",
+         "charged sphere, detector rotated 203.7° and flipped, both given; between the sphere's surface and "
+         "its screening shell (6–10 nm from the centre)",
+         ("reconstruct", SP, "--detector-rotation", 203.7, "--flip"),
+         "max |E − E_w| / max |E_w| (2-D), 6–10 nm from the centre", 0.01, _sphere_field(6.0, 10.0),
+         xfail="2.4%: four segments follow the field near the probe's centre (within 0.98% of it, "
+               "sphere_given_point), not the probe-weighted field the centre of mass gives"),
+    Case("sphere_given_point", "sphere_segments.h5",
+         "the same region, against the field at the probe position (unweighted)",
+         ("reconstruct", SP, "--detector-rotation", 203.7, "--flip"),
+         "max |E − E_point| / max |E_point| (2-D), 6–10 nm from the centre", 0.01, _sphere_field(6.0, 10.0, "")),
+    Case("sphere_given_whole", "sphere_segments.h5",
+         "the same over the whole scan (the sphere's surface and the shell, where the field's slope jumps "
+         "within the probe: the probe-size limit of segments)",
+         ("reconstruct", SP, "--detector-rotation", 203.7, "--flip"),
+         "max |E − E_w| / max |E_w| (2-D), whole scan", 0.05, _sphere_field()),
+    Case("sphere_fit_flip_given", "sphere_segments.h5",
+         "charged sphere: rotation fitted (--fit-rotation --flip)",
+         ("reconstruct", SP, "--fit-rotation", "--flip"), "|ψ_fit − ψ| in degrees (360 for the wrong flip)",
+         0.2, _sphere_rotation),
+    Case("sphere_fit", "sphere_segments.h5",
+         "charged sphere: rotation and flip fitted (--fit-rotation)",
+         ("reconstruct", SP, "--fit-rotation"), "|ψ_fit − ψ| in degrees (360 for the wrong flip)",
+         0.2, _sphere_rotation),
+    Case("bias_structured_drift", "bias_structured_drift_1V.h5",
+         "bias series 0/1 V across a Mott–Schottky layer, drift (0.6, 1.7) nm, structure in the sum; "
+         "default registration",
+         ("bias-series", DATA / "bias_structured_drift_0V.h5", DATA / "bias_structured_drift_1V.h5"),
+         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_structured"),
+         xfail="776%: the registration finds (−0.70, −1.96) px for a (0.6, 1.7) px drift; the 0.1–0.26 px "
+               "left leaves the structure's own fine-grained field (far above the layer's) in the net map"),
+    Case("bias_plain_drift", "bias_plain_drift_1V.h5",
+         "bias series with drift (0.6, 1.7) nm and a featureless sum (no structure that stays); default "
+         "registration",
+         ("bias-series", DATA / "bias_plain_0V.h5", DATA / "bias_plain_drift_1V.h5"),
+         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_plain_drift"),
+         xfail="1826%: with nothing in the sum that stays, the registration locks on the bias-dependent "
+               "contrast (dx +6.89 px for a 1.7 px drift) instead of refusing or warning"),
+    Case("bias_plain_still", "bias_plain_1V.h5",
+         "bias series without drift, featureless sum; default registration",
+         ("bias-series", DATA / "bias_plain_0V.h5", DATA / "bias_plain_1V.h5"),
+         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_plain"),
+         xfail="195%: without drift, the default registration shifts the 1 V map by dx −0.39 px (locking on "
+               "the bias-dependent contrast of the layer itself)"),
+    Case("bias_plain_still_noreg", "bias_plain_1V.h5",
+         "bias series without drift, featureless sum; --no-register",
+         ("bias-series", DATA / "bias_plain_0V.h5", DATA / "bias_plain_1V.h5", "--no-register"),
+         "max |ΔE_x − ΔE_w| / max |ΔE_w| in the layer", 0.03, _net_field_in_layer("net_plain_noreg"),
+         xfail="5.0%: the segments' probe-size limit in a 5–9 nm layer with a kink at the interface (as "
+               "segments_near_steps), against the probe-weighted net field"),
+]
