@@ -21,9 +21,9 @@ from .errors import InsufficientMemoryError
 USABLE_FRACTION = 0.8
 
 #: Bytes one reconstruction holds per scan pixel at its peak, beside the segments it is given:
-#: float64 intermediates of the deflection, field, divergence and potential and the float32
-#: maps (measured: 347 with the finite-difference charge, 403–411 with the spectral one).
-RECONSTRUCTION_BYTES_PER_PIXEL = 420
+#: the float64 field and divergence and the float32 maps; the potential and the spectral
+#: divergence are transforms the size of the scan (measured: 115-116 with either charge method).
+RECONSTRUCTION_BYTES_PER_PIXEL = 140
 
 #: Bytes a bias series may hold per scan pixel at its peak, beside the segments of the
 #: acquisition being read, whatever the number of acquisitions: the series is streamed (one

@@ -49,7 +49,7 @@ def series(request, acquisitions, tmp_path_factory):
     _, files = acquisitions
     order = [0, 1, 2] if request.param == "in order" else [2, 0, 1]
     out = tmp_path_factory.mktemp("result") / "series.h5"
-    assert main(["bias-series", *[files[i] for i in order], *CAL, "-o", str(out)]) == 0
+    assert main(["bias-series", *[files[i] for i in order], *CAL, "--no-register", "-o", str(out)]) == 0
     return out, [BIASES[i] for i in order]
 
 

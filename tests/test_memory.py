@@ -58,14 +58,16 @@ MEASURE_RECONSTRUCTION = PEAK_MEMORY_FUNCTIONS + '''
 import sys
 import numpy as np
 from dpcstem import Calibration
+from dpcstem.options import ReconstructionOptions
 from dpcstem.reconstruct import reconstruct
 
 n, method = int(sys.argv[1]), sys.argv[2]
 cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1, thickness_nm=100)
 counts = lambda shape: np.random.default_rng(0).integers(3000, 3100, (4, *shape)).astype(np.uint16)
-reconstruct(counts((32, 32)), cal, charge_method=method)  # compiled, and the table built, outside the measure
+options = ReconstructionOptions(charge_method=method)
+reconstruct(counts((32, 32)), cal, options=options)  # compiled, and the table built, outside the measure
 segments = counts((n, n))
-peak, _ = growth(lambda: reconstruct(segments, cal, charge_method=method))
+peak, _ = growth(lambda: reconstruct(segments, cal, options=options))
 print(peak / n / n)
 '''
 

@@ -267,6 +267,7 @@ def test_a_4d_set_larger_than_the_free_space_is_refused_before_writing(small_dis
 
     cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1, thickness_nm=100)
     theta = np.zeros((24, 24))  # 576 frames of 64 x 64 uint16: 4.5 MiB on a 2 MiB disk
-    with pytest.raises(OutputError, match=r"frames\.h5: needs 4\.5 MiB but only .* MiB is free"):
+    with pytest.raises(OutputError,
+                       match=r"frames\.h5: the disk is full for it: it needs 4\.5 MiB but only .* MiB is free"):
         write_frames(small_disk / "frames.h5", theta, theta, cal, frame_shape=(64, 64), mrad_per_px=0.5)
     assert list(small_disk.iterdir()) == []

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numba
 import numpy as np
 
-from ..kernels.com import FASTMATH
+from ..kernels.config import FASTMATH
 
 #: Elements per block of the streaming read: each thread sums whole blocks (vectorised).
 _BLOCK = 4096

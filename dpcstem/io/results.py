@@ -363,8 +363,8 @@ def require_space(path, nbytes):
         return
     free = st.f_bavail * st.f_frsize
     if nbytes > free:
-        raise OutputError(f"{path}: needs {nbytes / 2**20:.1f} MiB but only {free / 2**20:.1f} MiB is free in "
-                          f"{path.parent}; nothing was written")
+        raise OutputError(f"{path}: the disk is full for it: it needs {nbytes / 2**20:.1f} MiB but only "
+                          f"{free / 2**20:.1f} MiB is free in {path.parent}; nothing was written")
 
 
 @contextlib.contextmanager
