@@ -6,6 +6,7 @@ increasing order and out of order.
 """
 
 import shutil
+from pathlib import Path
 import warnings
 
 import h5py
@@ -48,8 +49,22 @@ def single(acquisitions, tmp_path_factory):
 def series(request, acquisitions, tmp_path_factory):
     _, files = acquisitions
     order = [0, 1, 2] if request.param == "in order" else [2, 0, 1]
-    out = tmp_path_factory.mktemp("result") / "series.h5"
-    assert main(["bias-series", *[files[i] for i in order], *CAL, "--no-register", "-o", str(out)]) == 0
+    folder = tmp_path_factory.mktemp("result")
+    if request.param == "out of order":
+        # Acquired in the order 2.5, 0, 1 V: copies that record no acquisition index, so the
+        # order given is the order of acquisition, and the biases are not increasing.
+        copies = []
+        for i in order:
+            copy = folder / Path(files[i]).name
+            shutil.copyfile(files[i], copy)
+            with h5py.File(copy, "r+") as f:
+                del f.attrs["acquisition_index"]
+            copies.append(str(copy))
+        inputs = copies
+    else:
+        inputs = [files[i] for i in order]
+    out = folder / "series.h5"
+    assert main(["bias-series", *inputs, *CAL, "--no-register", "-o", str(out)]) == 0
     return out, [BIASES[i] for i in order]
 
 
