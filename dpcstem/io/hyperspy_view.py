@@ -221,8 +221,10 @@ def _virtual_layout(h5file, spec):
         if ds.ndim == 2:
             layout[c] = source
             continue
-        order = spec.order or range(ds.shape[0])
-        for k, i in enumerate(order):
+        if spec.order is None:  # one mapping for the whole stack
+            layout[(slice(None), c) if vector else slice(None)] = source
+            continue
+        for k, i in enumerate(spec.order):
             layout[(k, c) if vector else k] = source[i]
     return layout
 
