@@ -162,7 +162,7 @@ def originals(tmp_path_factory):
         if name not in made:
             make, read = FORMATS[name]
             sub = folder / name
-            sub.mkdir()
+            sub.mkdir(exist_ok=True)  # a make that skipped (no shared data) left it behind
             path, marks = make(sub)
             made[name] = (path, marks, read(path))
         return made[name]
