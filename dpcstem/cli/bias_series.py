@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import LENGTH_NM, SCAN_COORDINATE, add_output_options, calibration_from_args, check_output
-from .reconstruct import add_reconstruction_options, region_mask, response_from_args
+from ..workflows import region_mask, response_from_name
+from ._common import (
+    LENGTH_NM,
+    OPTION_NAMES,
+    SCAN_COORDINATE,
+    add_output_options,
+    calibration_from_args,
+    check_output,
+)
+from .reconstruct import add_reconstruction_options
 
 #: Suffixes of the acquisitions a FOLDER argument contributes.
 FOLDER_SUFFIXES = (".h5", ".hdf5", ".emd", ".npy", ".tif", ".tiff", ".dm3", ".dm4")
@@ -177,7 +185,7 @@ def run(args):
 
         ref, registrations, attrs = stream_series(
             [loader(k) for k in range(count)], biases, calibration, sink, reference_bias_v=args.reference_bias,
-            reference_index=args.reference_index, response=response_from_args(args), vacuum=vacuum,
+            reference_index=args.reference_index, response=response_from_name(args.response), vacuum=vacuum,
             descan_order=args.descan_order, shifts_px=args.shift, register_maps=not args.no_register,
             registration_exclude=exclude, progress=True, names=series_names,
             charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
