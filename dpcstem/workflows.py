@@ -34,6 +34,11 @@ from .errors import CalibrationError, InputDataError
 FIELD_LIMIT_V_PER_M = 1e11
 
 
+#: Pixels the curl and divergence must be measured on before an assumed rotation is warned
+#: against (on fewer, the best rotation's curl is noise).
+ROTATION_WARNING_PIXELS = 64
+
+
 @dataclass(frozen=True)
 class Default:
     """One default that can change a number: what is assumed, how the user is told, how to override it."""
@@ -380,7 +385,7 @@ def _rotation_lines(tx, ty, calibration, valid, *, names):
     if best is not None:
         line += f"; the best rotation ({best.rotation_deg:.1f}°, flip {best.flip}) would leave {best.curl_ratio:.3g}"
         attrs["rotation_best_curl_ratio"] = best.curl_ratio
-        if assumed > 3 * best.curl_ratio + 0.05:
+        if assumed > 3 * best.curl_ratio + 0.05 and best.n_pixels >= ROTATION_WARNING_PIXELS:
             warnings.warn(f"detector rotation: the assumed {calibration.detector_rotation_deg:g}° leaves a curl of "
                           f"{assumed:.2g} x the divergence where {best.rotation_deg:.1f}° leaves {best.curl_ratio:.2g}: "
                           f"field and charge may be rotated; give {names['detector_rotation']} or "

@@ -50,7 +50,7 @@ ALPHA_MAX_MRAD = BOUNDS["alpha_mrad"][1]
 
 
 def check_bounds(name, value):
-    """``value`` (a number, not None) inside :data:`BOUNDS`\ [``name``], else a :class:`CalibrationError`
+    """``value`` (a number, not None) inside its :data:`BOUNDS`, else a :class:`CalibrationError`
     that names the parameter, the range and the likely unit slip.
 
     Examples
