@@ -342,7 +342,7 @@ def segment_offsets(offsets, dark, *, names, shape=None):
     return means, "dark", list(blank.paths)
 
 
-def _check_reference(reference, calibration: Calibration, shape, *, names):
+def check_reference(reference, calibration: Calibration, shape, *, names):
     """A vacuum reference recorded with other optics, geometry or scan is refused, naming the mismatch."""
     label = f"{names['reference']} {reference.metadata.get('path', '')}".strip()
     if reference.segments.shape[1:] != tuple(shape):
@@ -563,8 +563,8 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
     vacuum_descan = None
     gains_source = "default"
     if reference is not None:
-        vac = _read_reference(reference, names)
-        _check_reference(vac, cal, shape, names=names)
+        vac = read_reference(reference, names)
+        check_reference(vac, cal, shape, names=names)
         gains = gains_from_vacuum(vac.segments, offsets=offsets)
         options = options.replace(gains=gains)
         vx, vy, _, vok = segment_deflection(vac.segments, raw, options=options)
@@ -637,7 +637,7 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
     return Outcome(result=result, attrs=attrs, lines=lines, inputs=inputs)
 
 
-def _read_reference(path, names):
+def read_reference(path, names):
     from .calibration.gains import gains_from_vacuum
     from .errors import DPCError
     from .io import read_segments
