@@ -228,7 +228,7 @@ def run(args):
                       ([Path(args.reference)] if args.reference else []))
     clock["written"] = time.perf_counter()
     print(f"reference: acquisition {ref} at {biases[ref]:g} V; {attrs['response']} response")
-    for line in describe_calibration(calibration):
+    for line in describe_calibration(calibration, rotation=True):
         print(line)
     if vacuum is None:
         print("descan: none removed from each bias's maps (no --reference vacuum scan); the net maps against the "
