@@ -129,7 +129,8 @@ def _bounds():
 #: How each input is spelt in messages to a Python caller (the CLI passes its option names).
 PYTHON_NAMES = {
     "kv": "kv", "alpha_mrad": "alpha_mrad", "step": "step_nm", "thickness": "thickness_nm",
-    "thickness_map": "thickness_nm (a map)", "eps_r": "eps_r", "collection": "collection_mrad=(inner, outer)",
+    "thickness_map": "thickness_nm (a map)", "eps_r": "eps_r", "collection": "collection_mrad",
+    "collection_form": "collection_mrad=(inner, outer)",
     "collection_none": "collection_mrad=(0, inf)", "detector_rotation": "detector_rotation_deg",
     "flip": "flip=True", "no_flip": "flip=False", "fit_rotation": "fit_rotation=True",
     "charge_sign_region": "charge_sign_region=(x0, y0, x1, y1, sign)", "reference": "reference",
@@ -206,22 +207,24 @@ def merge_calibration(file_values: dict | None, user: dict, *, source=None, name
         if values.get(name) is None:
             raise CalibrationError(f"{names[FIELD_KEYS[name]]} is needed: {source or 'the input file'} does not "
                                    f"record {name}")
+    inner, outer = "collection_inner_mrad", "collection_outer_mrad"
+    missing_geometry = geometry and inner not in values and outer not in values
     if geometry:
-        inner, outer = "collection_inner_mrad", "collection_outer_mrad"
-        if inner not in values and outer not in values:
-            raise CalibrationError(
-                f"{names['collection']} is needed: {source or 'the input'} does not record the detector's collection "
-                f"angles, and an assumed geometry changes the field by up to 50 % (give the inner and outer "
-                f"semi-angles in mrad, or {names['collection_none']} for no hole and no outer edge)")
         for name in (inner, outer):
             sources.setdefault(name, "default")
     try:
-        return Calibration(**values, sources=sources)
+        calibration = Calibration(**values, sources=sources)
     except CalibrationError as exc:
-        raise CalibrationError(_where(str(exc), user, file_values, source, names)) from None
+        raise CalibrationError(_where(str(exc), user, file_values, source, names, alpha_measured)) from None
+    if missing_geometry:
+        raise CalibrationError(
+            f"{names['collection_form']} is needed: {source or 'the input'} does not record the detector's collection "
+            f"angles, and an assumed geometry changes the field by up to 50 % (give the inner and outer "
+            f"semi-angles in mrad, or {names['collection_none']} for no hole and no outer edge)")
+    return calibration
 
 
-def _where(message, user, file_values, source, names):
+def _where(message, user, file_values, source, names, alpha_measured=None):
     """A refused calibration's message, prefixed with what gave the value (an option, the file, a measurement)."""
     named = [name for name in FIELD_KEYS if re.search(rf"\b{name}\b", message)]
     given = list(dict.fromkeys(names[FIELD_KEYS[n]] for n in named if n in user))
@@ -233,8 +236,9 @@ def _where(message, user, file_values, source, names):
         what = ", ".join(f"{n} = {file_values[n]!r}" for n in recorded)
         options = " or ".join(dict.fromkeys(names[FIELD_KEYS[n]] for n in recorded))
         parts.append(f"{source or 'the input file'} records {what} (give {options} to override it)")
-    if not parts and "alpha_mrad" in named:
-        parts.append(f"alpha measured from the data (give {names['alpha_mrad']} to override it)")
+    if not parts and "alpha_mrad" in named and alpha_measured is not None:
+        parts.append(f"alpha measured from the data as {alpha_measured:.4g} mrad (give {names['alpha_mrad']} to "
+                     "override it)")
     return f"{'; '.join(parts)}: {message}" if parts else message
 
 
@@ -375,14 +379,14 @@ def _rotation_lines(tx, ty, calibration, valid, *, names):
     s = calibration.sources
     if s.get("detector_rotation_deg") != "default" and s.get("flip") != "default":
         return [], {}
-    assumed = curl_ratio(tx, ty, calibration, valid=valid)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            assumed = curl_ratio(tx, ty, calibration, valid=valid)
             best = find_rotation(tx, ty, calibration, valid=valid,
                                  flip=None if s.get("flip") == "default" else calibration.flip)
-        except InputDataError:
-            best = None
+        except InputDataError:  # a uniform deflection, too few pixels: nothing to judge it by
+            assumed, best = math.nan, None
     what = []
     if s.get("detector_rotation_deg") == "default":
         what.append(f"detector rotation {calibration.detector_rotation_deg:g}°")
@@ -550,6 +554,8 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
     user = dict(calibration or {})
     cal = merge_calibration(acquisition.calibration_values, user, source=segments, names=names)
     cal.require_thickness()
+    if np.ndim(cal.thickness_nm) == 2 and np.shape(cal.thickness_nm) != tuple(shape):
+        raise CalibrationError(f"thickness map shape {np.shape(cal.thickness_nm)} does not match the scan {tuple(shape)}")
     response = response_from_name(response)
     if hasattr(response, "check"):
         response.check(cal)
@@ -809,9 +815,9 @@ def _angular_pixel(file_value, mrad_per_px, camera_length_mm, detector_pixel_um,
     given = mrad_per_px is not None or camera_length_mm is not None or detector_pixel_um is not None
     if not given:
         if file_value is None:
-            raise CalibrationError(f"the detector's angular pixel size is needed: give {names['mrad_per_px']} X, or "
-                                   f"{names.get('camera_length', 'camera_length_mm')} with "
-                                   f"{names.get('detector_pixel', 'detector_pixel_um')}")
+            units = (" X", " MM", " UM") if names["mrad_per_px"].startswith("--") else ("", "", "")
+            raise CalibrationError(f"the detector's angular pixel size is needed: give {names['mrad_per_px']}{units[0]}, "
+                                   f"or {names['camera_length']}{units[1]} with {names['detector_pixel']}{units[2]}")
         return file_value, "file"
     try:
         value = angular(camera_length_mm=camera_length_mm, detector_pixel_um=detector_pixel_um,

@@ -106,7 +106,8 @@ def add_rotation_options(group, detector=True):
 #: How each input of :mod:`dpcstem.workflows` is spelt on the command line (its messages use it).
 OPTION_NAMES = {
     "kv": "--kv", "alpha_mrad": "--alpha", "step": "--step", "thickness": "--thickness",
-    "thickness_map": "--thickness-map", "eps_r": "--eps-r", "collection": "--collection INNER OUTER",
+    "thickness_map": "--thickness-map", "eps_r": "--eps-r", "collection": "--collection",
+    "collection_form": "--collection INNER OUTER",
     "collection_none": "--collection 0 inf", "detector_rotation": "--detector-rotation",
     "flip": "--flip", "no_flip": "--no-flip", "fit_rotation": "--fit-rotation",
     "charge_sign_region": "--charge-sign-region X0 Y0 X1 Y1 {+,-}", "reference": "--reference",
