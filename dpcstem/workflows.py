@@ -424,6 +424,34 @@ def _fit_rotation(wx, wy, raw, valid, *, flip, sign_region, names):
     return fit, lines
 
 
+def _to_scan_frame(wx, wy, cal, valid, *, fit_rotation, flip, sign_region, names, lines, attrs):
+    """The detector-frame deflection (ψ = 0, no flip) in the scan frame: the rotation fitted, or given, or
+    assumed (then printed with the curl it leaves). Returns (calibration, θx, θy); adds to ``lines``, ``attrs``."""
+    if fit_rotation:
+        raw = cal.replace(detector_rotation_deg=0.0, flip=False)
+        fit, fit_lines = _fit_rotation(wx, wy, raw, valid, flip=flip, sign_region=sign_region, names=names)
+        sources = {**cal.sources, "detector_rotation_deg": "fitted"}
+        if flip is None:
+            sources["flip"] = "fitted"
+        cal = fit.calibration(cal).replace(sources=sources)
+        lines += fit_lines
+        attrs.update(fit.attrs())
+    tx, ty = cal.to_scan_frame(wx, wy)
+    if not fit_rotation:
+        rotation_lines, rotation_attrs = _rotation_lines(tx, ty, cal, valid, names=names)
+        lines += rotation_lines
+        attrs.update(rotation_attrs)
+    return cal, tx, ty
+
+
+def _descan_attrs(fit, cal, prefix):
+    """A descan fitted in the detector frame, recorded in the scan frame."""
+    sx, sy = cal.to_scan_frame(fit.coefficients_x, fit.coefficients_y)
+    return {f"{prefix}_order": fit.order, f"{prefix}_terms": ",".join(fit.terms),
+            f"{prefix}_x_coefficients_mrad": sx, f"{prefix}_y_coefficients_mrad": sy,
+            f"{prefix}_origin": "scan centre, pixels"}
+
+
 def _field_check(result):
     """Warn when the field leaves what a specimen can hold (a unit slip of the thickness or step)."""
     if result.field_x is None:
@@ -598,20 +626,8 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         wx, wy = region_fit.subtract(wx, wy)
         descan_source = "region" if descan_source == "none" else "vacuum and region"
         descan_fits.append(region_fit)
-    if fit_rotation:
-        fit, fit_lines = _fit_rotation(wx, wy, raw, valid, flip=user.get("flip"), sign_region=sign_region,
-                                       names=names)
-        sources = {**cal.sources, "detector_rotation_deg": "fitted"}
-        if user.get("flip") is None:
-            sources["flip"] = "fitted"
-        cal = fit.calibration(cal).replace(sources=sources)
-        lines += fit_lines
-        attrs.update(fit.attrs())
-    tx, ty = cal.to_scan_frame(wx, wy)
-    if not fit_rotation:
-        rotation_lines, rotation_attrs = _rotation_lines(tx, ty, cal, valid, names=names)
-        lines += rotation_lines
-        attrs.update(rotation_attrs)
+    cal, tx, ty = _to_scan_frame(wx, wy, cal, valid, fit_rotation=fit_rotation, flip=user.get("flip"),
+                                 sign_region=sign_region, names=names, lines=lines, attrs=attrs)
     result = reconstruct_deflection(tx, ty, cal, valid=valid, options=options)
     model = response_model(options.response, cal)
     result.extra["segment_sum"] = (total, "counts")
@@ -621,11 +637,7 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         result.extra.update(uncertainty_maps(acquisition.segments, cal, options=options, dose=dose,
                                              counts_per_electron=counts_per_electron, valid=valid))
     for k, fit_ in enumerate(descan_fits):
-        sx, sy = cal.to_scan_frame(fit_.coefficients_x, fit_.coefficients_y)
-        prefix = "descan" if k == 0 else "descan_region"
-        attrs.update({f"{prefix}_order": fit_.order, f"{prefix}_terms": ",".join(fit_.terms),
-                      f"{prefix}_x_coefficients_mrad": sx, f"{prefix}_y_coefficients_mrad": sy,
-                      f"{prefix}_origin": "scan centre, pixels"})
+        attrs.update(_descan_attrs(fit_, cal, "descan" if k == 0 else "descan_region"))
     attrs.update(descan_source=descan_source, offsets_source=offsets_source, gains_source=gains_source,
                  segment_offsets=np.zeros(4) if offsets is None else np.asarray(offsets, float),
                  segment_gains=np.ones(4) if options.gains is None else np.asarray(options.gains, float))
@@ -731,7 +743,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
         ref = (vac.com_x, vac.com_y)
         inputs.append(Path(reference))
     sums = centre_of_mass(frames, mask=mask, **engine)
-    raw_cal = cal.replace(detector_rotation_deg=0.0, flip=False)
+    raw_cal = cal.replace(detector_rotation_deg=0.0, flip=False)  # the detector frame
     lines, attrs = [], {}
     if ref is None:
         centre_x, centre_y = pattern_centre(sums.com_x, sums.com_y)
@@ -747,24 +759,10 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
         fit = fit_descan(wx, wy, mask=descan_mask & valid, order=descan_order)
         wx, wy = fit.subtract(wx, wy)
         descan_source = "region"
-    if fit_rotation:
-        rot, fit_lines = _fit_rotation(wx, wy, raw_cal, valid, flip=user.get("flip"), sign_region=sign_region,
-                                       names=names)
-        sources = {**cal.sources, "detector_rotation_deg": "fitted"}
-        if user.get("flip") is None:
-            sources["flip"] = "fitted"
-        cal = rot.calibration(cal).replace(sources=sources)
-        lines += fit_lines
-        attrs.update(rot.attrs())
-    tx, ty = cal.to_scan_frame(wx, wy)
+    cal, tx, ty = _to_scan_frame(wx, wy, cal, valid, fit_rotation=fit_rotation, flip=user.get("flip"),
+                                 sign_region=sign_region, names=names, lines=lines, attrs=attrs)
     if descan_mask is not None:
-        sx, sy = cal.to_scan_frame(fit.coefficients_x, fit.coefficients_y)
-        attrs.update(descan_order=fit.order, descan_terms=",".join(fit.terms), descan_x_coefficients_mrad=sx,
-                     descan_y_coefficients_mrad=sy, descan_origin="scan centre, pixels")
-    if not fit_rotation:
-        rotation_lines, rotation_attrs = _rotation_lines(tx, ty, cal, valid, names=names)
-        lines += rotation_lines
-        attrs.update(rotation_attrs)
+        attrs.update(_descan_attrs(fit, cal, "descan"))
     result = reconstruct_deflection(tx, ty, cal, valid=valid, options=options)
     result.extra["com_x"] = (sums.com_x.astype(np.float32), "px")
     result.extra["com_y"] = (sums.com_y.astype(np.float32), "px")
