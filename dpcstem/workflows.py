@@ -485,7 +485,9 @@ def interface_summary(result, points, half_range_nm):
     cp = profile_across(result.charge_density, interface, step, half_range_nm=half_range_nm, valid=result.valid,
                         units="C/m^3")
     f = layer_figures(fp)
-    lines = [f"interface from ({x1:g}, {y1:g}) to ({x2:g}, {y2:g}) nm, normal at {interface.normal_deg:.1f}°:",
+    reach = "the whole scan (--half-range limits it)" if half_range_nm is None else f"{half_range_nm:g} nm"
+    lines = [f"interface from ({x1:g}, {y1:g}) to ({x2:g}, {y2:g}) nm, normal at {interface.normal_deg:.1f}°; "
+             f"profiles over {reach}:",
              f"  peak field {f.peak_field_v_per_m:.4g} ± {f.peak_field_stderr:.2g} V/m at {f.peak_position_nm:.2f} nm",
              f"  layer width {f.width_nm:.3g} ± {f.width_stderr:.2g} nm",
              f"  potential drop {f.potential_drop_v:.4g} ± {f.potential_drop_stderr:.2g} V",

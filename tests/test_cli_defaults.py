@@ -115,6 +115,17 @@ def test_every_calibration_value_has_its_source_in_the_file(layer, tmp_path):
     assert {k: attrs[f"{k}_source"] for k in expected} == expected
 
 
+def test_an_outer_edge_the_file_does_not_record_is_printed_as_assumed(layer, tmp_path):
+    _, (tx, ty) = layer
+    cal = Calibration(kv=KV, alpha_mrad=ALPHA, step_x_nm=STEP)
+    write_segments(tmp_path / "a.h5", segments_from_deflection(tx, ty, cal), {"collection_inner_mrad": 0.0})
+    run = dpcstem("reconstruct", tmp_path / "a.h5", *GIVEN, "-o", tmp_path / "o.h5")
+    assert run.returncode == 0, run.stderr
+    assert "collection angles 0 mrad to no outer edge (assumed" in run.stdout and "--collection" in run.stdout
+    attrs, _ = attrs_and(tmp_path / "o.h5")
+    assert attrs["collection_inner_mrad_source"] == "file" and attrs["collection_outer_mrad_source"] == "default"
+
+
 # -- 2. descan ----------------------------------------------------------------------------------
 
 def test_reconstruct_says_no_descan_was_removed_and_a_region_removes_it(layer, tmp_path):
