@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _validate
 from .calibration import Calibration
 from .errors import InputDataError
 from .options import ReconstructionOptions
@@ -122,6 +123,7 @@ def check_biases(biases_v, count, reference_bias_v, *, reference_index=None):
     A bias may repeat (a return sweep 0 → 1 → 0 V). The reference is the acquisition at
     ``reference_bias_v``; where that bias repeats, the first of them, or ``reference_index``.
     """
+    reference_bias_v = _validate.finite("reference_bias_v", reference_bias_v, noun="bias in V")
     biases = np.asarray(biases_v, dtype=float).ravel()
     if biases.size != count:
         raise InputDataError(f"a bias series of {count} acquisitions needs {count} biases, got {biases.size}")

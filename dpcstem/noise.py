@@ -38,7 +38,7 @@ from .response.geometry import difference_signals, segment_areas
 
 
 def deflection_covariance(segments, calibration: Calibration, *, options: ReconstructionOptions | None = None,
-                          dose=None, counts_per_electron=None, vacuum=None):
+                          dose=None, counts_per_electron=None, vacuum=None, valid=None):
     """Variance and covariance of the deflection from the counting noise of the segments.
 
     Parameters
@@ -60,6 +60,9 @@ def deflection_covariance(segments, calibration: Calibration, *, options: Recons
         ``dose``.
     vacuum : array_like, optional
         As for :func:`~dpcstem.reconstruct.segment_deflection` (gives the gains).
+    valid : ndarray of bool, shape (ny, nx), optional
+        Where the deflection is defined, as the reconstruction found it (with the same
+        options): given, the segments do not pass through the kernel again.
 
     Returns
     -------
@@ -72,7 +75,10 @@ def deflection_covariance(segments, calibration: Calibration, *, options: Recons
         raise CalibrationError("give either the dose (electrons per probe position) or the detector's "
                                "counts_per_electron, one of them, for the counting noise")
     options = check_options(options)
-    _, _, _, valid = segment_deflection(segments, calibration, options=options, vacuum=vacuum)
+    if valid is None:
+        _, _, _, valid = segment_deflection(segments, calibration, options=options, vacuum=vacuum)
+    else:
+        valid = _validate.mask("valid", valid, np.shape(segments)[1:])
     gains, offsets = options.gains, options.offsets
     if vacuum is not None:
         gains = gains_from_vacuum(vacuum, offsets=offsets)
@@ -283,7 +289,7 @@ def _spectral_variance(var_ex, var_ey, cov_e, step_x, step_y, cutoff):
 
 
 def uncertainty_maps(segments, calibration: Calibration, *, options: ReconstructionOptions | None = None, dose=None,
-                     counts_per_electron=None, vacuum=None) -> dict:
+                     counts_per_electron=None, vacuum=None, valid=None) -> dict:
     """One-standard-deviation maps of deflection, field and charge density from counting noise.
 
     Parameters
@@ -293,7 +299,7 @@ def uncertainty_maps(segments, calibration: Calibration, *, options: Reconstruct
     calibration : Calibration
     options : ReconstructionOptions, optional
         The options given to the reconstruction.
-    dose, counts_per_electron, vacuum
+    dose, counts_per_electron, vacuum, valid
         As for :func:`deflection_covariance`.
 
     Returns
@@ -319,5 +325,6 @@ def uncertainty_maps(segments, calibration: Calibration, *, options: Reconstruct
     ('mrad', 0.0157)
     """
     var_x, var_y, cov_xy, valid = deflection_covariance(
-        segments, calibration, options=options, dose=dose, counts_per_electron=counts_per_electron, vacuum=vacuum)
+        segments, calibration, options=options, dose=dose, counts_per_electron=counts_per_electron, vacuum=vacuum,
+        valid=valid)
     return uncertainty_from_covariance(var_x, var_y, cov_xy, calibration, valid=valid, options=options)

@@ -27,7 +27,7 @@ def test_peak_memory_is_bounded_by_a_few_maps_not_the_series(tmp_path, rng):
     write_series(tmp_path / "warm", 2, rng)
     script = PEAK_MEMORY_FUNCTIONS + textwrap.dedent(f"""
         from dpcstem.cli import main
-        common = ["--kv", "200", "--alpha", "10", "--step", "0.5", "--thickness", "100", "--interface", "5", "5", "5",
+        common = ["--kv", "200", "--alpha", "10", "--step", "0.5", "--thickness", "100", "--collection", "0", "inf", "--interface", "5", "5", "5",
                   "100"]
         def run(name):
             assert main(["bias-series", {str(tmp_path)!r} + "/" + name, *common, "-o",

@@ -84,4 +84,5 @@ def test_attrs_round_trip():
     for name in ("kv", "alpha_mrad", "collection_inner_mrad", "collection_outer_mrad", "detector_rotation_deg",
                  "flip", "step_x_nm", "step_y_nm", "thickness_nm", "eps_r"):
         assert getattr(back, name) == getattr(cal, name)
-    assert back.sources == {"kv": "file"}
+    assert back.sources == cal.sources
+    assert back.sources["kv"] == "file" and back.sources["flip"] == "user"

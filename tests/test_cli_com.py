@@ -17,8 +17,8 @@ SCAN = (10, 12)
 def truth():
     """A deflection over a small part of the scan (a particle), none elsewhere (mrad).
 
-    The descan is a robust plane fitted over the whole scan: the particle's pixels are its
-    outliers, so the deflection there is kept whole.
+    No descan is removed by default: the undeflected pattern centre is the median centre of
+    mass, which the particle's few pixels do not move, so the deflection there is kept whole.
     """
     theta_x, theta_y = np.zeros(SCAN), np.zeros(SCAN)
     theta_x[3:6, 4:7] = 0.04
@@ -57,7 +57,7 @@ def test_com_writes_the_result_layout_with_centre_of_mass(simulated, tmp_path, c
     assert attrs["mrad_per_px"] == 0.1 and attrs["mrad_per_px_source"] == "file"
     assert attrs["alpha_mrad"] == pytest.approx(1.0, rel=0.02)
     assert attrs["alpha_mrad_source"].startswith("measured")
-    assert attrs["mask_radius_px"] == 14.0 and attrs["descan"] == "plane"
+    assert attrs["mask_radius_px"] == 14.0 and attrs["descan_source"] == "none"
     assert attrs["sha256:sim.h5"] == sha256_file(h5)
     intensity = maps["intensity"][0]
     assert intensity.min() > 0.9 * 1e4  # the disc's counts are inside the 14 px mask
@@ -95,7 +95,7 @@ def test_com_with_a_vacuum_reference_and_rotation(tmp_path):
     # a reference keeps the uniform part of the deflection that a plane fit would remove
     np.testing.assert_allclose(maps["deflection_x"][0][valid], (tx + 0.02)[valid], atol=0.01 * 0.04)
     np.testing.assert_allclose(maps["deflection_y"][0][valid], (ty - 0.01)[valid], atol=0.01 * 0.04)
-    assert attrs["descan"] == "reference" and attrs["flip"]
+    assert attrs["descan_source"] == "vacuum" and attrs["flip"]
     assert "sha256:vacuum.h5" in attrs
 
 

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--response", "linear"]
+OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--response", "linear", "--collection", "0", "inf"]
 
 
 def dpcstem(args, cwd, **kwargs):
@@ -54,7 +54,7 @@ def test_an_overridden_thickness_map_is_named_by_its_shape_not_printed(tmp_path)
     np.save(tmp_path / "t.npy", np.linspace(90.0, 110.0, 64 * 64).reshape(64, 64))
     run = dpcstem(["reconstruct", "seg.h5", *OPTIONS, "--thickness-map", "t.npy", "-o", "out.h5"], tmp_path)
     assert run.returncode == 0, run.stderr
-    assert run.stderr.splitlines() == ["dpcstem: warning: thickness_nm: the file says 120.0, using the given a "
+    assert run.stderr.splitlines() == ["dpcstem: warning: thickness_nm: seg.h5 says 120.0, using the given a "
                                        "64 x 64 map (90 to 110)"]
 
 

@@ -12,7 +12,8 @@ from dpcstem import Calibration, physics
 from dpcstem.simulate import MottSchottky, deflection_from_truth, layer_truth, segments_from_deflection
 
 KV, ALPHA, STEP, THICKNESS = 200.0, 1.0, 0.5, 131.0
-OPTIONS = ["--kv", str(KV), "--alpha", str(ALPHA), "--step", str(STEP), "--thickness", str(THICKNESS)]
+OPTIONS = ["--kv", str(KV), "--alpha", str(ALPHA), "--step", str(STEP), "--thickness", str(THICKNESS),
+           "--collection", "0", "inf"]
 
 
 def dpcstem(*args, cwd=None):
@@ -149,7 +150,7 @@ def test_missing_calibration_option(acquisition, tmp_path):
 def test_step_accepts_x_then_y(acquisition, tmp_path):
     np.save(tmp_path / "seg.npy", acquisition[0])
     run = dpcstem("reconstruct", tmp_path / "seg.npy", "--kv", "200", "--alpha", "1", "--step", "0.5", "0.75",
-                  "--thickness", "131", "-o", tmp_path / "o.h5")
+                  "--thickness", "131", "--collection", "0", "inf", "-o", tmp_path / "o.h5")
     assert run.returncode == 0, run.stderr
     with h5py.File(tmp_path / "o.h5") as f:
         assert (f.attrs["step_x_nm"], f.attrs["step_y_nm"]) == (0.5, 0.75)

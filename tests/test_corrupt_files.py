@@ -282,7 +282,7 @@ def _flip_in_chunk(path, data):
 
 
 RECONSTRUCT = ["reconstruct", "{file}", "--kv", "200", "--alpha", "10", "--step", "1", "--thickness", "100",
-               "-o", "out.h5"]
+               "--collection", "0", "inf", "-o", "out.h5"]
 COM = ["com", "{file}", "--kv", "200", "--step", "1", "--thickness", "100", "--mrad-per-px", "0.1", "-o", "out.h5"]
 CLI_CASES = [
     ("hdf5", _cut(0.5), RECONSTRUCT),

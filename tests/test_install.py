@@ -98,7 +98,8 @@ def test_the_installed_command_runs_outside_the_checkout(installed, tmp_path):
 
     np.save(tmp_path / "seg.npy", np.random.default_rng(0).integers(3000, 3100, (4, 16, 16)).astype(np.uint16))
     run = subprocess.run([str(installed / "dpcstem"), "reconstruct", "seg.npy", "--kv", "200", "--alpha", "10",
-                          "--step", "1", "--thickness", "100", "-o", "out.h5"], cwd=tmp_path, capture_output=True,
+                          "--step", "1", "--thickness", "100", "--collection", "0", "inf", "-o", "out.h5"],
+                         cwd=tmp_path, capture_output=True,
                          text=True, env=_clean_env(), timeout=600)
     assert run.returncode == 0, run.stderr
     with h5py.File(tmp_path / "out.h5", "r") as f:

@@ -26,7 +26,7 @@ from dpcstem.io import atomic_output, write_result
 
 from helpers import without_permission_override
 
-OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--thickness", "100", "--response", "linear"]
+OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--thickness", "100", "--response", "linear", "--collection", "0", "inf"]
 EARLIER = b"an earlier result that must survive\n" * 1000
 
 
@@ -193,7 +193,7 @@ def test_reconstruct_reads_read_only_inputs(tmp_path):
     inputs = [tmp_path / name for name in ("seg.h5", "vacuum.h5", "t.npy")]
     run = run_on_read_only_inputs(
         ["reconstruct", "seg.h5", "--alpha", "10", "--step", "1", "--thickness-map", "t.npy", "--reference",
-         "vacuum.h5", "--response", "linear", "-o", "out.h5"], tmp_path, inputs)
+         "vacuum.h5", "--response", "linear", "--collection", "0", "inf", "-o", "out.h5"], tmp_path, inputs)
     assert run.returncode == 0, run.stderr
     with h5py.File(tmp_path / "out.h5", "r") as f:
         assert f["deflection_x"].shape == (16, 16) and f.attrs["kv"] == 200.0

@@ -23,7 +23,7 @@ from dpcstem.simulate.files import write_series
 
 STEP_X, STEP_Y = 0.5, 0.75
 BIASES = (0.0, 1.0, 2.5)  # unequal steps: a non-uniform bias axis
-CAL = ["--kv", "200", "--alpha", "1.5", "--step", str(STEP_X), str(STEP_Y), "--thickness", "131"]
+CAL = ["--kv", "200", "--alpha", "1.5", "--step", str(STEP_X), str(STEP_Y), "--thickness", "131", "--collection", "0", "inf"]
 
 
 @pytest.fixture(scope="module")

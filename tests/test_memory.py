@@ -27,7 +27,7 @@ from dpcstem.reconstruct import reconstruct
 from helpers import PEAK_MEMORY_FUNCTIONS
 
 TESTS = Path(__file__).resolve().parent
-OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--thickness", "100"]
+OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--thickness", "100", "--collection", "0", "inf"]
 
 
 def test_refuses_more_than_is_free():

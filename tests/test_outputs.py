@@ -24,7 +24,7 @@ from dpcstem.io import atomic_output
 
 from helpers import without_permission_override
 
-OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--thickness", "100", "--response", "linear"]
+OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--thickness", "100", "--response", "linear", "--collection", "0", "inf"]
 COM = ["--kv", "200", "--step", "1", "--thickness", "100", "--mrad-per-px", "0.5"]
 
 

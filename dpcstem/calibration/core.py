@@ -30,12 +30,46 @@ SCALAR_FIELDS = (
     "eps_r",
 )
 
-#: Largest accelerating voltage taken as a value in kV (the largest microscopes run at 3 MV);
-#: a larger number is a voltage given in V.
-KV_MAX = 5000.0
-#: Largest convergence semi-angle taken as a value in mrad (no probe-forming lens comes near
-#: it); a larger number is an angle given in µrad.
-ALPHA_MAX_MRAD = 200.0
+#: The range of physics of each calibration value: (lowest, highest, what a value outside
+#: most likely is). A value outside is refused, naming the unit slip (DESIGN.md §0): kV in V,
+#: α in rad or µrad, a step or thickness in m or µm.
+BOUNDS = {
+    "kv": (1.0, 5000.0, "kv is the accelerating voltage in kV, e.g. 200 for 200 kV, not 200000"),
+    "alpha_mrad": (0.1, 200.0, "alpha_mrad is the convergence semi-angle in mrad, e.g. 20 for 20 mrad, "
+                               "not 0.02 (rad) or 20000 (µrad)"),
+    "step_x_nm": (1e-3, 1e5, "the scan step is in nm, e.g. 0.5 for 0.5 nm, not 5e-10 (m) or 500 (pm)"),
+    "step_y_nm": (1e-3, 1e5, "the scan step is in nm, e.g. 0.5 for 0.5 nm, not 5e-10 (m) or 500 (pm)"),
+    "thickness_nm": (1.0, 5000.0, "thickness_nm is the specimen thickness in nm, e.g. 131 for 131 nm, "
+                                  "not 1.31e-7 (m) or 0.131 (µm)"),
+    "eps_r": (1.0, 1e5, "eps_r is the relative permittivity (dimensionless, 1 for vacuum, about 12 for Si)"),
+}
+#: Largest accelerating voltage taken as a value in kV (the largest microscopes run at 3 MV).
+KV_MAX = BOUNDS["kv"][1]
+#: Largest convergence semi-angle taken as a value in mrad (no probe-forming lens comes near it).
+ALPHA_MAX_MRAD = BOUNDS["alpha_mrad"][1]
+
+
+def check_bounds(name, value):
+    """``value`` (a number, not None) inside its :data:`BOUNDS`, else a :class:`CalibrationError`
+    that names the parameter, the range and the likely unit slip.
+
+    Examples
+    --------
+    >>> check_bounds("thickness_nm", 131.0)
+    131.0
+    >>> check_bounds("thickness_nm", 1.31e-7)
+    Traceback (most recent call last):
+    ...
+    dpcstem.errors.CalibrationError: thickness_nm 1.31e-07 is outside 1 to 5000: thickness_nm is the specimen thickness in nm, e.g. 131 for 131 nm, not 1.31e-7 (m) or 0.131 (µm)
+    """
+    low, high, hint = BOUNDS[name]
+    if not low <= value <= high:
+        raise CalibrationError(f"{name} {value:g} is outside {low:g} to {high:g}: {hint}")
+    return value
+
+
+#: Outer collection angles at or above this (mrad) mean "no outer edge" (``--collection 0 inf``).
+NO_OUTER_EDGE = math.inf
 
 
 def frame_matrix(rotation_deg, flip=False) -> np.ndarray:
@@ -113,25 +147,23 @@ class Calibration:
 
     def __post_init__(self):
         setv = lambda name, v: object.__setattr__(self, name, v)  # noqa: E731 (frozen)
-        setv("kv", _validate.positive("kv", self.kv, what="accelerating voltage in kV"))
-        if self.kv > KV_MAX:
-            raise CalibrationError(
-                f"kv {self.kv:g} is beyond any electron microscope: kv is the accelerating voltage in kV "
-                f"(at most {KV_MAX:g}), e.g. 200 for 200 kV, not 200000")
-        setv("alpha_mrad", _validate.positive("alpha_mrad", self.alpha_mrad,
-                                                      what="convergence semi-angle in mrad"))
-        if self.alpha_mrad > ALPHA_MAX_MRAD:
-            raise CalibrationError(
-                f"alpha_mrad {self.alpha_mrad:g} is beyond any probe-forming lens: alpha_mrad is the convergence "
-                f"semi-angle in mrad (at most {ALPHA_MAX_MRAD:g}), e.g. 20 for 20 mrad")
-        setv("step_x_nm", _validate.positive("step_x_nm", self.step_x_nm, what="scan step in nm"))
-        setv("step_y_nm", _validate.positive("step_y_nm", self.step_x_nm if self.step_y_nm is None else self.step_y_nm,
-                                             what="scan step in nm"))
+        setv("kv", check_bounds("kv", _validate.positive("kv", self.kv, what="accelerating voltage in kV")))
+        setv("alpha_mrad", check_bounds("alpha_mrad", _validate.positive(
+            "alpha_mrad", self.alpha_mrad, what="convergence semi-angle in mrad")))
+        setv("step_x_nm", check_bounds("step_x_nm", _validate.positive("step_x_nm", self.step_x_nm,
+                                                                       what="scan step in nm")))
+        step_y_from_x = self.step_y_nm is None
+        step_y = self.step_x_nm if step_y_from_x else self.step_y_nm
+        setv("step_y_nm", check_bounds("step_y_nm", _validate.positive("step_y_nm", step_y, what="scan step in nm")))
         setv("thickness_nm", _thickness(self.thickness_nm))
         inner = 0.0 if self.collection_inner_mrad is None else self.collection_inner_mrad
         inner = _validate.non_negative("collection_inner_mrad", inner, what="inner collection semi-angle in mrad")
         setv("collection_inner_mrad", inner)
-        outer = _validate.positive("collection_outer_mrad", self.collection_outer_mrad, allow_none=True,
+        outer = self.collection_outer_mrad
+        if outer is not None and not isinstance(outer, (bool, np.bool_)) and np.ndim(outer) == 0 \
+                and not isinstance(outer, str) and float(outer) == math.inf:
+            outer = None  # "no outer edge"
+        outer = _validate.positive("collection_outer_mrad", outer, allow_none=True,
                                    what="outer collection semi-angle in mrad")
         setv("collection_outer_mrad", outer)
         if inner >= self.alpha_mrad:
@@ -149,8 +181,16 @@ class Calibration:
         setv("detector_rotation_deg", _validate.finite("detector_rotation_deg", self.detector_rotation_deg,
                                                        noun="angle in degrees"))
         setv("flip", _validate.flag("flip", self.flip))
-        setv("eps_r", _validate.positive("eps_r", self.eps_r, allow_none=True, what="relative permittivity"))
-        setv("sources", dict(self.sources))
+        eps_r = _validate.positive("eps_r", self.eps_r, allow_none=True, what="relative permittivity")
+        setv("eps_r", None if eps_r is None else check_bounds("eps_r", eps_r))
+        sources = dict(self.sources)
+        for name in SCALAR_FIELDS:  # a value nobody named a source for: the dataclass's default, or given
+            if name not in sources:
+                default = _FIELD_DEFAULTS.get(name, _REQUIRED)
+                sources[name] = "default" if _is(getattr(self, name), default) else "user"
+        if step_y_from_x:
+            sources["step_y_nm"] = sources["step_x_nm"]
+        setv("sources", sources)
 
     # -- derived quantities -------------------------------------------------------------
     @property
@@ -243,11 +283,27 @@ class Calibration:
         return cls(**kwargs, sources=sources)
 
 
+#: Where a calibration value came from: the acquisition file, the user (an option, a Python
+#: argument), a default the program assumed, or a measurement on the data (the 4D disc
+#: radius, a fitted rotation).
+SOURCES = ("file", "user", "default", "measured", "fitted")
+_REQUIRED = object()
+
+
+def _is(value, default):
+    if default is _REQUIRED:
+        return False
+    if value is None or default is None:
+        return value is default
+    return not isinstance(value, np.ndarray) and value == default
+
+
 def _thickness(value):
     if value is None:
         return None
     if np.ndim(value) == 0:
-        return _validate.positive("thickness_nm", value, what="specimen thickness in nm")
+        return check_bounds("thickness_nm", _validate.positive("thickness_nm", value,
+                                                                what="specimen thickness in nm"))
     arr = np.array(value, dtype=np.float64)
     if arr.ndim != 2 or arr.size == 0:
         raise CalibrationError(f"a thickness map must be 2-D (ny, nx), got shape {arr.shape}")
@@ -256,5 +312,11 @@ def _thickness(value):
         raise CalibrationError(
             f"thickness_nm map has {int(bad.sum())} pixels that are not positive and finite; "
             "every thickness must be > 0 nm")
+    check_bounds("thickness_nm", float(np.median(arr)))
+    check_bounds("thickness_nm", float(arr.max()))
     arr.setflags(write=False)
     return arr
+
+
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Calibration)
+                   if f.default is not dataclasses.MISSING}

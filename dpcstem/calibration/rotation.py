@@ -50,6 +50,8 @@ class RotationFit:
         ``"reference"``.
     charge_skew : float
         Skewness of the charge-density proxy −∇·θ at the chosen rotation.
+    skew_noise : float
+        The skew's standard error for uncorrelated pixels, sqrt(6/N).
     n_pixels : int
         Pixels where both curl and divergence were defined.
     """
@@ -62,6 +64,7 @@ class RotationFit:
     mean_square_curl: tuple
     polarity: str
     charge_skew: float
+    skew_noise: float
     n_pixels: int
 
     def calibration(self, calibration: Calibration) -> Calibration:
@@ -73,7 +76,8 @@ class RotationFit:
         return {"rotation_fit_deg": self.rotation_deg, "rotation_fit_flip": self.flip,
                 "rotation_fit_curl_ratio": self.curl_ratio,
                 "rotation_fit_curl_ratio_other_flip": self.curl_ratio_other_flip,
-                "rotation_fit_polarity": self.polarity}
+                "rotation_fit_polarity": self.polarity, "rotation_fit_charge_skew": self.charge_skew,
+                "rotation_fit_skew_noise": self.skew_noise}
 
 
 def _mask(mask, shape, name):
@@ -117,7 +121,7 @@ def apply_rotation(theta_x_mrad, theta_y_mrad, *, rotation_deg, flip=False, meas
 
 
 def find_rotation(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid=None, flip=None, region=None,
-                  charge_sign=None, reference=None) -> RotationFit:
+                  charge_sign=None, reference=None, warn_polarity=True) -> RotationFit:
     """Detector rotation ψ and flip that minimise the mean squared curl of the deflection.
 
     Parameters
@@ -139,6 +143,9 @@ def find_rotation(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid
         Settle it from an expected deflection direction (θx, θy) in the scan frame, maps
         of shape (ny, nx) or one vector: the rotation whose deflection has the positive
         mean projection on it is taken. (The field points opposite to the deflection.)
+    warn_polarity : bool
+        Warn when the skew that settles the 180° branch is within three times its noise
+        (the caller may warn in its own words instead).
 
     Returns
     -------
@@ -196,13 +203,28 @@ def find_rotation(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid
                       f"{other['ratio']:.3g} with flip={not flip}): the field varies along one direction only and cannot tell "
                       "the flip; give flip (--flip or not)", stacklevel=2)
     psi, polarity, skew = _settle_polarity(chosen, tx.shape, region, charge_sign, reference, wx,
-                                           -wy if flip else wy)
+                                           -wy if flip else wy, warn=warn_polarity)
     psi_other, _, _ = _settle_polarity(other, tx.shape, region, charge_sign, reference, wx, wy if flip else -wy,
                                        warn=False)
     return RotationFit(rotation_deg=psi, flip=flip, curl_ratio=chosen["ratio"], curl_ratio_other_flip=other["ratio"],
                        rotation_deg_other_flip=psi_other,
                        mean_square_curl=(fits[False]["mean_square_curl"], fits[True]["mean_square_curl"]),
-                       polarity=polarity, charge_skew=skew, n_pixels=chosen["n"])
+                       polarity=polarity, charge_skew=skew, skew_noise=math.sqrt(6.0 / max(chosen["n"], 1)),
+                       n_pixels=chosen["n"])
+
+
+def curl_ratio(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid=None) -> float:
+    """rms curl / rms divergence of a scan-frame deflection map, as :func:`find_rotation` measures it.
+
+    Near 0 when the rotation and flip the map was made with are right (a field from
+    charges has no curl); near 1 or above when they are not.
+    """
+    tx, ty = _validate.pair("deflection", theta_x_mrad, theta_y_mrad)
+    use = _mask(valid, tx.shape, "valid") & np.isfinite(tx) & np.isfinite(ty)
+    fit = _best_rotation(tx, ty, use, calibration)
+    c, d = fit["curl"][fit["ok"]], fit["div"][fit["ok"]]
+    div = float(np.mean(d * d))
+    return math.sqrt(float(np.mean(c * c)) / div) if div > 0 else math.inf
 
 
 def _best_rotation(wx, wy, use, calibration):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
-import warnings
 from pathlib import Path
 
 from ..calibration import Calibration
@@ -82,12 +80,41 @@ def add_calibration_options(parser: argparse.ArgumentParser, *, detector=True):
                    help="relative permittivity εr (dimensionless); adds the free charge ε0·εr·∇·E")
     if detector:
         g.add_argument("--collection", type=float, nargs=2, metavar=("INNER", "OUTER"),
-                       help="detector inner and outer collection semi-angles in mrad")
-        g.add_argument("--detector-rotation", type=float, metavar="DEG",
-                       help="azimuth ψ of segment A in degrees, from scan +x toward +y")
-        g.add_argument("--flip", action="store_true", default=None,
-                       help="the detector's y axis is mirrored against the scan (B at ψ−90°)")
+                       help="detector inner and outer collection semi-angles in mrad (needed where the file does "
+                            "not record them; '0 inf' for a detector with no hole and no outer edge)")
+    add_rotation_options(g, detector)
 
+
+def add_rotation_options(group, detector=True):
+    """The detector's orientation against the scan, given or fitted (every command that has a detector frame)."""
+    axis = "segment A" if detector else "the detector's +kx (column) axis"
+    group.add_argument("--detector-rotation", type=float, metavar="DEG",
+                       help=f"azimuth ψ of {axis} in degrees, from scan +x toward +y (default: the file's, else 0, "
+                            "printed with the curl it leaves)")
+    group.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                       help="the detector's y axis is (or, --no-flip, is not) mirrored against the scan "
+                            "(B at ψ−90°); --no-flip turns off a flip the file records")
+    group.add_argument("--fit-rotation", action="store_true",
+                       help="find the detector rotation (deg) and flip that make the deflection curl-free "
+                            "(--flip/--no-flip then fix the flip)")
+    group.add_argument("--charge-sign-region", nargs=5, metavar=("X0", "Y0", "X1", "Y1", "SIGN"),
+                       help="with --fit-rotation: a rectangle (nm, scan frame) where the charge density is known to "
+                            "be positive (+) or negative (-), which settles the 180° branch (default: the skew of "
+                            "the charge, warned as a guess)")
+
+
+#: How each input of :mod:`dpcstem.workflows` is spelt on the command line (its messages use it).
+OPTION_NAMES = {
+    "kv": "--kv", "alpha_mrad": "--alpha", "step": "--step", "thickness": "--thickness",
+    "thickness_map": "--thickness-map", "eps_r": "--eps-r", "collection": "--collection",
+    "collection_form": "--collection INNER OUTER",
+    "collection_none": "--collection 0 inf", "detector_rotation": "--detector-rotation",
+    "flip": "--flip", "no_flip": "--no-flip", "fit_rotation": "--fit-rotation",
+    "charge_sign_region": "--charge-sign-region X0 Y0 X1 Y1 {+,-}", "reference": "--reference",
+    "descan_region": "--descan-region", "offsets": "--offsets", "dark": "--dark",
+    "potential_reference": "--potential-reference", "mrad_per_px": "--mrad-per-px",
+    "camera_length": "--camera-length", "detector_pixel": "--detector-pixel-um",
+}
 
 #: The option that sets each calibration field, for messages.
 FIELD_OPTIONS = {
@@ -104,15 +131,10 @@ FIELD_OPTIONS = {
 }
 
 
-def calibration_from_args(args, file_values: dict | None = None, *, alpha_default=None, source=None) -> Calibration:
-    """Merge what the file says with what the user gave; the user's value wins, with a warning.
-
-    A value the calibration refuses is named with the option that gave it, or with the file
-    (``source``) that recorded it and the option that overrides it.
-    """
+def user_calibration(args) -> dict:
+    """Calibration field → value for every calibration option the user gave."""
     from ..io import read_thickness_map
 
-    file_values = dict(file_values or {})
     _check_cutoff(args)
     user = {}
     if args.kv is not None:
@@ -136,23 +158,20 @@ def calibration_from_args(args, file_values: dict | None = None, *, alpha_defaul
         user["collection_inner_mrad"], user["collection_outer_mrad"] = args.collection
     if getattr(args, "detector_rotation", None) is not None:
         user["detector_rotation_deg"] = args.detector_rotation
-    if getattr(args, "flip", None):
-        user["flip"] = True
-    for name, value in user.items():
-        if name in file_values and file_values[name] is not None and not _same(file_values[name], value):
-            warnings.warn(f"{name}: the file says {_shown(file_values[name])}, using the given {_shown(value)}",
-                          stacklevel=2)
-    values = {**file_values, **user}
-    if alpha_default is not None:
-        values.setdefault("alpha_mrad", alpha_default)
-    sources = {k: ("user" if k in user else "file") for k in values}
-    for name, option in (("kv", "--kv"), ("alpha_mrad", "--alpha"), ("step_x_nm", "--step")):
-        if values.get(name) is None:
-            raise CalibrationError(f"{option} is needed: the input file does not record {name}")
-    try:
-        return Calibration(**values, sources=sources)
-    except CalibrationError as exc:
-        raise CalibrationError(_where(str(exc), user, file_values, alpha_default, source)) from None
+    if getattr(args, "flip", None) is not None:
+        user["flip"] = bool(args.flip)
+    return user
+
+
+def calibration_from_args(args, file_values: dict | None = None, *, alpha_measured=None, source=None,
+                          geometry=None):
+    """Merge what the file says with what the user gave (:func:`dpcstem.workflows.merge_calibration`)."""
+    from ..workflows import merge_calibration
+
+    if geometry is None:
+        geometry = hasattr(args, "collection")
+    return merge_calibration(file_values, user_calibration(args), source=source, names=OPTION_NAMES,
+                             alpha_measured=alpha_measured, geometry=geometry)
 
 
 def _check_cutoff(args):
@@ -163,40 +182,14 @@ def _check_cutoff(args):
                                f"spectral divergence), got {cutoff!r}")
 
 
-def _where(message, user, file_values, alpha_default, source):
-    """The message of a refused calibration, prefixed with the options or the file behind it."""
-    named = [name for name in FIELD_OPTIONS if re.search(rf"\b{name}\b", message)]
-    given = sorted({FIELD_OPTIONS[n] for n in named if n in user}, key=list(FIELD_OPTIONS.values()).index)
-    recorded = [n for n in named if n not in user and n in file_values]
-    measured = [n for n in named if n == "alpha_mrad" and n not in user and n not in file_values
-                and alpha_default is not None]
-    parts = []
-    if given:
-        parts.append(" and ".join(given))
-    if recorded:
-        what = ", ".join(f"{n} = {file_values[n]!r}" for n in recorded)
-        options = " or ".join(sorted({FIELD_OPTIONS[n] for n in recorded}))
-        parts.append(f"{source or 'the input file'} records {what} (give {options} to override it)")
-    if measured:
-        parts.append(f"alpha measured from the data as {alpha_default:.4g} mrad (give --alpha to override it)")
-    return f"{'; '.join(parts)}: {message}" if parts else message
-
-
-def _shown(value) -> str:
-    """A value for a one-line message: a map by its shape and range, never element by element."""
-    import numpy as np
-
-    if np.ndim(value) > 0:
-        arr = np.asarray(value, dtype=float)
-        return f"a {' x '.join(map(str, arr.shape))} map ({np.nanmin(arr):.4g} to {np.nanmax(arr):.4g})"
-    return repr(value)
-
-
-def _same(a, b):
-    try:
-        return abs(float(a) - float(b)) <= 1e-9 * max(abs(float(a)), abs(float(b)), 1.0)
-    except (TypeError, ValueError):
-        return a is b
+def add_descan_options(group):
+    """Where the descan comes from (one meaning on every command)."""
+    group.add_argument("--descan-region", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                       help="field-free rectangle (nm, scan frame) to which a descan surface is fitted and removed "
+                            "(default: no descan removed, printed)")
+    group.add_argument("--descan-order", type=int, choices=(1, 2), default=2,
+                       help="plane (1) or quadratic (2) descan fitted to the --reference vacuum scan or the "
+                            "--descan-region (default: 2)")
 
 
 def add_field_options(group):

@@ -4,8 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import LENGTH_NM, SCAN_COORDINATE, add_output_options, calibration_from_args, check_output
-from .reconstruct import add_reconstruction_options, region_mask, response_from_args
+from ..workflows import (
+    check_reference,
+    describe_calibration,
+    read_reference,
+    region_mask,
+    response_from_name,
+    segment_offsets,
+)
+from . import _common
+from ._common import (
+    LENGTH_NM,
+    SCAN_COORDINATE,
+    add_output_options,
+    calibration_from_args,
+    check_output,
+)
+from .reconstruct import add_reconstruction_options
 
 #: Suffixes of the acquisitions a FOLDER argument contributes.
 FOLDER_SUFFIXES = (".h5", ".hdf5", ".emd", ".npy", ".tif", ".tiff", ".dm3", ".dm4")
@@ -130,12 +145,23 @@ def run(args):
         message = str(exc).replace("(set reference_bias_v)", "(give --reference-bias)")
         raise InputDataError(message.replace("reference_index", "--reference-index")) from None
     check_same_calibration(args, records)
-    calibration = calibration_from_args(args, records[0]["calibration"])
+    calibration = calibration_from_args(args, records[0]["calibration"], source=records[0]["path"])
     calibration.require_thickness()
     shape = records[0]["shape"][1:]
     require_memory(series_bytes(records[0]["shape"], records[0]["dtype"]),
                    f"a bias series of {len(records)} acquisitions of {shape[0]} x {shape[1]}")
-    vacuum = read_segments(args.reference).segments if args.reference else None
+    if args.descan_region is not None:
+        raise InputDataError("--descan-region: a bias series takes its descan from --reference VACUUM; the net maps "
+                             "against the reference bias hold none without it")
+    if args.fit_rotation or args.charge_sign_region is not None:
+        raise InputDataError("--fit-rotation: fit the rotation on one acquisition with dpcstem reconstruct and give "
+                             "--detector-rotation (and --flip or --no-flip) to the series")
+    offsets, offsets_source, dark_paths = segment_offsets(args.offsets, args.dark, names=_common.OPTION_NAMES)
+    vacuum = None
+    if args.reference:
+        reference = read_reference(args.reference, _common.OPTION_NAMES)
+        check_reference(reference, calibration, shape, names=_common.OPTION_NAMES)
+        vacuum = reference.segments
 
     interface = None
     if args.interface:
@@ -177,7 +203,8 @@ def run(args):
 
         ref, registrations, attrs = stream_series(
             [loader(k) for k in range(count)], biases, calibration, sink, reference_bias_v=args.reference_bias,
-            reference_index=args.reference_index, response=response_from_args(args), vacuum=vacuum,
+            reference_index=args.reference_index, response=response_from_name(args.response), vacuum=vacuum,
+            offsets=offsets,
             descan_order=args.descan_order, shifts_px=args.shift, register_maps=not args.no_register,
             registration_exclude=exclude, progress=True, names=series_names,
             charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
@@ -185,7 +212,10 @@ def run(args):
         clock["series"] = time.perf_counter()
         vectors = series_axes(biases, registrations)
         root = {**calibration.to_attrs(), **series_attrs(biases, ref, registrations), **attrs,
-                "bias_source": sources, "registration_channel": channel}
+                "bias_source": sources, "registration_channel": channel,
+                "descan_source": "vacuum" if vacuum is not None else "none", "offsets_source": offsets_source,
+                "gains_source": "vacuum" if vacuum is not None else "default",
+                "segment_offsets": np.zeros(4) if offsets is None else np.asarray(offsets, float)}
         rows = []
         if table is not None:
             half, half_source = (args.half_range, "user") if args.half_range is not None else \
@@ -194,10 +224,16 @@ def run(args):
             vectors.update(LayerTable.file_maps(rows))
             root.update(interface.attrs())
             root.update({"half_range_nm": half, "half_range_source": half_source})
-        writer.finish(vectors, root, inputs=[p for r in records for p in r["paths"]] +
+        writer.finish(vectors, root, inputs=[p for r in records for p in r["paths"]] + dark_paths +
                       ([Path(args.reference)] if args.reference else []))
     clock["written"] = time.perf_counter()
     print(f"reference: acquisition {ref} at {biases[ref]:g} V; {attrs['response']} response")
+    for line in describe_calibration(calibration, rotation=True):
+        print(line)
+    if vacuum is None:
+        print("descan: none removed from each bias's maps (no --reference vacuum scan); the net maps against the "
+              "reference bias cancel it")
+    print(f"segment offsets: {'0 counts assumed (--offsets or --dark sets them)' if offsets is None else ', '.join(f'{o:.4g}' for o in offsets) + ' counts (' + offsets_source + ')'}")
     for i, (bias, reg) in enumerate(zip(biases, registrations)):
         print(f"  [{i}] {bias:+6.2f} V  {describe_registration(reg)}")
     if message := registration_warning(registrations, biases, names=series_names, options=OPTION_NAMES):
@@ -281,7 +317,7 @@ def _user_exclude(args, shape, calibration):
 #: Calibration fields and the options that override them.
 _OPTIONS = {"kv": "kv", "alpha_mrad": "alpha", "step_x_nm": "step", "step_y_nm": "step", "thickness_nm": "thickness",
             "collection_inner_mrad": "collection", "collection_outer_mrad": "collection",
-            "detector_rotation_deg": "detector_rotation", "flip": "flip"}
+            "detector_rotation_deg": "detector_rotation", "flip": "flip", "eps_r": "eps_r"}
 
 
 def check_same_calibration(args, records):
@@ -294,7 +330,7 @@ def check_same_calibration(args, records):
     for record in records[1:]:
         for name, value in record["calibration"].items():
             option = _OPTIONS.get(name)
-            if option is None or getattr(args, option, None) not in (None, False) or name not in first:
+            if option is None or getattr(args, option, None) is not None or name not in first:
                 continue
             if not np.allclose(np.asarray(value, float), np.asarray(first[name], float), rtol=1e-6, atol=0):
                 raise CalibrationError(

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._common import (
+    OPTION_NAMES,
     add_calibration_options,
+    add_descan_options,
     add_field_options,
     add_output_options,
-    calibration_from_args,
     check_output,
     number,
+    user_calibration,
 )
+from .reconstruct import add_interface_options
 
 
 def add_parser(subparsers):
@@ -29,10 +32,6 @@ def add_parser(subparsers):
     g.add_argument("--mrad-per-px", type=float, metavar="X", help="angular size of one detector pixel in mrad")
     g.add_argument("--camera-length", type=float, metavar="MM", help="camera length in mm (with --detector-pixel-um)")
     g.add_argument("--detector-pixel-um", type=float, metavar="UM", help="detector pixel pitch in µm")
-    g.add_argument("--detector-rotation", type=float, metavar="DEG",
-                   help="azimuth of the detector's +kx (column) axis in degrees, from scan +x toward scan +y")
-    g.add_argument("--flip", action="store_true", default=None,
-                   help="the detector's ky (row) axis is mirrored against the scan (+ky at rotation − 90°)")
     g.add_argument("--mask-radius", type=number("a radius in detector pixels", 0.0, 1e6, above=True), metavar="PX",
                    help="centre of mass inside a disc of this radius in pixels around the bright-field disc "
                         "(default: the whole frame)")
@@ -50,91 +49,39 @@ def add_parser(subparsers):
                                                              "e.g. tcp://10.0.0.5:8786")
     where.add_argument("--workers", type=int, metavar="N", help="start a local Dask cluster of N worker processes")
     c.add_argument("--reference", type=Path, metavar="VACUUM",
-                   help="4D-STEM vacuum scan of the same scan shape: its centre of mass is the descan "
-                        "(default: a plane fitted to the centre of mass over the whole scan)")
+                   help="4D-STEM vacuum scan of the same scan and frame shape: its centre of mass is the descan "
+                        "(default: no descan; the median centre of mass is the undeflected centre, printed)")
     add_field_options(c)
+    c.add_argument("--potential-reference", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                   help="rectangle (nm, scan frame) where the potential is zero (default: its mean is zero)")
+    add_descan_options(c)
+    c.add_argument("--dose", type=number("electrons per frame", 1.0, 1e15), metavar="E",
+                   help="electrons per frame: uncertainty maps from the counting noise of a centre of mass of E "
+                        "electrons in the bright-field disc, σθ = α/(2√E)")
+    add_interface_options(p)
     add_output_options(p)
     p.set_defaults(run=run)
 
 
-def _open(path, args):
-    from ..io.pixelated import open_pixelated
+def run(args):
+    from ..io import write_result
+    from ..workflows import com_acquisition
 
+    output = check_output(args.output, args.overwrite, args=args)
     raw = {}
     if args.raw_shape is not None or args.raw_dtype is not None:
         raw = {"shape": args.raw_shape, "dtype": args.raw_dtype, "offset": args.raw_offset}
-    return open_pixelated(path, dataset=args.dataset, scan_shape=args.scan_shape, **raw)
-
-
-def _angular_pixel(args, file_value):
-    import warnings
-
-    from ..errors import CalibrationError
-    from ..fourd import mrad_per_px
-
-    given = args.mrad_per_px is not None or args.camera_length is not None or args.detector_pixel_um is not None
-    if not given:
-        if file_value is None:
-            raise CalibrationError("the detector's angular pixel size is needed: give --mrad-per-px X, or "
-                                   "--camera-length MM with --detector-pixel-um UM")
-        return file_value, "file"
-    try:
-        value = mrad_per_px(camera_length_mm=args.camera_length, detector_pixel_um=args.detector_pixel_um,
-                            mrad_per_px=args.mrad_per_px)
-    except CalibrationError as exc:
-        options = {"mrad_per_px": "--mrad-per-px", "camera_length_mm": "--camera-length",
-                   "detector_pixel_um": "--detector-pixel-um"}
-        named = [option for name, option in options.items() if name in str(exc)]
-        raise CalibrationError(f"{' and '.join(named)}: {exc}" if named else str(exc)) from None
-    if file_value is not None and abs(file_value - value) > 1e-9 * value:
-        warnings.warn(f"mrad_per_px: the file says {file_value!r}, using the given {value!r}", stacklevel=2)
-    return value, "user"
-
-
-def run(args):
-    import numpy as np
-
-    from ..errors import InputDataError
-    from ..fourd import bright_field_disc, centre_of_mass, reconstruct_com
-    from ..options import ReconstructionOptions
-    from ..io import write_result
-
-    output = check_output(args.output, args.overwrite, args=args)
-    data = _open(args.data, args)
-    scale, scale_source = _angular_pixel(args, data.mrad_per_px)
-    centre, radius = bright_field_disc(data)
-    calibration = calibration_from_args(args, data.calibration, alpha_default=radius * scale, source=args.data)
-    calibration.require_thickness()
-    engine = {"scheduler": args.scheduler, "workers": args.workers}
-    reference = None
-    inputs = [args.data]
-    if args.reference is not None:
-        vacuum = _open(args.reference, args)
-        if vacuum.scan_shape != data.scan_shape or vacuum.frame_shape != data.frame_shape:
-            raise InputDataError(f"--reference {args.reference}: shape {vacuum.shape} differs from DATA {data.shape}")
-        mask = None
-        if args.mask_radius is not None:
-            from ..fourd import disc_mask
-
-            mask = disc_mask(data.frame_shape, centre, args.mask_radius)
-        sums = centre_of_mass(vacuum, mask=mask, **engine)
-        reference = (sums.com_x, sums.com_y)
-        inputs.append(args.reference)
-    result = reconstruct_com(data, calibration, mrad_per_px=scale, mask_radius_px=args.mask_radius,
-                             mask_centre_yx=centre if args.mask_radius is not None else None, reference=reference,
-                             options=ReconstructionOptions(charge_method=args.charge_method, cutoff=args.cutoff,
-                                                           potential_method=args.potential_method), **engine)
-    attrs = {**calibration.to_attrs(), "mrad_per_px_source": scale_source,
-             **{k: v for k, v in result.attrs.items() if v is not None}}
-    if calibration.sources.get("alpha_mrad") != "user":
-        attrs["alpha_mrad_source"] = "measured (bright-field disc radius)"
-    write_result(output, result.maps(), attrs, inputs=inputs, overwrite=args.overwrite)
-    ny, nx = result.shape
-    magnitude = np.hypot(result.deflection_x, result.deflection_y)
-    print(f"reduced {ny} x {nx} frames of {data.frame_shape[0]} x {data.frame_shape[1]} px "
-          f"({scale:.4g} mrad/px, bright-field disc radius {radius:.1f} px)")
-    print(f"masked pixels: {result.n_invalid} of {ny * nx}")
-    if np.isfinite(magnitude).any():
-        print(f"deflection: median |θ| {np.nanmedian(magnitude):.4g} mrad, max {np.nanmax(magnitude):.4g} mrad")
+    outcome = com_acquisition(
+        args.data, calibration=user_calibration(args), mrad_per_px=args.mrad_per_px,
+        camera_length_mm=args.camera_length, detector_pixel_um=args.detector_pixel_um,
+        mask_radius_px=args.mask_radius, dataset=args.dataset, scan_shape=args.scan_shape, raw=raw,
+        scheduler=args.scheduler, workers=args.workers, reference=args.reference, descan_region=args.descan_region,
+        descan_order=args.descan_order, fit_rotation=args.fit_rotation, charge_sign_region=args.charge_sign_region,
+        charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
+        potential_reference=args.potential_reference, dose=args.dose, interface=args.interface,
+        half_range_nm=args.half_range, names=OPTION_NAMES)
+    write_result(output, outcome.result.maps(), outcome.attrs, inputs=outcome.inputs, overwrite=args.overwrite)
+    for line in outcome.lines:
+        print(line)
     print(f"wrote {output}")
     return 0

@@ -50,7 +50,7 @@ def _angular_pixel_size(value) -> float:
 
 
 def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: float, reference=None,
-                        region=None):
+                        region=None, order=2):
     """Beam deflection in the scan frame (mrad) from the centre of mass (detector pixels).
 
     Parameters
@@ -64,18 +64,24 @@ def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: 
         Angular size of a detector pixel (see :func:`mrad_per_px`).
     reference : (com_x, com_y) of scalars or (ny, nx) maps, optional
         The undeflected pattern centre in pixels (a vacuum scan's centre of mass, or a
-        known centre). Without it, the descan is a plane fitted to each component over
-        ``region`` by the one robust descan fit of the segment path
-        (:func:`dpcstem.calibration.descan.fit_descan`: a field over a small part of the
-        region is rejected as an outlier) — a plane removes any uniform deflection there,
-        so choose a region that is field-free, or one over which the field averages to zero.
+        known centre).
     region : ndarray of bool, shape (ny, nx), optional
-        Where the plane is fitted (default: the whole scan).
+        A field-free region: the descan is the one robust surface of ``order``
+        (:func:`dpcstem.calibration.descan.fit_descan`) fitted to the centre of mass there.
+    order : {1, 2}
+        Plane or quadratic descan over ``region``.
 
     Returns
     -------
     theta_x_mrad, theta_y_mrad : ndarray of float64, shape (ny, nx)
         Deflection along scan x and scan y in mrad.
+
+    Notes
+    -----
+    With neither ``reference`` nor ``region`` no descan is removed (the default of every
+    command): the undeflected pattern centre is the median centre of mass over the scan,
+    one constant, which leaves a field over less than half the scan as it is. A plane
+    fitted over the whole scan would take real field with it (a junction's field 39 % low).
     """
     mrad_per_px = _angular_pixel_size(mrad_per_px)
     com_x = np.asarray(com_x, dtype=np.float64)
@@ -83,12 +89,17 @@ def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: 
     if com_x.ndim != 2 or com_x.shape != com_y.shape:
         raise InputDataError(f"centre-of-mass maps must be two 2-D arrays of one shape, got {com_x.shape}, "
                              f"{com_y.shape}")
-    if reference is None:
-        finite = np.isfinite(com_x) & np.isfinite(com_y)
-        if not finite.any() or (region is not None and not (_validate.mask("descan region", region, com_x.shape)
-                                                             & finite).any()):
+    if reference is not None and region is not None:
+        raise InputDataError("give a descan reference or a descan region, not both")
+    finite = np.isfinite(com_x) & np.isfinite(com_y)
+    if reference is None and region is None:
+        if not finite.any():
+            raise InputDataError("no frame has a finite centre of mass")
+        ref_x, ref_y = pattern_centre(com_x, com_y)
+    elif reference is None:
+        if not (_validate.mask("descan region", region, com_x.shape) & finite).any():
             raise InputDataError("the descan region holds no pixel with a finite centre of mass")
-        ref_x, ref_y = fit_descan(com_x, com_y, mask=region, order=1).surface(com_x.shape)
+        ref_x, ref_y = fit_descan(com_x, com_y, mask=region, order=order).surface(com_x.shape)
     else:
         ref_x, ref_y = (np.asarray(r, dtype=np.float64) for r in reference)
         for r in (ref_x, ref_y):
@@ -97,6 +108,12 @@ def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: 
                                      f"{com_x.shape}, got shape {r.shape}")
     # The detector's +kx, +ky axes are the frame's u, v axes.
     return calibration.to_scan_frame((com_x - ref_x) * mrad_per_px, (com_y - ref_y) * mrad_per_px)
+
+
+def pattern_centre(com_x, com_y):
+    """The undeflected pattern centre without a reference: the median centre of mass (px), one constant each."""
+    finite = np.isfinite(com_x) & np.isfinite(com_y)
+    return float(np.median(com_x[finite])), float(np.median(com_y[finite]))
 
 
 def bright_field_disc(data, *, max_frames=64):
@@ -156,7 +173,8 @@ def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_
     mrad_per_px = _angular_pixel_size(mrad_per_px)
     array, _ = as_frames(data)
     mask = None
-    attrs = {"mrad_per_px": float(mrad_per_px), "descan": "plane" if reference is None else "reference"}
+    attrs = {"mrad_per_px": float(mrad_per_px),
+             "descan_source": "vacuum" if reference is not None else "region" if region is not None else "none"}
     if mask_radius_px is not None:
         if mask_centre_yx is None:
             mask_centre_yx, _ = bright_field_disc(array)
@@ -166,7 +184,7 @@ def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_
     sums = centre_of_mass(array, mask=mask, scheduler=scheduler, workers=workers, block_bytes=block_bytes,
                           progress=progress)
     theta_x, theta_y = deflection_from_com(sums.com_x, sums.com_y, calibration, mrad_per_px=mrad_per_px,
-                                           reference=reference, region=region)
+                                           reference=reference, region=region, order=options.descan_order)
     valid = np.isfinite(theta_x) & np.isfinite(theta_y)
     if not valid.any():
         raise InputDataError("no frame has a finite centre of mass: every frame holds zero counts or NaN inside the "
