@@ -10,6 +10,8 @@ from dpcstem.response import QuadrantResponse
 from dpcstem.kernels import deflection_linear, deflection_table
 from dpcstem.kernels.segments import bilinear_coefficients
 
+from helpers import assert_equal_to_float32_rounding, segments_with_faults
+
 F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -65,18 +67,6 @@ def naive_deflection(seg, offset, inv_gain, axes, alpha, saturation=math.inf, *,
     return tx, ty, total, valid
 
 
-def segments_with_faults(rng, shape, dtype):
-    """Counts 200..1200 with a zero sum, a pixel outside the response, NaN, inf and a saturated segment."""
-    seg = rng.uniform(200, 1200, (4, *shape))
-    seg[:, 0, 0] = 0.0
-    seg[0, -1, -1], seg[2, -1, -1] = 5e4, 0.0
-    if np.dtype(dtype).kind == "f":
-        seg[1, 0, 1] = np.nan
-        seg[3, 1, 0] = np.inf
-    seg[2, 1, 1] = 65535.0
-    return seg.astype(dtype)
-
-
 def run(kernel, seg, *args, with_total=True):
     ny, nx = seg.shape[1:]
     tx, ty = np.empty((ny, nx), np.float32), np.empty((ny, nx), np.float32)
@@ -84,17 +74,6 @@ def run(kernel, seg, *args, with_total=True):
     valid = np.empty((ny, nx), np.uint8)
     kernel(seg, *args[:-1], tx, ty, total, valid, args[-1])
     return tx, ty, total, valid
-
-
-def assert_equal_to_float32_rounding(got, want, alpha):
-    np.testing.assert_array_equal(got[3], want[3])
-    ok = want[3].astype(bool)
-    for g, w in zip(got[:2], want[:2]):
-        assert np.isnan(g[~ok]).all()
-        np.testing.assert_allclose(g[ok], w[ok], rtol=4e-7 * 8, atol=4e-7 * 8 * alpha)
-    if got[2] is not None:
-        finite = np.isfinite(want[2])
-        np.testing.assert_allclose(got[2][finite], want[2][finite], rtol=4e-7 * 4)
 
 
 AXES = np.array([[math.cos(0.6), math.sin(0.6)], [math.sin(0.6), -math.cos(0.6)]])  # rotated and flipped
