@@ -187,7 +187,7 @@ def overview_figure(name, outcome, *, vmax_field=None, vmax_charge=None):
     step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
     top = int(np.argmax(series.biases_v))
     net = series.net[top]
-    bias = plot._bias_text(series.biases_v[top])
+    bias = plot.series._bias_text(series.biases_v[top])
     fig, axes = plt.subplots(2, 2, figsize=(11.5, 10.5), layout="constrained")
     (a, b), (c, d) = axes
     plot.plot_scalar_map(outcome["structure"], ax=a, diverging=False, cmap="gray", step_nm=step, units="counts",
