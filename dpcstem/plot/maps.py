@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputDataError
-from ._common import DIVERGING_CMAP, ROBUST_PERCENTILE, SEQUENTIAL_CMAP, _colormap, _diverging_limits, _length_label, _map2d, _map_figsize, _new_axes, _nice_length, _quantity, _scaled_axis, _show_map, _steps
+from ._common import (
+    DIVERGING_CMAP, ROBUST_PERCENTILE, SEQUENTIAL_CMAP, _colormap, _diverging_limits, _length_label, _map2d,
+    _map_figsize, _new_axes, _nice_length, _quantity, _scaled_axis, _show_map, _steps,
+)
 
 
 def plot_scalar_map(m, *, ax=None, units="C/m^3", diverging=True, step_nm=None, title=None,

@@ -7,7 +7,10 @@ import math
 import numpy as np
 
 from ..errors import InputDataError
-from ._common import NAN_COLOUR, ROBUST_PERCENTILE, _colormap, _format_value, _map2d, _map_figsize, _new_axes, _nice_length, _robust_abs_limit, _same_shape, _show_map, _steps
+from ._common import (
+    NAN_COLOUR, ROBUST_PERCENTILE, _colormap, _format_value, _map2d, _map_figsize, _new_axes, _nice_length,
+    _robust_abs_limit, _same_shape, _show_map, _steps,
+)
 from .maps import add_scale_bar
 
 
