@@ -1,5 +1,5 @@
 """The fast segment kernels (float32 arithmetic, branch-free, coefficient records) against
-naive loop oracles written here in float64, one pixel at a time, and the optional sum."""
+the naive loop oracles of ``tests/naive.py`` (float64, one pixel at a time), and the optional sum."""
 
 import math
 
@@ -10,61 +10,17 @@ from dpcstem.response import QuadrantResponse
 from dpcstem.kernels import deflection_linear, deflection_table
 from dpcstem.kernels.segments import bilinear_coefficients
 
+import naive
 from helpers import assert_equal_to_float32_rounding, segments_with_faults
 
-F32_MAX = float(np.finfo(np.float32).max)
-
-
-def naive_normalised(seg, iy, ix, offset, inv_gain, saturation):
-    raw = [float(seg[k, iy, ix]) for k in range(4)]
-    a, b, c, d = ((raw[k] - offset[k]) * inv_gain[k] for k in range(4))
-    total = a + b + c + d
-    if not (total > 0 and total <= F32_MAX) or any(r >= saturation for r in raw):
-        return None, total
-    da, db = (a - c) / total, (b - d) / total
-    if abs(da) > 1 or abs(db) > 1:
-        return None, total
-    return (da, db), total
-
-
-def naive_table_shift(da, db, table, origin, step):
-    n = table.u.shape[0]
-    fj, fi = (da - origin) / step, (db - origin) / step
-    if not (0 <= fj < n - 1 and 0 <= fi < n - 1):
-        return None
-    j, i = math.floor(fj), math.floor(fi)
-    wx, wy = fj - j, fi - i
-    out = []
-    for t in (table.u, table.v):
-        value = ((1 - wy) * ((1 - wx) * t[i, j] + wx * t[i, j + 1])
-                 + wy * ((1 - wx) * t[i + 1, j] + wx * t[i + 1, j + 1]))
-        if math.isnan(value):
-            return None
-        out.append(value)
-    return tuple(out)
 
 
 def naive_deflection(seg, offset, inv_gain, axes, alpha, saturation=math.inf, *, slope=None, table=None):
-    """The four-segment kernel one pixel at a time in float64: linear with ``slope``, else by ``table``."""
-    ny, nx = seg.shape[1:]
-    tx, ty, total = (np.full((ny, nx), np.nan) for _ in range(3))
-    valid = np.zeros((ny, nx), np.uint8)
-    for iy in range(ny):
-        for ix in range(nx):
-            signals, total[iy, ix] = naive_normalised(seg, iy, ix, offset, inv_gain, saturation)
-            if signals is None:
-                continue
-            if table is None:
-                shift = (signals[0] / slope, signals[1] / slope)
-            else:
-                shift = naive_table_shift(*signals, table, table.origin, table.step)
-                if shift is None:
-                    continue
-            u, v = shift
-            tx[iy, ix] = alpha * (u * axes[0, 0] + v * axes[1, 0])
-            ty[iy, ix] = alpha * (u * axes[0, 1] + v * axes[1, 1])
-            valid[iy, ix] = 1
-    return tx, ty, total, valid
+    """The loop oracle of the linear kernel with ``slope``, else of the table kernel with ``table``."""
+    if table is None:
+        return naive.deflection_linear(seg, offset, inv_gain, slope, axes, alpha, saturation)
+    return naive.deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, alpha,
+                                  saturation)
 
 
 def run(kernel, seg, *args, with_total=True):
