@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # The suite without the end-to-end runs (demo, notebooks, benchmarks, command-line series runs).
-QUICK_SKIP := test_demo test_notebooks test_bench test_interrupt test_bias_series
+QUICK_SKIP := contracts/test_demo contracts/test_notebooks bench/test_bench contracts/test_interrupt test_bias_series
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest $(foreach t,$(QUICK_SKIP),--ignore=tests/$(t).py)
 

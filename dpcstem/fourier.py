@@ -128,14 +128,21 @@ def _integrate_periodic(gx, gy, step_x, step_y):
     return fft.irfft2(spectrum, s=(ny, nx), workers=WORKERS)
 
 
-def _integrate_dct(gx, gy, step_x, step_y):
-    """Discrete Neumann Poisson solve: fluxes at half-pixels, zero through the boundary."""
+def flux_divergence(gx, gy, step_x, step_y):
+    """The source of the discrete Neumann Poisson problem: the divergence of the gradient's fluxes
+    through the half-pixel faces (the mean of the two neighbours), zero through the boundary."""
     ny, nx = gx.shape
     flux_x = np.zeros((ny, nx + 1))
     flux_x[:, 1:-1] = 0.5 * (gx[:, 1:] + gx[:, :-1])
     flux_y = np.zeros((ny + 1, nx))
     flux_y[1:-1, :] = 0.5 * (gy[1:, :] + gy[:-1, :])
-    rhs = np.diff(flux_x, axis=1) / step_x + np.diff(flux_y, axis=0) / step_y
+    return np.diff(flux_x, axis=1) / step_x + np.diff(flux_y, axis=0) / step_y
+
+
+def _integrate_dct(gx, gy, step_x, step_y):
+    """Discrete Neumann Poisson solve: fluxes at half-pixels, zero through the boundary."""
+    ny, nx = gx.shape
+    rhs = flux_divergence(gx, gy, step_x, step_y)
     lam_x = (2 * np.cos(np.pi * np.arange(nx) / nx) - 2) / step_x**2
     lam_y = (2 * np.cos(np.pi * np.arange(ny) / ny) - 2) / step_y**2
     lam = lam_y[:, None] + lam_x[None, :]

@@ -1,6 +1,6 @@
 """Refuse work that would not fit in memory, before starting it: what a run really holds.
 
-The figures below are measured, not guessed: ``tests/test_memory.py`` runs the work in a
+The figures below are measured, not guessed: ``tests/contracts/test_memory.py`` runs the work in a
 subprocess, reads its peak resident memory, and fails when a figure is below what the work
 holds or far above it.
 

@@ -41,44 +41,34 @@ def _d_dy(f, valid, iy, ix, step):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+def _x_plus_y(a, b, sign, valid, step_x, step_y, out, out_valid):
+    """∂a/∂x + sign·∂b/∂y into ``out`` (NaN where undefined), with ``out_valid``: divergence and curl both."""
+    ny, nx = a.shape
+    for iy in numba.prange(ny):
+        for ix in range(nx):
+            if valid[iy, ix] == 0:
+                out[iy, ix] = np.nan
+                out_valid[iy, ix] = 0
+                continue
+            da, oka = _d_dx(a, valid, iy, ix, step_x)
+            db, okb = _d_dy(b, valid, iy, ix, step_y)
+            if oka and okb:
+                out[iy, ix] = da + sign * db
+                out_valid[iy, ix] = 1
+            else:
+                out[iy, ix] = np.nan
+                out_valid[iy, ix] = 0
+
+
 def divergence(fx, fy, valid, step_x, step_y, out, out_valid):
     """∂fx/∂x + ∂fy/∂y into ``out`` (NaN where undefined), with ``out_valid`` (uint8).
 
     ``fx``, ``fy`` are (ny, nx) maps indexed [y, x]; ``valid`` is (ny, nx) uint8;
     ``step_x``, ``step_y`` the pixel spacings along x (columns) and y (rows).
     """
-    ny, nx = fx.shape
-    for iy in numba.prange(ny):
-        for ix in range(nx):
-            if valid[iy, ix] == 0:
-                out[iy, ix] = np.nan
-                out_valid[iy, ix] = 0
-                continue
-            dx, okx = _d_dx(fx, valid, iy, ix, step_x)
-            dy, oky = _d_dy(fy, valid, iy, ix, step_y)
-            if okx and oky:
-                out[iy, ix] = dx + dy
-                out_valid[iy, ix] = 1
-            else:
-                out[iy, ix] = np.nan
-                out_valid[iy, ix] = 0
+    _x_plus_y(fx, fy, 1.0, valid, step_x, step_y, out, out_valid)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def curl(fx, fy, valid, step_x, step_y, out, out_valid):
     """∂fy/∂x − ∂fx/∂y (the z component of the curl); arguments as in :func:`divergence`."""
-    ny, nx = fx.shape
-    for iy in numba.prange(ny):
-        for ix in range(nx):
-            if valid[iy, ix] == 0:
-                out[iy, ix] = np.nan
-                out_valid[iy, ix] = 0
-                continue
-            dyx, okx = _d_dx(fy, valid, iy, ix, step_x)
-            dxy, oky = _d_dy(fx, valid, iy, ix, step_y)
-            if okx and oky:
-                out[iy, ix] = dyx - dxy
-                out_valid[iy, ix] = 1
-            else:
-                out[iy, ix] = np.nan
-                out_valid[iy, ix] = 0
+    _x_plus_y(fy, fx, -1.0, valid, step_x, step_y, out, out_valid)

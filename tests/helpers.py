@@ -1,5 +1,6 @@
 """Helpers shared by the tests."""
 
+import numpy as np
 import psutil
 
 #: Source of two functions for a measuring subprocess: ``growth(work)`` runs ``work()`` and
@@ -56,3 +57,25 @@ def without_permission_override():
     for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
         if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) refused")
+
+def segments_with_faults(rng, shape, dtype):
+    """Counts 200..1200 with a zero sum, a pixel outside the response, NaN, inf and a saturated segment."""
+    seg = rng.uniform(200, 1200, (4, *shape))
+    seg[:, 0, 0] = 0.0
+    seg[0, -1, -1], seg[2, -1, -1] = 5e4, 0.0
+    if np.dtype(dtype).kind == "f":
+        seg[1, 0, 1] = np.nan
+        seg[3, 1, 0] = np.inf
+    seg[2, 1, 1] = 65535.0
+    return seg.astype(dtype)
+
+
+def assert_equal_to_float32_rounding(got, want, alpha):
+    np.testing.assert_array_equal(got[3], want[3])
+    ok = want[3].astype(bool)
+    for g, w in zip(got[:2], want[:2]):
+        assert np.isnan(g[~ok]).all()
+        np.testing.assert_allclose(g[ok], w[ok], rtol=4e-7 * 8, atol=4e-7 * 8 * alpha)
+    if got[2] is not None:
+        finite = np.isfinite(want[2])
+        np.testing.assert_allclose(got[2][finite], want[2][finite], rtol=4e-7 * 4)

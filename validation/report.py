@@ -4,7 +4,7 @@ figure against the multislice truth and the tolerance it is held to.
 Usage (in dpcstem's environment, from the repository root):
     .venv/bin/python validation/report.py            # writes docs/validation.md
 
-The cases are those of tests/test_validation.py (tests/validation_cases.py): the same
+The cases are those of tests/contracts/test_validation.py (tests/contracts/validation_cases.py): the same
 commands, the same figures. Nothing here needs abTEM.
 """
 
@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "contracts"))
 
 from validation_cases import CASES, DATA, dpcstem_executable, run_cli, truth  # noqa: E402
 
@@ -70,7 +70,7 @@ def main() -> int:
         "(E_w): the centre of mass of the diffraction pattern equals it (Ehrenfest; each reference script",
         "checks this on its own patterns). Figures compare dpcstem's result with E_w, as a fraction of the",
         "largest |E_w| in the region named. A case that misses its tolerance is a strict xfail in",
-        "tests/test_validation.py with the reason shown, so the test turns red when the cause is fixed.",
+        "tests/contracts/test_validation.py with the reason shown, so the test turns red when the cause is fixed.",
         "",
         "## Results",
         "",

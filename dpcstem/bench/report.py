@@ -90,7 +90,7 @@ def format_table(record: dict) -> str:
 
 def write_json(record: dict, path: Path) -> Path:
     """Write the record as JSON through a temporary file renamed into place."""
-    from ..io.results import atomic_output
+    from ..io.output import atomic_output
 
     path = Path(path)
     with atomic_output(path, overwrite=True) as tmp:

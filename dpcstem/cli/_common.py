@@ -21,7 +21,7 @@ def check_output(path: Path, overwrite: bool, *, args=None, suffixes=None, what=
     With ``args``, every input the command was given (:func:`input_arguments`) is one the
     output may not be. ``suffixes`` are those of the format written (default: HDF5's).
     """
-    from ..io.results import HDF5_SUFFIXES, check_destination
+    from ..io.output import HDF5_SUFFIXES, check_destination
 
     inputs = input_arguments(args) if args is not None else ()
     return check_destination(path, overwrite=overwrite, inputs=inputs, suffixes=suffixes or HDF5_SUFFIXES,

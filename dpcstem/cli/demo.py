@@ -46,7 +46,7 @@ def run(args):
     import time
 
     start = time.perf_counter()
-    from ..io.results import output_folder
+    from ..io.output import output_folder
 
     out = output_folder(args.out)
     output_folder(out / "figures")
@@ -86,7 +86,7 @@ def run_sample(name, thickness_nm, share, out: Path, *, seed):
     from ..bias import interface_table, reconstruct_series
     from ..interface import Interface, layer_figures, profile_across
     from ..io import read_segments, write_result
-    from ..io.results import output_folder
+    from ..io.output import output_folder
     from ..simulate.files import write_series
     from ..physics import field_v_per_m_from_deflection
 
@@ -187,7 +187,7 @@ def overview_figure(name, outcome, *, vmax_field=None, vmax_charge=None):
     step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
     top = int(np.argmax(series.biases_v))
     net = series.net[top]
-    bias = plot._bias_text(series.biases_v[top])
+    bias = plot.series._bias_text(series.biases_v[top])
     fig, axes = plt.subplots(2, 2, figsize=(11.5, 10.5), layout="constrained")
     (a, b), (c, d) = axes
     plot.plot_scalar_map(outcome["structure"], ax=a, diverging=False, cmap="gray", step_nm=step, units="counts",
@@ -291,7 +291,7 @@ def _normal_field(outcome, result):
 def _save(fig, path):
     import matplotlib.pyplot as plt
 
-    from ..io.results import write_figure
+    from ..io.output import write_figure
 
     write_figure(fig, path, overwrite=True, dpi=110, bbox_inches="tight")  # keeps the notes below the panels
     plt.close(fig)

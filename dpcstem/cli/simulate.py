@@ -171,7 +171,7 @@ def _calibration(args):
 
 def _outputs(args, names):
     """Check every output before any work: the folder can be made, nothing is replaced unasked."""
-    from ..io.results import check_destination, output_folder
+    from ..io.output import check_destination, output_folder
 
     out = Path(args.out)
     if os.path.lexists(out) and not out.is_dir():

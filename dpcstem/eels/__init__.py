@@ -18,18 +18,10 @@ Spectra are plain arrays with an energy axis (offset and step in eV), HyperSpy
 ``Signal1D``/``EELSSpectrum`` signals (lazy or not), or :class:`Spectrum` objects made by
 :func:`dpcstem.io.read_spectrum` from files.
 
-References
-----------
-T. Malis, S. C. Cheng, R. F. Egerton, "EELS log-ratio technique for specimen-thickness
-measurement in the TEM", J. Electron Microsc. Tech. 8 (1988) 193–200,
-doi:10.1002/jemt.1060080206.
-
-K. Iakoubovskii, K. Mitsuishi, Y. Nakayama, K. Furuya, "Thickness measurements with
-electron energy loss spectroscopy", Microsc. Res. Tech. 71 (2008) 626–631,
-doi:10.1002/jemt.20597.
-
-R. F. Egerton, *Electron Energy-Loss Spectroscopy in the Electron Microscope*, 3rd ed.,
-Springer (2011), doi:10.1007/978-1-4419-9583-4, §5.1.
+The formulas are given with their references where they are implemented: the mean free
+paths in :mod:`.mean_free_path` (Malis et al. 1988; Iakoubovskii et al. 2008), the log-ratio
+in :mod:`.log_ratio`; R. F. Egerton, *Electron Energy-Loss Spectroscopy in the Electron
+Microscope*, 3rd ed., Springer (2011), §5.1, covers both.
 """
 
 from .formula import effective_atomic_number, parse_formula

@@ -6,7 +6,8 @@ One module per file format (:mod:`~dpcstem.io.npy`, :mod:`~dpcstem.io.tiff`,
 :mod:`~dpcstem.io.zspy`, :mod:`~dpcstem.io.raw`), found by suffix in
 :mod:`~dpcstem.io.formats`, which also dispatches the writers. Front doors:
 :mod:`~dpcstem.io.segments` (four-segment acquisitions), :mod:`~dpcstem.io.pixelated`
-(4D-STEM frames, opened lazily), :mod:`~dpcstem.io.results` (the HDF5 result file),
+(4D-STEM frames, opened lazily), :mod:`~dpcstem.io.results` (the HDF5 result file), :mod:`~dpcstem.io.output` (how every
+output is written: checks, temporary file, rename),
 :mod:`~dpcstem.io.series` (a bias series' result, streamed),
 :mod:`~dpcstem.io.signals` (HyperSpy signal types, pyxem). The names below are imported on first use
 so that ``import dpcstem`` stays fast.
@@ -21,12 +22,12 @@ _WHERE = {
     "read_thickness_map": "results",
     "write_result": "results",
     "load_result_arrays": "results",
-    "atomic_output": "results",
-    "check_destination": "results",
-    "hdf5_output": "results",
-    "output_folder": "results",
-    "output_group": "results",
-    "write_figure": "results",
+    "atomic_output": "output",
+    "check_destination": "output",
+    "hdf5_output": "output",
+    "output_folder": "output",
+    "output_group": "output",
+    "write_figure": "output",
     "sha256_file": "results",
     "open_pixelated": "pixelated",
     "PixelatedData": "pixelated",

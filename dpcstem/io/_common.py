@@ -293,3 +293,13 @@ def calibration_attr(name, value, where):
     if result is None or math.isnan(result):
         return None
     return result
+
+
+#: What h5py (and numpy or tifffile) raise on a truncated or damaged file.
+HDF5_FAILURES = (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError)
+
+
+def reason(exc) -> str:
+    """A reader's exception as one short line for a message: its first line, else its type."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__

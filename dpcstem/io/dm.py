@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import UnreadableFileError
 from ._common import SegmentAcquisition
 from .records import from_records, mapped_metadata
-from .results import reason
+from ._common import reason
 
 
 def read_segments(path: Path, dataset=None) -> SegmentAcquisition:

@@ -18,7 +18,7 @@ from ..errors import UnreadableFileError
 from . import hdf5
 from ._common import PixelatedData, SegmentAcquisition
 from .records import from_records
-from .results import HDF5_FAILURES, reason
+from ._common import HDF5_FAILURES, reason
 
 #: ``dataset=`` names a dataset (the file is then read as HDF5).
 TAKES_DATASET = True

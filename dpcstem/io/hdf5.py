@@ -43,7 +43,8 @@ from ._common import (
     require_scan_memory,
     text,
 )
-from .results import HDF5_FAILURES, atomic_output, hdf5_output, reason
+from ._common import HDF5_FAILURES, reason
+from .output import atomic_output, hdf5_output
 
 #: ``dataset=`` names the dataset to read.
 TAKES_DATASET = True

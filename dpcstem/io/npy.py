@@ -13,7 +13,22 @@ import numpy as np
 from ..errors import DPCError, UnreadableFileError
 from ..memory import require_memory
 from ._common import SEGMENT_NAMES, PixelatedData, SegmentAcquisition, check_stack
-from .results import atomic_output, load_npy, reason
+from ._common import reason
+from .output import atomic_output
+
+
+def load_npy(path, *, mmap_mode=None):
+    """A ``.npy`` array (memory-mapped with ``mmap_mode="r"``); a file of another kind is named as such.
+
+    NumPy takes a file without its header for a pickle and answers with advice about
+    ``allow_pickle``; a file that does not start with the NumPy magic is refused first.
+    """
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        raise UnreadableFileError(f"{path}: not a readable .npy array file (it does not start with the NumPy header)")
+    return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+
 
 
 def _read(path: Path) -> np.ndarray:

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..errors import DPCError, InputDataError, MissingMetadataError, UnreadableFileError
 from ._common import PixelatedData, native_dtype, require_scan_memory
 from .formats import module_for
-from .results import reason
+from ._common import reason
 
 __all__ = ["BYTES_PER_POSITION", "CHUNK_BYTES", "FrameOptions", "PixelatedData", "open_pixelated"]
 

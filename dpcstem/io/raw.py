@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputDataError, MissingMetadataError, UnreadableFileError
 from ._common import PixelatedData
-from .results import reason
+from ._common import reason
 
 #: ``shape=``, ``dtype=`` and ``offset=`` describe the file.
 TAKES_LAYOUT = True

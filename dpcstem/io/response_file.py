@@ -27,7 +27,7 @@ def save_response(path, response: EmpiricalResponse, *, overwrite=False):
     The file holds the tilt series and the tabulated inverse, so reloading gives the same
     table without refitting.
     """
-    from .results import atomic_output
+    from .output import atomic_output
 
     alpha = math.nan if response.alpha_mrad is None else response.alpha_mrad
     table = response.table

@@ -2,7 +2,7 @@
 
 :class:`SeriesWriter` creates the datasets of DESIGN.md §4 with a leading acquisition axis
 and fills one acquisition's slices at a time, so a series never has to be held whole; the
-file appears under its name only when it is complete (:func:`~dpcstem.io.results.atomic_output`).
+file appears under its name only when it is complete (:func:`~dpcstem.io.output.atomic_output`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import numpy as np
 
 from ..errors import DPCError, InputDataError, UnreadableFileError
 from .hyperspy_view import write_hyperspy_view
-from .results import HDF5_FAILURES, atomic_output, load_npy, reason, require_space, sha256_file
+from ._common import HDF5_FAILURES, reason
+from .npy import load_npy
+from .output import atomic_output, require_space
+from .results import provenance_attrs
 
 
 class SeriesWriter:
@@ -66,19 +69,8 @@ class SeriesWriter:
 
     def finish(self, vectors: dict, attrs: dict, *, inputs=()):
         """Write the vectors (name → (array, unit)), root attributes, input checksums and the HyperSpy view."""
-        from .. import __version__
-
         f = self._file
-        f.attrs["dpcstem_version"] = __version__
-        for key, value in attrs.items():
-            f.attrs[key] = np.nan if value is None else value
-        names = []
-        for p in inputs:
-            p = Path(p)
-            f.attrs[f"sha256:{p.name}"] = sha256_file(p)
-            names.append(str(p))
-        if names:
-            f.attrs["inputs"] = names
+        provenance_attrs(f, attrs, inputs)
         for name, (array, unit) in vectors.items():
             f.create_dataset(name, data=np.asarray(array))
             f[name].attrs["units"] = unit

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..eels import Spectrum, as_spectrum
 from ..errors import InputDataError, MissingMetadataError, UnreadableFileError
-from .results import load_npy
+from .npy import load_npy
 
 __all__ = ["read_spectrum"]
 

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InputDataError, UnreadableFileError
 from ..memory import bytes_of, require_memory
 from ._common import SEGMENT_NAMES, Collect, SegmentAcquisition, grey, stack_segments
-from .results import reason
+from ._common import reason
 
 
 def read_segments(path: Path, dataset=None) -> SegmentAcquisition:

@@ -139,49 +139,19 @@ def fold_radius(response, *, radii=None, azimuths=361, h=1e-6):
     return float(radii[np.argmax(folded)] - (radii[1] - radii[0])) if folded.any() else S_MAX
 
 
-#: Bumped whenever the way tables are built changes, so cached tables are rebuilt.
-TABLE_VERSION = 2
-
-
 @functools.lru_cache(maxsize=8)
 def _inverse_table(inner, outer, size=TABLE_SIZE):
     """The table for one geometry, from the on-disk cache when it was built before."""
-    path = _cache_path(inner, outer, size)
-    if path is not None and path.is_file():
-        try:
-            with np.load(path) as f:
-                return InverseTable(u=f["u"], v=f["v"], origin=float(f["origin"]), step=float(f["step"]), name="exact")
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is rebuilt
+    from ..io.table_cache import cache_path, load_table, store_table
+
+    path = cache_path(inner, outer, size)
+    cached = load_table(path)
+    if cached is not None:
+        u, v, origin, step = cached
+        return InverseTable(u=u, v=v, origin=origin, step=step, name="exact")
     table = _build_inverse_table(inner, outer, size)
-    if path is not None:
-        _store(path, table)
+    store_table(path, table)
     return table
-
-
-def _cache_path(inner, outer, size):
-    """Where a table is cached: ``$DPCSTEM_CACHE``, else the user's cache folder; None if unusable."""
-    import os
-    from pathlib import Path
-
-    root = os.environ.get("DPCSTEM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dpcstem")
-    name = f"response_v{TABLE_VERSION}_{size}_{inner!r}_{outer!r}.npz".replace("inf", "infinite")
-    return Path(root) / name
-
-
-def _store(path, table):
-    import os
-    import tempfile
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".table.", suffix=".npz", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, u=table.u, v=table.v, origin=table.origin, step=table.step)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # no cache: the table is rebuilt next time
 
 
 def _build_inverse_table(inner, outer, size):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
-from ..io.results import output_group
+from ..io.output import output_group
 
 
 def bias_file_name(bias_v, index=None) -> str:

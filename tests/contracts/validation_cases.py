@@ -1,7 +1,7 @@
 """The validation cases: a command line run on a multislice reference, and the figure it
 is held to against the reference's truth.
 
-Shared by tests/test_validation.py (which holds each figure to its tolerance) and
+Shared by tests/contracts/test_validation.py (which holds each figure to its tolerance) and
 validation/report.py (which writes docs/validation.md from the same runs). The references
 and how their truth is defined: validation/README.md and the docstrings of
 validation/make_*.py. Only the public command line and result-file format are used.
@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "validation" / "data"
 VALIDATION_VENV = ROOT / "validation" / ".venv" / "bin" / "python"
 

@@ -26,7 +26,7 @@ from dpcstem.reconstruct import reconstruct
 
 from helpers import PEAK_MEMORY_FUNCTIONS
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 OPTIONS = ["--kv", "200", "--alpha", "10", "--step", "1", "--thickness", "100", "--collection", "0", "inf"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from conftest import CACHE
 
+from dpcstem.io.table_cache import cache_path
 from dpcstem.response import exact
 
 
@@ -20,12 +21,13 @@ def test_the_table_cache_of_the_tests_is_a_temporary_folder(tmp_path):
     before = _tables(home)
     # A geometry no other test uses, built in a command-line run (a subprocess, as the CLI tests run).
     inner, outer = 0.123, 3.21
-    run = subprocess.run([sys.executable, "-c", f"from dpcstem.response import exact; "
-                          f"print(exact._cache_path({inner!r}, {outer!r}, exact.TABLE_SIZE)); "
+    run = subprocess.run([sys.executable, "-c", "from dpcstem.response import exact; "
+                          "from dpcstem.io.table_cache import cache_path; "
+                          f"print(cache_path({inner!r}, {outer!r}, exact.TABLE_SIZE)); "
                           f"exact._inverse_table({inner!r}, {outer!r})"], capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr
     written = Path(run.stdout.split()[0])
     assert written.parent == CACHE and written.is_file()
-    assert exact._cache_path(inner, outer, exact.TABLE_SIZE) == written
+    assert cache_path(inner, outer, exact.TABLE_SIZE) == written
     assert _tables(home) == before

@@ -16,6 +16,9 @@ from dpcstem.cli import main
 from dpcstem.response import QuadrantResponse
 from dpcstem.kernels import deflection_linear, deflection_table
 
+import naive
+from helpers import assert_equal_to_float32_rounding, segments_with_faults
+
 TINY = bench.BenchConfig(segment_sizes=(16, 24), derivative_size=17, fourier_size=12, com_scans=(2, 3),
                          frame_size=8, bias_maps=2, bias_size=16, command_sizes=(), bandwidth_mib=1, repeats=2,
                          bias_repeats=1, peer_repeats=1)
@@ -287,18 +290,16 @@ def test_cli_runs_a_selection_and_writes_the_record(tmp_path, capsys):
 @pytest.mark.parametrize("dtype", ["uint16", "float32"])
 def test_numpy_segment_baselines_equal_the_loop_oracles(dtype):
     """The baselines the kernels are timed against compute what the naive per-pixel loops compute."""
-    from test_kernels_speed import assert_equal_to_float32_rounding, naive_deflection, segments_with_faults
-
     rng = np.random.default_rng([6, np.dtype(dtype).num])
     seg = segments_with_faults(rng, (11, 23), dtype)
     offset, inv_gain = rng.uniform(0, 20, 4), 1 / rng.uniform(0.9, 1.1, 4)
     axes = np.array([[0.6, 0.8], [0.8, -0.6]])
     table = QuadrantResponse(0.2, 2.0).inverse_table()
     got = bench.numpy_deflection_linear(seg, offset, inv_gain, 0.8, axes, 3.0, 65535.0)
-    assert_equal_to_float32_rounding(got, naive_deflection(seg, offset, inv_gain, axes, 3.0, 65535.0, slope=0.8), 3.0)
+    assert_equal_to_float32_rounding(got, naive.deflection_linear(seg, offset, inv_gain, 0.8, axes, 3.0, 65535.0), 3.0)
     got = bench.numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 3.0,
                                        65535.0)
-    want = naive_deflection(seg, offset, inv_gain, axes, 3.0, 65535.0, table=table)
+    want = naive.deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, 3.0, 65535.0)
     assert_equal_to_float32_rounding(got, want, 3.0)
     assert want[3].sum() > 0
 

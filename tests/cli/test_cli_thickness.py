@@ -13,7 +13,7 @@ import pytest
 from dpcstem import Calibration
 from dpcstem.cli import main
 from dpcstem.io import read_thickness_map
-from test_eels import synthetic_low_loss, write_dm3
+from lowloss import synthetic_low_loss, write_dm3
 
 LAMBDA_LICOO2_200KV_NM = 117.334  # Malis, β = 15 mrad (hand computation in test_eels)
 

@@ -1,5 +1,5 @@
 """The fast segment kernels (float32 arithmetic, branch-free, coefficient records) against
-naive loop oracles written here in float64, one pixel at a time, and the optional sum."""
+the naive loop oracles of ``tests/naive.py`` (float64, one pixel at a time), and the optional sum."""
 
 import math
 
@@ -10,71 +10,17 @@ from dpcstem.response import QuadrantResponse
 from dpcstem.kernels import deflection_linear, deflection_table
 from dpcstem.kernels.segments import bilinear_coefficients
 
-F32_MAX = float(np.finfo(np.float32).max)
+import naive
+from helpers import assert_equal_to_float32_rounding, segments_with_faults
 
-
-def naive_normalised(seg, iy, ix, offset, inv_gain, saturation):
-    raw = [float(seg[k, iy, ix]) for k in range(4)]
-    a, b, c, d = ((raw[k] - offset[k]) * inv_gain[k] for k in range(4))
-    total = a + b + c + d
-    if not (total > 0 and total <= F32_MAX) or any(r >= saturation for r in raw):
-        return None, total
-    da, db = (a - c) / total, (b - d) / total
-    if abs(da) > 1 or abs(db) > 1:
-        return None, total
-    return (da, db), total
-
-
-def naive_table_shift(da, db, table, origin, step):
-    n = table.u.shape[0]
-    fj, fi = (da - origin) / step, (db - origin) / step
-    if not (0 <= fj < n - 1 and 0 <= fi < n - 1):
-        return None
-    j, i = math.floor(fj), math.floor(fi)
-    wx, wy = fj - j, fi - i
-    out = []
-    for t in (table.u, table.v):
-        value = ((1 - wy) * ((1 - wx) * t[i, j] + wx * t[i, j + 1])
-                 + wy * ((1 - wx) * t[i + 1, j] + wx * t[i + 1, j + 1]))
-        if math.isnan(value):
-            return None
-        out.append(value)
-    return tuple(out)
 
 
 def naive_deflection(seg, offset, inv_gain, axes, alpha, saturation=math.inf, *, slope=None, table=None):
-    """The four-segment kernel one pixel at a time in float64: linear with ``slope``, else by ``table``."""
-    ny, nx = seg.shape[1:]
-    tx, ty, total = (np.full((ny, nx), np.nan) for _ in range(3))
-    valid = np.zeros((ny, nx), np.uint8)
-    for iy in range(ny):
-        for ix in range(nx):
-            signals, total[iy, ix] = naive_normalised(seg, iy, ix, offset, inv_gain, saturation)
-            if signals is None:
-                continue
-            if table is None:
-                shift = (signals[0] / slope, signals[1] / slope)
-            else:
-                shift = naive_table_shift(*signals, table, table.origin, table.step)
-                if shift is None:
-                    continue
-            u, v = shift
-            tx[iy, ix] = alpha * (u * axes[0, 0] + v * axes[1, 0])
-            ty[iy, ix] = alpha * (u * axes[0, 1] + v * axes[1, 1])
-            valid[iy, ix] = 1
-    return tx, ty, total, valid
-
-
-def segments_with_faults(rng, shape, dtype):
-    """Counts 200..1200 with a zero sum, a pixel outside the response, NaN, inf and a saturated segment."""
-    seg = rng.uniform(200, 1200, (4, *shape))
-    seg[:, 0, 0] = 0.0
-    seg[0, -1, -1], seg[2, -1, -1] = 5e4, 0.0
-    if np.dtype(dtype).kind == "f":
-        seg[1, 0, 1] = np.nan
-        seg[3, 1, 0] = np.inf
-    seg[2, 1, 1] = 65535.0
-    return seg.astype(dtype)
+    """The loop oracle of the linear kernel with ``slope``, else of the table kernel with ``table``."""
+    if table is None:
+        return naive.deflection_linear(seg, offset, inv_gain, slope, axes, alpha, saturation)
+    return naive.deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, alpha,
+                                  saturation)
 
 
 def run(kernel, seg, *args, with_total=True):
@@ -84,17 +30,6 @@ def run(kernel, seg, *args, with_total=True):
     valid = np.empty((ny, nx), np.uint8)
     kernel(seg, *args[:-1], tx, ty, total, valid, args[-1])
     return tx, ty, total, valid
-
-
-def assert_equal_to_float32_rounding(got, want, alpha):
-    np.testing.assert_array_equal(got[3], want[3])
-    ok = want[3].astype(bool)
-    for g, w in zip(got[:2], want[:2]):
-        assert np.isnan(g[~ok]).all()
-        np.testing.assert_allclose(g[ok], w[ok], rtol=4e-7 * 8, atol=4e-7 * 8 * alpha)
-    if got[2] is not None:
-        finite = np.isfinite(want[2])
-        np.testing.assert_allclose(got[2][finite], want[2][finite], rtol=4e-7 * 4)
 
 
 AXES = np.array([[math.cos(0.6), math.sin(0.6)], [math.sin(0.6), -math.cos(0.6)]])  # rotated and flipped
