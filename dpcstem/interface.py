@@ -139,6 +139,12 @@ class Profile:
     units: str = ""
     bin_nm: float = math.nan
 
+    def __repr__(self):  # a table of rows holding profiles prints one line per profile, not its arrays
+        if not self.distance_nm.size:
+            return f"Profile(no bins, {self.units})"
+        return (f"Profile({self.distance_nm.size} bins of {self.bin_nm:.3g} nm from {self.distance_nm[0]:.4g} to "
+                f"{self.distance_nm[-1]:.4g} nm, {self.units})")
+
     def within(self, half_range_nm) -> "Profile":
         """The bins whose centres lie within ``half_range_nm`` of the interface."""
         keep = np.abs(self.distance_nm) <= half_range_nm

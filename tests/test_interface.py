@@ -116,3 +116,14 @@ def test_default_half_range_is_where_the_field_returns_to_noise(rng):
     # the layer (plus the counter sheet) reaches layer.width_nm; the default covers it with a margin,
     # far short of the 40 nm the scan spans
     assert layer.width_nm < half < 2 * layer.width_nm + 1.0
+
+
+def test_a_profile_prints_as_one_line_not_its_arrays():
+    """A table of rows holding profiles (interface_table) prints one short line per profile."""
+    from dpcstem.interface import Profile
+
+    n = 4001
+    profile = Profile(np.linspace(-200, 200, n), np.zeros(n), np.zeros(n), np.ones(n, int), "V/m", 0.1)
+    text = repr([{"bias_v": 1.0, "field_profile": profile}])
+    assert "4001 bins of 0.1 nm from -200 to 200 nm, V/m" in text
+    assert len(text) < 120
