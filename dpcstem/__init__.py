@@ -26,4 +26,12 @@ __all__ = [
     "MissingMetadataError",
     "UnreadableFileError",
     "__version__",
+    "load_result",
 ]
+
+
+def load_result(path):
+    """A dpcstem result file as HyperSpy signals (:func:`dpcstem.io.signals.load_result`)."""
+    from .io import load_result as load
+
+    return load(path)

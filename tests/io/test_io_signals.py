@@ -248,3 +248,11 @@ def test_signals_go_straight_into_the_figures(single, series):
     fig = plot.plot_bias_panel(charge, charge.axes_manager["bias"].axis, units=charge.units)
     assert [ax.get_title() for ax in fig.axes[:3]] == ["0 V", "+1 V", "+2.5 V"]
     plt.close(fig)
+
+
+def test_the_package_loads_a_result_as_io_does(single):
+    import dpcstem
+
+    top, io = dpcstem.load_result(single), load_result(single)
+    assert sorted(top) == sorted(io)
+    np.testing.assert_array_equal(top["field"].data, io["field"].data)
