@@ -368,3 +368,13 @@ def test_a_zero_com_scan_is_a_file_larger_than_memory():
     (scan,) = bench.com_command_scans(config)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert memory < scan * scan * 128 * 128 * 2 < 1.1 * memory
+
+
+def test_a_commands_peak_memory_is_its_own_not_the_benchmarks():
+    """A forked child's ru_maxrss keeps the peak of the process it was forked from."""
+    from dpcstem.bench.commands import run_command
+
+    ballast = np.ones(600 * 2**20 // 8)  # 600 MiB resident in this process
+    _, peak_mb, out = run_command(["--version"])
+    assert "dpcstem" in out
+    assert 0 < peak_mb < ballast.nbytes / 2**20
