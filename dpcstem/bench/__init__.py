@@ -45,7 +45,8 @@ parameters), :mod:`.commands` (whole commands as subprocesses), :mod:`.peers`, :
 from .baselines import (numpy_centre_of_mass, numpy_curl, numpy_deflection_linear, numpy_deflection_table,
                         numpy_divergence, numpy_frame_sums, numpy_integrate_dct, numpy_integrate_mirror,
                         numpy_reconstruct, numpy_spectral_divergence)
-from .cases import Case, Spec, build, case_names, check_deflection, spec, specs, synthetic_frames, synthetic_segments
+from .cases import (Case, Spec, build, case_names, check_deflection, com_command_scans, spec, specs,
+                    synthetic_frames, synthetic_segments)
 from .config import FULL, QUICK, BenchConfig
 from .peers import PEERS, default_peers_python, run_peers
 from .probes import measure_bandwidth, peak_memory_mb, scaling_exponent, thread_counts, time_median
@@ -53,7 +54,7 @@ from .report import format_table, write_json
 from .runner import run
 
 __all__ = ["FULL", "PEERS", "QUICK", "BenchConfig", "Case", "Spec", "build", "case_names", "check_deflection",
-           "default_peers_python", "format_table", "measure_bandwidth", "numpy_centre_of_mass", "numpy_curl",
+           "com_command_scans", "default_peers_python", "format_table", "measure_bandwidth", "numpy_centre_of_mass", "numpy_curl",
            "numpy_deflection_linear", "numpy_deflection_table", "numpy_divergence", "numpy_frame_sums",
            "numpy_integrate_dct", "numpy_integrate_mirror", "numpy_reconstruct", "numpy_spectral_divergence",
            "peak_memory_mb", "run", "run_peers", "scaling_exponent", "spec", "specs", "synthetic_frames",

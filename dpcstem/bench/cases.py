@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -57,11 +59,20 @@ def specs(config: BenchConfig) -> list[Spec]:
     out += [spec("cli_reconstruct", dtype="uint16", shape=(4, n, n)) for n in config.command_sizes]
     if config.command_sizes:
         out += [spec("cli_bias_series", dtype="uint16", shape=(config.bias_maps, 4, config.bias_size, config.bias_size))]
+    f = config.frame_size
+    out += [spec("cli_com", dtype="uint16", shape=(s, s, f, f)) for s in com_command_scans(config)]
     return out
 
 
+def com_command_scans(config: BenchConfig) -> list[int]:
+    """Scan sides of the ``com`` command's files; 0 in the configuration: a file larger than memory."""
+    per_frame = config.frame_size ** 2 * 2
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return [s if s else math.ceil(math.sqrt(1.05 * memory / per_frame)) for s in config.com_command_scans]
+
+
 #: Kinds run as commands of the real command line (:mod:`.commands`), not timed in this process.
-COMMAND_KINDS = ("cli_reconstruct", "cli_bias_series")
+COMMAND_KINDS = ("cli_reconstruct", "cli_bias_series", "cli_com")
 
 
 def case_names(config: BenchConfig) -> list[str]:

@@ -7,6 +7,10 @@ output measured in the same run on the same folder.
 synthetic segments of :mod:`.cases`, unit gains); the command is
 ``dpcstem reconstruct FILE --kv 200 --alpha 10 --collection 0 20 --step 0.5 --thickness 100
 -o OUT.h5`` (exact response, finite-difference charge, mirror potential: the defaults).
+``cli_com_uint16_SxSxFxF`` runs ``dpcstem com`` on an (S, S, F, F) uint16 ``.npy`` of frames
+(a bright-field disc; :func:`com_options`), only cold (the file evicted before each run); the
+full configuration's largest file is larger than the machine's memory, so the reduction streams
+from disk; ``read_rate_fraction`` = the cold read time / the command's time.
 Reported:
 
 * ``median_s`` of the command (interpreter start and imports included: what a user waits);
@@ -14,7 +18,7 @@ Reported:
   (``posix_fadvise(DONTNEED)``: cold) and again straight after (warm); ``write_s``: writing
   as many bytes as the result file holds to a new file in the same folder (no fsync, as the
   command does none); ``ratio_vs_io`` = median_s / (cold read + write);
-* ``peak_rss_mb``: the command's peak resident memory (``wait4``'s ``ru_maxrss``);
+* ``peak_rss_mb``: the command's peak resident memory (its own VmHWM, see :func:`run_command`);
 * ``stages``: the same work in this process, stage by stage (read, the segment kernel, field,
   charge and potential, the SHA-256 of the input, the HDF5 write with the default
   compression), and the result file written with each compression offered
@@ -54,11 +58,13 @@ def _evict(path: Path):
 
 
 def read_seconds(path: Path, *, cold: bool) -> float:
-    """Seconds to read a whole file in 16 MiB blocks (after evicting it when ``cold``)."""
+    """Seconds to read a whole file in 16 MiB blocks (after evicting it when ``cold``), with the
+    kernel told the reading is sequential (its larger read-ahead: the file's best sequential rate)."""
     if cold:
         _evict(path)
     start = time.perf_counter()
     with open(path, "rb", buffering=0) as fh:
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         while fh.read(16 << 20):
             pass
     return time.perf_counter() - start
@@ -78,20 +84,52 @@ def write_seconds(folder: Path, nbytes: int) -> float:
     return seconds
 
 
+#: Runs ``python -m dpcstem ARGS`` and, at exit, writes the process's own peak resident memory
+#: (VmHWM, kB) to the file named by DPCSTEM_BENCH_PEAK: a forked child's ``ru_maxrss`` would keep
+#: the peak of the parent it was forked from, the benchmark's.
+_LAUNCH = """
+import atexit, os, runpy, sys
+
+def _peak():
+    with open("/proc/self/status") as fh:
+        kb = next((line.split()[1] for line in fh if line.startswith("VmHWM:")), "")
+    with open(os.environ["DPCSTEM_BENCH_PEAK"], "w") as fh:
+        fh.write(kb)
+
+atexit.register(_peak)
+sys.argv[0] = "dpcstem"
+runpy.run_module("dpcstem", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_command(args, *, env=None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, output) of ``python -m dpcstem ARGS`` as a subprocess."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "dpcstem", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-    with proc.stdout:
-        out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
+    """(wall seconds, peak RSS in MB, output) of ``python -m dpcstem ARGS`` as a subprocess.
+
+    The peak is the command's own (VmHWM) where /proc exists, else ``wait4``'s ``ru_maxrss``
+    (which can hold the benchmark's own peak, inherited through the fork).
+    """
+    own_peak = Path("/proc/self/status").is_file()
+    with tempfile.NamedTemporaryFile(prefix="dpcstem-peak-", delete=False) as fh:
+        peak_file = Path(fh.name)
+    env = dict(os.environ if env is None else env, DPCSTEM_BENCH_PEAK=str(peak_file))
+    launch = ["-c", _LAUNCH] if own_peak else ["-m", "dpcstem"]
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, *launch, *map(str, args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env)
+        with proc.stdout:
+            out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        kb = peak_file.read_text().strip() if own_peak else ""
+    finally:
+        peak_file.unlink()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         tail = out.strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"dpcstem {args[0]} failed (status {proc.returncode}): {tail[0]}")
-    return seconds, usage.ru_maxrss / 1024, out  # ru_maxrss is in KiB on Linux
+    peak_mb = int(kb) / 1024 if kb else usage.ru_maxrss / 1024  # both in KiB on Linux
+    return seconds, peak_mb, out
 
 
 def _stages(path: Path, folder: Path, log) -> tuple[dict, dict]:
@@ -156,8 +194,53 @@ def _bias_series_job(spec: Spec, folder: Path):
     return paths, ["bias-series", *paths, "--bias", *biases, *RECONSTRUCT_OPTIONS], f"{m} acquisitions of {n}×{n}"
 
 
+#: The com command's options besides the detector's (set from the frame size by :func:`com_options`).
+COM_OPTIONS = ("--kv", "200", "--alpha", "10", "--step", "0.5", "--thickness", "100")
+
+
+def com_options(size):
+    """The com command's options for frames of side ``size``: a bright-field disc of radius
+    0.16·size is α = 10 mrad, the mask 1.2 times the disc."""
+    radius = 0.16 * size
+    return (*COM_OPTIONS, "--mrad-per-px", f"{10 / radius:.6g}", "--mask-radius", f"{1.2 * radius:.6g}")
+
+
+def disc_frames(count, size, rng):
+    """``count`` (size, size) uint16 frames: a bright-field disc of radius 0.16·size and ~1000
+    counts, shifted by up to ±2 % of the frame, on a background of ~10 counts (Poisson noise)."""
+    ky, kx = np.indices((size, size)) - (size - 1) / 2
+    radius = 0.16 * size
+    out = np.empty((count, size, size), np.uint16)
+    for i in range(count):
+        dy, dx = rng.uniform(-0.02, 0.02, 2) * size
+        lam = np.where((ky - dy) ** 2 + (kx - dx) ** 2 <= radius ** 2, 1000.0, 10.0)
+        out[i] = rng.poisson(lam)
+    return out
+
+
+def _com_job(spec: Spec, folder: Path):
+    scan, _, f, _ = spec["shape"]
+    path = folder / f"frames-{scan}.npy"
+    # one block of distinct frames written over and over: the file's bytes are what is timed
+    pattern = disc_frames(min(1024, scan * scan), f, _rng(scan, f, 9)).reshape(-1)
+    frames = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint16, shape=(scan, scan, f, f))
+    flat = frames.reshape(-1)
+    for start in range(0, flat.size, pattern.size):
+        part = flat[start:start + pattern.size]
+        part[...] = pattern[:part.size]
+        if start % (256 * pattern.size) == 0:
+            frames.flush()  # written back as it goes, so that the page cache can drop it
+    frames.flush()
+    del frames, flat, part
+    return [path], ["com", path, *com_options(f)], f"a {scan}×{scan} scan of {f}×{f} frames"
+
+
 #: kind → the job: (input files written to the folder, the command's arguments, a description).
-JOBS = {"cli_reconstruct": _reconstruct_job, "cli_bias_series": _bias_series_job}
+JOBS = {"cli_reconstruct": _reconstruct_job, "cli_bias_series": _bias_series_job, "cli_com": _com_job}
+
+#: Kinds run only with the input evicted from the page cache: a file as large as memory is not
+#: cached between runs, and streaming from disk is what is measured.
+COLD_ONLY = ("cli_com",)
 
 
 def measure_command(spec: Spec, config, log=print) -> dict:
@@ -169,7 +252,9 @@ def measure_command(spec: Spec, config, log=print) -> dict:
         size = sum(p.stat().st_size for p in inputs)
         log(f"{spec.name}: dpcstem {args[0]} of {what} ({size / 1e6:.0f} MB)")
         runs = []
-        for cache in ["cold"] + ["warm"] * max(config.command_repeats, 1):
+        repeats = max(config.command_repeats, 1)
+        caches = ["cold"] * repeats if spec.kind in COLD_ONLY else ["cold"] + ["warm"] * repeats
+        for cache in caches:
             if cache == "cold":
                 for p in inputs:
                     _evict(p)
@@ -182,10 +267,10 @@ def measure_command(spec: Spec, config, log=print) -> dict:
         write = write_seconds(folder, written)
         log(f"  read {read_cold:.2f} s cold, {read_warm:.2f} s warm; write {write:.2f} s")
         stages, compression = _stages(inputs[0], folder, log) if spec.kind == "cli_reconstruct" else ({}, {})
-    warm = [r["seconds"] for r in runs if r["cache"] == "warm"]
-    median = float(np.median(warm))
-    pixels = int(np.prod(spec["shape"])) // 4
-    return {
+    timed = [r["seconds"] for r in runs if r["cache"] == ("cold" if spec.kind in COLD_ONLY else "warm")]
+    median = float(np.median(timed))
+    pixels = int(np.prod(spec["shape"][:2])) if spec.kind == "cli_com" else int(np.prod(spec["shape"])) // 4
+    entry = {
         "name": spec.name,
         "shape": list(spec["shape"]),
         "dtype": spec["dtype"],
@@ -205,3 +290,8 @@ def measure_command(spec: Spec, config, log=print) -> dict:
         "stages": stages,
         "compression": compression,
     }
+    if spec.kind == "cli_com":
+        # the share of the file's sequential (cold) read rate the whole command reaches
+        entry["read_rate_fraction"] = read_cold / median
+        log(f"  {entry['read_rate_fraction']:.0%} of the file's sequential read rate")
+    return entry

@@ -25,6 +25,9 @@ class BenchConfig:
     command_sizes : tuple of int
         Side n of the (4, n, n) acquisitions run through ``dpcstem reconstruct`` end to end
         (a subprocess of the real command line, from the file to the result file).
+    com_command_scans : tuple of int
+        Side s of the (s, s) scans of frames run through ``dpcstem com`` end to end from a
+        ``.npy`` file, read cold; 0 stands for a file 5 % larger than the machine's memory.
     bandwidth_mib : int
         Size of the streaming-read array in MiB; each of the three triad arrays is half of it.
     repeats : int
@@ -41,6 +44,7 @@ class BenchConfig:
     bias_maps: int = 8
     bias_size: int = 2048
     command_sizes: tuple = (1024, 2048, 4096)
+    com_command_scans: tuple = (128, 256, 0)
     bandwidth_mib: int = 1024
     repeats: int = 5
     slow_repeats: int = 3
@@ -54,5 +58,5 @@ FULL = BenchConfig()
 
 #: A few minutes on a two-core machine.
 QUICK = BenchConfig(segment_sizes=(512, 1024), derivative_size=1024, fourier_size=512, com_scans=(32, 64),
-                    bias_maps=8, bias_size=256, command_sizes=(1024, 2048), bandwidth_mib=256, repeats=3,
+                    bias_maps=8, bias_size=256, command_sizes=(1024, 2048), com_command_scans=(64, 128), bandwidth_mib=256, repeats=3,
                     slow_repeats=3, bias_repeats=1, peer_repeats=2, command_repeats=1)

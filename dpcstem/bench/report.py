@@ -57,6 +57,10 @@ def format_table(record: dict) -> str:
             lines.append(f"| {c['name']} | {c['median_s']:.2f} | {c['cold_s']:.2f} | {c['read_s_cold']:.2f} "
                          f"({c['read_s_warm']:.2f}) | {c['write_s']:.2f} | {c['ratio_vs_io']:.1f}× | "
                          f"{c['peak_rss_mb']:.0f} | {c['bytes_read'] / 1e6:.0f} → {c['bytes_written'] / 1e6:.0f} |")
+        for c in (c for c in record["commands"] if "read_rate_fraction" in c):
+            lines.append(f"- {c['name']}: every run cold (median {c['median_s']:.2f} s), "
+                         f"{100 * c['read_rate_fraction']:.0f}% of the file's sequential read rate, peak RSS "
+                         f"{c['peak_rss_mb']:.0f} MB")
         for c in (c for c in record["commands"] if c["stages"]):
             stages = ", ".join(f"{k} {v:.2f} s" for k, v in c["stages"].items())
             comp = ", ".join(f"{k}: {v['seconds']:.2f} s, {v['mb']:.0f} MB" for k, v in c["compression"].items())

@@ -204,11 +204,12 @@ def run(config: BenchConfig = FULL, *, only: Sequence[str] | None = None, peers_
 
 def _size_scaling(results) -> dict:
     """Time against size for the four-segment kernel (linear, float32), the centre of mass and the
-    reconstruct command (end to end)."""
+    reconstruct, bias-series and com commands (end to end)."""
     out = {}
     for series, prefix in (("segments_linear_float32", "segments_linear_float32_"), ("com_uint16", "com_uint16_"),
                            ("cli_reconstruct_uint16", "cli_reconstruct_uint16_"),
-                           ("cli_bias_series_uint16", "cli_bias_series_uint16_")):
+                           ("cli_bias_series_uint16", "cli_bias_series_uint16_"),
+                           ("cli_com_uint16", "cli_com_uint16_")):
         rows = sorted((r["pixels"], r["median_s"]) for r in results if r["name"].startswith(prefix))
         if len(rows) >= 2:
             pixels, times = zip(*rows)

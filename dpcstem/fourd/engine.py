@@ -20,6 +20,8 @@ from __future__ import annotations
 import ctypes
 import mmap
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -33,6 +35,8 @@ from ..kernels.com import FRAME_DTYPES, bounding_box, reduce_frames, reduce_fram
 BLOCK_BYTES = 64 * 2**20
 #: Work of more frames than this shows a progress bar by default (when stderr is a terminal).
 PROGRESS_FRAMES = 4096
+#: A stage longer than this (seconds) says so in one line on stderr when no progress bar is shown.
+STAGE_LINE_S = 2.0
 
 
 @dataclass
@@ -92,7 +96,8 @@ def frame_sums(data, *, mask=None, labels=None, scheduler=None, workers=None, bl
         Bytes of frames reduced at a time by the in-memory and HDF5 paths.
     progress : bool, optional
         Show a progress bar (tqdm, on stderr); default: for more than
-        :data:`PROGRESS_FRAMES` frames when stderr is a terminal.
+        :data:`PROGRESS_FRAMES` frames when stderr is a terminal, and otherwise one line
+        on stderr when the reduction took more than :data:`STAGE_LINE_S` seconds.
 
     Returns
     -------
@@ -101,8 +106,8 @@ def frame_sums(data, *, mask=None, labels=None, scheduler=None, workers=None, bl
     array, kind = as_frames(data)
     sy, sx, ky, kx = (int(n) for n in array.shape)
     mask, labels, n_seg, boxes = _prepare_masks(mask, labels, (ky, kx))
-    if progress is None:
-        progress = sy * sx > PROGRESS_FRAMES and sys.stderr.isatty()
+    if progress is None:  # a bar on a terminal; otherwise one line for a long reduction
+        progress = sy * sx > PROGRESS_FRAMES if sys.stderr.isatty() else "line"
     if scheduler is not None and workers is not None:
         raise InputDataError("give scheduler (a running cluster) or workers (a local cluster), not both")
     if scheduler is not None or workers is not None or kind == "dask":
@@ -242,20 +247,52 @@ def _blocks(shape, itemsize, block_bytes, stored_chunks=None):
 
 
 def _reduce_local(array, kind, mask, labels, boxes, n_seg, block_bytes, progress):
+    """Reduce block by block, reading the next block on a second thread while this one is reduced.
+
+    The kernels release the GIL, so the reader (an HDF5 read, or the page faults of a
+    memory-mapped file touched into memory) and the reduction overlap: streaming from disk
+    costs the larger of the two, not their sum. At most two blocks are held at a time.
+    """
     sy, sx, ky, kx = array.shape
     out = np.empty((sy, sx, 3 + n_seg))
     stored = getattr(array, "chunks", None) if kind == "hdf5" else None
-    with _progress_bar(progress, sy * sx, "frames") as bar:
-        for rows, cols in _blocks(array.shape, np.dtype(array.dtype).itemsize, block_bytes, stored):
-            block = array[rows, cols]
+    blocks = list(_blocks(array.shape, np.dtype(array.dtype).itemsize, block_bytes, stored))
+    start = time.perf_counter()
+    with _progress_bar(progress, sy * sx, "frames") as bar, ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(_read_block, array, kind, *blocks[0])
+        for index, (rows, cols) in enumerate(blocks):
+            block = pending.result()
+            if index + 1 < len(blocks):
+                pending = reader.submit(_read_block, array, kind, *blocks[index + 1])
             out[rows, cols] = _reduce_block(block, mask, labels, boxes, n_seg, True)
             if kind == "memory":
                 _release_pages(block)
             del block
             bar.update((rows.stop - rows.start) * (cols.stop - cols.start))
+    _stage_line(progress, f"{sy * sx} frames ({array.nbytes / 1e9:.2f} GB)", time.perf_counter() - start)
     return out[..., :3], out[..., 3:]
 
 
+def _read_block(array, kind, rows, cols):
+    """One block in memory: read from an HDF5 dataset, or a memory-mapped view with its pages touched."""
+    block = array[rows, cols]
+    if isinstance(block, np.memmap) and block.flags.c_contiguous and block.size:
+        # ask for the whole block at once, then fault its pages in on this thread (one byte
+        # read per page), so that the reducer finds them resident
+        _madvise(block, _MADV_WILLNEED)
+        flat = block.reshape(-1).view(np.uint8)
+        int(flat[::mmap.PAGESIZE].sum())
+    return block
+
+
+def _stage_line(progress, what, seconds):
+    """Without a progress bar: one line on stderr for a stage that took more than STAGE_LINE_S seconds."""
+    if progress != "line" or seconds < STAGE_LINE_S:
+        return
+    print(f"4D-STEM: reduced {what} in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+
+_MADV_WILLNEED = 3
 _MADV_DONTNEED = 4
 
 
@@ -265,6 +302,11 @@ def _release_pages(view):
     The data stays in the file and the page cache; only this process's resident memory
     shrinks, so reducing a file far larger than memory keeps a bounded footprint.
     """
+    _madvise(view, _MADV_DONTNEED)
+
+
+def _madvise(view, advice):
+    """madvise(2) over the whole pages of a read-only or shared memory-mapped block (Linux; else nothing)."""
     if not isinstance(view, np.memmap) or view.mode not in ("r", "r+") or not sys.platform.startswith("linux"):
         return
     if not view.flags.c_contiguous or view.nbytes == 0:
@@ -276,8 +318,8 @@ def _release_pages(view):
     if last > first:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), ctypes.c_int(_MADV_DONTNEED))
-        except (OSError, AttributeError):  # pragma: no cover - no libc madvise: the kernel reclaims pages itself
+            libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), ctypes.c_int(advice))
+        except (OSError, AttributeError):  # pragma: no cover - no libc madvise: the kernel manages pages itself
             pass
 
 
@@ -384,7 +426,7 @@ def _client(scheduler, workers):
 
 @contextmanager
 def _progress_bar(enabled, total, unit):
-    if not enabled:
+    if enabled is not True:
         class _Silent:
             def update(self, n=1):
                 pass

@@ -3,6 +3,7 @@ times, and NumPy references that compute what the kernels compute. No wall-clock
 
 import dataclasses
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ import naive
 from helpers import assert_equal_to_float32_rounding, segments_with_faults
 
 TINY = bench.BenchConfig(segment_sizes=(16, 24), derivative_size=17, fourier_size=12, com_scans=(2, 3),
-                         frame_size=8, bias_maps=2, bias_size=16, command_sizes=(), bandwidth_mib=1, repeats=2,
+                         frame_size=8, bias_maps=2, bias_size=16, command_sizes=(), com_command_scans=(), bandwidth_mib=1, repeats=2,
                          bias_repeats=1, peer_repeats=1)
 
 RESULT_KEYS = {"name", "shape", "dtype", "median_s", "gbps", "bandwidth_fraction", "ratio_vs_numpy", "peak_mb",
@@ -345,3 +346,36 @@ def test_the_reconstruct_command_end_to_end_against_reading_and_writing(tmp_path
     table = bench.format_table(record)
     assert "| cli_reconstruct_uint16_4x32x32 |" in table and "in-process stages" in table
     assert any(line.startswith("  stage segment kernel") for line in lines)
+
+
+def test_the_com_command_end_to_end_streams_cold_files(tmp_path):
+    """Two small 4D files through the real com command, every run with the file evicted."""
+    config = dataclasses.replace(TINY, frame_size=32, com_command_scans=(6, 9), command_repeats=2)
+    record = bench.run(config, only=["cli_com"], peers_python=tmp_path / "none", log=lambda line: None)
+    names = [c["name"] for c in record["commands"]]
+    assert names == ["cli_com_uint16_6x6x32x32", "cli_com_uint16_9x9x32x32"]
+    for c, scan in zip(record["commands"], (6, 9)):
+        assert c["pixels"] == scan * scan and c["bytes_read"] > scan * scan * 32 * 32 * 2
+        assert [r["cache"] for r in c["runs"]] == ["cold", "cold"]
+        assert c["median_s"] == statistics.median(r["seconds"] for r in c["runs"])
+        assert c["read_rate_fraction"] == pytest.approx(c["read_s_cold"] / c["median_s"])
+        assert c["bytes_written"] > 0 and c["peak_rss_mb"] > 0
+    assert record["scaling"]["cli_com_uint16"]["pixels"] == [36, 81]
+    assert "of the file's sequential read rate" in bench.format_table(record)
+
+
+def test_a_zero_com_scan_is_a_file_larger_than_memory():
+    config = dataclasses.replace(TINY, frame_size=128, com_command_scans=(0,))
+    (scan,) = bench.com_command_scans(config)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert memory < scan * scan * 128 * 128 * 2 < 1.1 * memory
+
+
+def test_a_commands_peak_memory_is_its_own_not_the_benchmarks():
+    """A forked child's ru_maxrss keeps the peak of the process it was forked from."""
+    from dpcstem.bench.commands import run_command
+
+    ballast = np.ones(600 * 2**20 // 8)  # 600 MiB resident in this process
+    _, peak_mb, out = run_command(["--version"])
+    assert "dpcstem" in out
+    assert 0 < peak_mb < ballast.nbytes / 2**20
