@@ -36,7 +36,8 @@ def save_response(path, response: EmpiricalResponse, *, overwrite=False):
             np.savez(fh, format=np.array(RESPONSE_FORMAT), version=np.array(RESPONSE_VERSION),
                      tilt_u=response.tilt_u, tilt_v=response.tilt_v, d_a=response.d_a, d_b=response.d_b,
                      table_u=table.u, table_v=table.v, origin=np.array(table.origin), step=np.array(table.step),
-                     alpha_mrad=np.array(alpha), smoothing=np.array(response.smoothing))
+                     alpha_mrad=np.array(alpha), smoothing=np.array(response.smoothing),
+                     signal=np.array(response.signal))
 
 
 def load_response(path) -> EmpiricalResponse:
@@ -72,6 +73,7 @@ def load_response(path) -> EmpiricalResponse:
             raise MissingMetadataError(f"{path}: the empirical response file lacks {', '.join(missing)}")
         try:
             data = {key: archive[key] for key in _RESPONSE_KEYS}
+            archive_signal = archive["signal"] if "signal" in archive.files else None
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
             raise UnreadableFileError(f"{path}: not a readable empirical response file (.npz): {exc}") from None
     if int(data["version"]) > RESPONSE_VERSION:
@@ -83,12 +85,15 @@ def load_response(path) -> EmpiricalResponse:
         raise UnreadableFileError(f"{path}: the inverse table must be two square arrays of one shape with a positive "
                                   f"step, got {table_u.shape}, {table_v.shape}, step {float(data['step'])}")
     alpha = float(data["alpha_mrad"])
+    signal = str(archive_signal) if archive_signal is not None else "segments"
+    if signal not in ("segments", "com"):
+        raise UnreadableFileError(f"{path}: signal {signal!r} is neither 'segments' nor 'com'")
     table = InverseTable(u=table_u, v=table_v, origin=float(data["origin"]), step=float(data["step"]),
                          name="empirical")
     return EmpiricalResponse(tilt_u=np.asarray(data["tilt_u"], float), tilt_v=np.asarray(data["tilt_v"], float),
                              d_a=np.asarray(data["d_a"], float), d_b=np.asarray(data["d_b"], float), table=table,
                              alpha_mrad=None if math.isnan(alpha) else alpha, smoothing=float(data["smoothing"]),
-                             path=str(path), sha256=sha256_file(path))
+                             signal=signal, path=str(path), sha256=sha256_file(path))
 
 
 def read_tilt_series(path) -> dict:
