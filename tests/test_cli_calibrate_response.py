@@ -91,7 +91,8 @@ def test_bad_tilt_series_are_refused_in_one_line(calibration, tmp_path, case, ar
     if case == "not_hdf5":
         path.write_text("not hdf5")
     else:
-        write_tilt_series(path, calibration, attrs=case != "no_alpha", drop="tilt_y_mrad" if case == "no_tilts" else None)
+        write_tilt_series(path, calibration, attrs=case != "no_alpha",
+                          drop="tilt_y_mrad" if case == "no_tilts" else None)
     out = "r.h5" if case == "npz_suffix" else "r.npz"
     before = path.read_bytes()
     run = dpcstem("calibrate-response", path, *args, "-o", out, cwd=tmp_path)

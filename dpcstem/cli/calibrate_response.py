@@ -69,7 +69,8 @@ def run(args):
     for line in defaults:
         print(f"using {line}")
     reach = max(abs(series["tilt_x_mrad"]).max(), abs(series["tilt_y_mrad"]).max())
-    print(f"fitted the response to {len(d_a)} tilts (up to {reach:.3g} mrad) at alpha = {calibration.alpha_mrad:g} mrad, "
+    print(f"fitted the response to {len(d_a)} tilts (up to {reach:.3g} mrad) at alpha = "
+          f"{calibration.alpha_mrad:g} mrad, "
           f"detector rotation {calibration.detector_rotation_deg:g}°{', flipped' if calibration.flip else ''}; "
           f"wrote {output} (use: dpcstem reconstruct ... --alpha {calibration.alpha_mrad:g} --response {output})")
     return 0
