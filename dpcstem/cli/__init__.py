@@ -21,7 +21,7 @@ import warnings
 from ..errors import DPCError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("reconstruct", "bias_series", "com", "thickness", "simulate", "demo", "bench")
+SUBCOMMANDS = ("reconstruct", "bias_series", "com", "thickness", "calibrate_response", "simulate", "demo", "bench")
 
 #: Signals that stop a run with a message (the output being written is left as it was).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -36,7 +36,8 @@ def save_response(path, response: EmpiricalResponse, *, overwrite=False):
             np.savez(fh, format=np.array(RESPONSE_FORMAT), version=np.array(RESPONSE_VERSION),
                      tilt_u=response.tilt_u, tilt_v=response.tilt_v, d_a=response.d_a, d_b=response.d_b,
                      table_u=table.u, table_v=table.v, origin=np.array(table.origin), step=np.array(table.step),
-                     alpha_mrad=np.array(alpha), smoothing=np.array(response.smoothing))
+                     alpha_mrad=np.array(alpha), smoothing=np.array(response.smoothing),
+                     signal=np.array(response.signal))
 
 
 def load_response(path) -> EmpiricalResponse:
@@ -72,6 +73,7 @@ def load_response(path) -> EmpiricalResponse:
             raise MissingMetadataError(f"{path}: the empirical response file lacks {', '.join(missing)}")
         try:
             data = {key: archive[key] for key in _RESPONSE_KEYS}
+            archive_signal = archive["signal"] if "signal" in archive.files else None
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
             raise UnreadableFileError(f"{path}: not a readable empirical response file (.npz): {exc}") from None
     if int(data["version"]) > RESPONSE_VERSION:
@@ -83,9 +85,63 @@ def load_response(path) -> EmpiricalResponse:
         raise UnreadableFileError(f"{path}: the inverse table must be two square arrays of one shape with a positive "
                                   f"step, got {table_u.shape}, {table_v.shape}, step {float(data['step'])}")
     alpha = float(data["alpha_mrad"])
+    signal = str(archive_signal) if archive_signal is not None else "segments"
+    if signal not in ("segments", "com"):
+        raise UnreadableFileError(f"{path}: signal {signal!r} is neither 'segments' nor 'com'")
     table = InverseTable(u=table_u, v=table_v, origin=float(data["origin"]), step=float(data["step"]),
                          name="empirical")
     return EmpiricalResponse(tilt_u=np.asarray(data["tilt_u"], float), tilt_v=np.asarray(data["tilt_v"], float),
                              d_a=np.asarray(data["d_a"], float), d_b=np.asarray(data["d_b"], float), table=table,
                              alpha_mrad=None if math.isnan(alpha) else alpha, smoothing=float(data["smoothing"]),
-                             path=str(path), sha256=sha256_file(path))
+                             signal=signal, path=str(path), sha256=sha256_file(path))
+
+
+def read_tilt_series(path) -> dict:
+    """A beam-tilt series: segment counts at known beam tilts, from an HDF5 file.
+
+    The file holds datasets ``segments`` (4, n) (counts of A, B, C, D at each tilt, any
+    trailing shape flattened), ``tilt_x_mrad`` and ``tilt_y_mrad`` (n,) (the beam tilts in
+    mrad, scan frame), and may record ``kv``, ``alpha_mrad``, ``collection_inner_mrad``,
+    ``collection_outer_mrad``, ``detector_rotation_deg`` and ``flip`` as root attributes.
+
+    Returns
+    -------
+    dict with ``segments`` (4, n) float64, ``tilt_x_mrad``, ``tilt_y_mrad`` (n,) float64 and
+    ``calibration_values`` (the recorded attributes).
+
+    Raises
+    ------
+    UnreadableFileError
+        Not a readable HDF5 file, or the arrays have the wrong shapes.
+    MissingMetadataError
+        A dataset is missing.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableFileError(f"{path}: no such tilt series file")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("segments", "tilt_x_mrad", "tilt_y_mrad") if not isinstance(f.get(k), h5py.Dataset)]
+            if missing:
+                raise MissingMetadataError(f"{path}: a tilt series needs the datasets segments (4, n), tilt_x_mrad and "
+                                           f"tilt_y_mrad (n,); it lacks {', '.join(missing)}")
+            segments = np.asarray(f["segments"][()], np.float64)
+            tx = np.asarray(f["tilt_x_mrad"][()], np.float64).ravel()
+            ty = np.asarray(f["tilt_y_mrad"][()], np.float64).ravel()
+            names = ("kv", "alpha_mrad", "collection_inner_mrad", "collection_outer_mrad", "detector_rotation_deg",
+                     "flip")
+            values = {k: f.attrs[k].item() if hasattr(f.attrs[k], "item") else f.attrs[k]
+                      for k in names if k in f.attrs}
+    except OSError as exc:
+        raise UnreadableFileError(f"{path}: not a readable HDF5 tilt series: {exc}") from None
+    if segments.ndim < 2 or segments.shape[0] != 4:
+        raise UnreadableFileError(f"{path}: segments must be (4, n) (A, B, C, D at each tilt), got {segments.shape}")
+    segments = segments.reshape(4, -1)
+    if not (segments.shape[1] == tx.size == ty.size):
+        raise UnreadableFileError(f"{path}: {segments.shape[1]} segment columns for {tx.size} tilt_x_mrad and "
+                                  f"{ty.size} tilt_y_mrad")
+    if "flip" in values:
+        values["flip"] = bool(values["flip"])
+    return {"segments": segments, "tilt_x_mrad": tx, "tilt_y_mrad": ty, "calibration_values": values}

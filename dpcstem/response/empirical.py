@@ -43,6 +43,10 @@ class EmpiricalResponse:
         this response must have the same α (:meth:`check`).
     smoothing : float
         Smoothing of the thin-plate-spline fit (0: through every point).
+    signal : str
+        What ``d_a``, ``d_b`` are: ``"segments"`` (normalised difference signals) or
+        ``"com"`` (a 4D centre-of-mass deflection along the detector's axes in units of α,
+        :mod:`dpcstem.fourd.response`). A response applies only to its own signal.
     path, sha256 : str or None
         The file it was loaded from and that file's SHA-256.
     """
@@ -54,6 +58,7 @@ class EmpiricalResponse:
     table: InverseTable
     alpha_mrad: float | None = None
     smoothing: float = 0.0
+    signal: str = "segments"
     path: str | None = field(default=None, compare=False)
     sha256: str | None = field(default=None, compare=False)
 
@@ -64,12 +69,17 @@ class EmpiricalResponse:
     def inverse_table(self) -> InverseTable:
         return self.table
 
-    def check(self, calibration: Calibration) -> None:
-        """Refuse a calibration whose α differs from the tilt series' (tilts given in mrad).
+    def check(self, calibration: Calibration, *, signal: str = "segments") -> None:
+        """Refuse a calibration whose α differs from the tilt series' (tilts given in mrad),
+        and a response measured on another signal (segments or a 4D centre of mass).
 
         The table holds shifts in units of α; a reconstruction multiplies them by the
         calibration's α, so the two must agree.
         """
+        if self.signal != signal:
+            where = f" ({Path(self.path).name})" if self.path else ""
+            raise CalibrationError(f"the empirical response{where} was measured on the {self.signal} signal, not "
+                                   f"on {signal}: calibrate it with a tilt series of the same detector")
         if self.alpha_mrad is not None and not math.isclose(self.alpha_mrad, calibration.alpha_mrad, rel_tol=1e-6):
             where = f" ({Path(self.path).name})" if self.path else ""
             raise CalibrationError(
@@ -84,11 +94,12 @@ class EmpiricalResponse:
             out["response_sha256"] = self.sha256
         if self.alpha_mrad is not None:
             out["response_alpha_mrad"] = self.alpha_mrad
+        out["response_signal"] = self.signal
         return out
 
 
 def fit_response(tilt_x, tilt_y, d_a, d_b, *, calibration: Calibration | None = None,
-                 smoothing=0.0) -> EmpiricalResponse:
+                 smoothing=0.0, signal="segments") -> EmpiricalResponse:
     """An empirical detector response from difference signals at known beam tilts.
 
     Parameters
@@ -109,6 +120,8 @@ def fit_response(tilt_x, tilt_y, d_a, d_b, *, calibration: Calibration | None = 
     smoothing : float
         Thin-plate-spline smoothing (scipy ``RBFInterpolator``); 0 passes through every
         point, larger values average the series' noise.
+    signal : {"segments", "com"}
+        What ``d_a``, ``d_b`` are (:class:`EmpiricalResponse`).
 
     Returns
     -------
@@ -166,4 +179,4 @@ def fit_response(tilt_x, tilt_y, d_a, d_b, *, calibration: Calibration | None = 
     table = InverseTable(u=shift[:, 0].reshape(grid_a.shape), v=shift[:, 1].reshape(grid_a.shape),
                          origin=-reach, step=float(grid[1] - grid[0]), name="empirical")
     return EmpiricalResponse(tilt_u=tu, tilt_v=tv, d_a=da, d_b=db, table=table, alpha_mrad=alpha_mrad,
-                             smoothing=float(smoothing))
+                             smoothing=float(smoothing), signal=signal)

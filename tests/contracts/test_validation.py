@@ -27,10 +27,13 @@ def _param(case):
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_case_against_truth(case, tmp_path):
-    run = run_cli(case.args, tmp_path, case.key)
+    run = run_cli(case.args, tmp_path, case.key, case.prepare)
     figure = case.measure(run, truth(case.reference))
     assert np.isfinite(figure)
-    assert figure <= case.tolerance, f"{case.key}: {case.figure} = {figure:.4g}, tolerance {case.tolerance}"
+    if case.limit:  # the limit the case shows is there
+        assert figure > case.tolerance, f"{case.key}: {case.figure} = {figure:.4g}, expected above {case.tolerance}"
+    else:
+        assert figure <= case.tolerance, f"{case.key}: {case.figure} = {figure:.4g}, tolerance {case.tolerance}"
 
 
 def test_references_are_small_and_hold_their_truth():
@@ -55,8 +58,9 @@ def test_default_calibration_is_printed(tmp_path):
     assert "--collection" in text and "--detector-rotation" in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="no warning: the registration of a featureless sum image shifts the 1 V map "
-                   "by 6.89 px for a 1.7 px drift and the net field reads 18 times off, without a word")
+@pytest.mark.xfail(strict=True, reason="no warning: on a featureless sum the registration takes the bias-dependent "
+                   "contrast across the interface for structure (SNR 3.1), shifts the 1 V map by dx +3.24 px for a "
+                   "(0.6, 1.7) px drift and the net field reads 9.8 times off, without a word")
 def test_bias_series_warns_where_registration_has_nothing_to_hold(tmp_path):
     """DESIGN §0: a registration image with no structure that stays across biases warns."""
     run = run_cli(("bias-series", DATA / "bias_plain_0V.h5", DATA / "bias_plain_drift_1V.h5"), tmp_path, "warn")
@@ -65,7 +69,7 @@ def test_bias_series_warns_where_registration_has_nothing_to_hold(tmp_path):
 
 
 @pytest.mark.parametrize("script,rows", [("make_junction.py", "7"), ("make_sphere.py", "16"),
-                                         ("make_bias_series.py", "5")])
+                                         ("make_bias_series.py", "5"), ("make_thick.py", "3")])
 def test_remaking_a_reference_reproduces_its_truth(script, rows):
     if not VALIDATION_VENV.exists():
         pytest.skip(f"the validation environment ({VALIDATION_VENV}) is absent: bash validation/env.sh makes it")

@@ -1,0 +1,85 @@
+"""An empirical response for the 4D centre of mass: measured deflection against known beam tilt.
+
+The centre of mass of a pixelated pattern equals the probe-weighted deflection only when
+the camera holds the whole pattern. A finite camera that cuts a blurred disc's halo (a
+thick specimen's plasmon scattering), a non-linear camera, or a mask reads it scaled and
+distorted. As for segments (:mod:`dpcstem.response.empirical`, Brown et al. 2017), a
+beam-tilt series recorded through the specimen calibrates it: :func:`fit_com_response`
+fits the inverse map from the measured centre-of-mass deflection to the known tilt, kept in
+the same file format (:mod:`dpcstem.io.response_file`, ``signal = "com"``), and
+:func:`apply_com_response` corrects a deflection map with it.
+
+The signal of this response is the centre-of-mass deflection along the detector's +kx and
++ky axes, in units of α, after the descan (the undeflected centre) is removed: exactly what
+:func:`dpcstem.fourd.com.deflection_from_com` turns into the scan frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..calibration import Calibration
+from ..errors import InputDataError
+from ..response.empirical import EmpiricalResponse, fit_response
+
+
+def fit_com_response(tilt_x_mrad, tilt_y_mrad, com_x_px, com_y_px, calibration: Calibration, *, mrad_per_px: float,
+                     centre_px, smoothing=0.0) -> EmpiricalResponse:
+    """An empirical centre-of-mass response from a beam-tilt series.
+
+    Parameters
+    ----------
+    tilt_x_mrad, tilt_y_mrad : array_like, shape (n,)
+        The known beam tilts, mrad, scan frame.
+    com_x_px, com_y_px : array_like, shape (n,)
+        The centre of mass (detector column, row, pixels) of the pattern at each tilt.
+    calibration : Calibration
+        α, the detector rotation and flip (the frames of the tilts and of the camera).
+    mrad_per_px : float
+        Angular size of a camera pixel.
+    centre_px : (float, float)
+        The undeflected pattern centre (column, row) in pixels: where the centre of mass
+        lies without tilt and without field (the vacuum or zero-tilt pattern's).
+    smoothing : float
+        Thin-plate-spline smoothing (:func:`~dpcstem.response.empirical.fit_response`).
+
+    Returns
+    -------
+    EmpiricalResponse
+        With ``signal = "com"``; save it with :func:`dpcstem.io.response_file.save_response`.
+    """
+    cx, cy = (float(c) for c in centre_px)
+    if not (np.isfinite(cx) and np.isfinite(cy)):
+        raise InputDataError(f"centre_px must be two finite pixel coordinates, got {centre_px!r}")
+    if not (np.isfinite(mrad_per_px) and mrad_per_px > 0):
+        raise InputDataError(f"mrad_per_px must be a positive number of mrad per camera pixel, got {mrad_per_px!r}")
+    scale = mrad_per_px / calibration.alpha_mrad
+    d_a = (np.asarray(com_x_px, dtype=np.float64) - cx) * scale
+    d_b = (np.asarray(com_y_px, dtype=np.float64) - cy) * scale
+    return fit_response(tilt_x_mrad, tilt_y_mrad, d_a, d_b, calibration=calibration, smoothing=smoothing,
+                        signal="com")
+
+
+def apply_com_response(theta_x_mrad, theta_y_mrad, response: EmpiricalResponse, calibration: Calibration):
+    """A centre-of-mass deflection map (mrad, scan frame) corrected by an empirical response.
+
+    Parameters
+    ----------
+    theta_x_mrad, theta_y_mrad : ndarray
+        The deflection :func:`dpcstem.fourd.com.deflection_from_com` gives (descan removed).
+    response : EmpiricalResponse
+        Fitted by :func:`fit_com_response` (or read from its file) with the same α.
+    calibration : Calibration
+        The acquisition's: α, the detector rotation and flip.
+
+    Returns
+    -------
+    theta_x_mrad, theta_y_mrad : ndarray of float64
+        The corrected deflection, NaN where the signal lies outside the range the tilt
+        series covered (never extrapolated).
+    """
+    response.check(calibration, signal="com")
+    u, v = calibration.to_detector_frame(np.asarray(theta_x_mrad, np.float64), np.asarray(theta_y_mrad, np.float64))
+    alpha = calibration.alpha_mrad
+    su, sv = response.inverse_table().lookup(u / alpha, v / alpha)
+    return calibration.to_scan_frame(su * alpha, sv * alpha)

@@ -1,0 +1,87 @@
+"""The empirical centre-of-mass response of the 4D path: a finite camera that cuts a blurred
+pattern's halo reads the deflection low; a tilt series through the same blur restores it."""
+
+import numpy as np
+import pytest
+
+from dpcstem import Calibration, CalibrationError
+from dpcstem.fourd.response import apply_com_response, fit_com_response
+from dpcstem.io.response_file import load_response, save_response
+from dpcstem.response.empirical import fit_response
+
+ALPHA, MRAD_PX, CAMERA = 2.0, 0.25, 33  # the camera holds ±4.1 mrad: the halo reaches beyond
+CENTRE = (16.3, 15.8)  # the undeflected centre (column, row), off the camera's middle
+
+
+def calibration():
+    return Calibration(kv=200.0, alpha_mrad=ALPHA, step_x_nm=1.0, detector_rotation_deg=130.0, flip=True)
+
+
+def pattern(u_mrad, v_mrad):
+    """A disc of radius α with a soft edge and a broad halo (the plasmon-like blur), moved by
+    (u, v) mrad along the detector's axes, on the finite camera; supersampled 3 × 3."""
+    sub = (np.arange(3) - 1) / 3.0
+    k = (np.arange(CAMERA)[:, None] + sub[None, :]).ravel()
+    ky, kx = np.meshgrid((k - CENTRE[1]) * MRAD_PX - v_mrad, (k - CENTRE[0]) * MRAD_PX - u_mrad, indexing="ij")
+    r = np.hypot(kx, ky)
+    disc = 0.5 * (1 - np.tanh((r - ALPHA) / 0.1))
+    halo = 0.4 / (r**2 + 0.5**2)
+    return (disc + halo).reshape(CAMERA, 3, CAMERA, 3).sum(axis=(1, 3))
+
+
+def com(frames):
+    """The centre of mass (column, row) of each frame: a plain oracle."""
+    rows, cols = np.mgrid[0:CAMERA, 0:CAMERA]
+    total = frames.sum(axis=(1, 2))
+    return (frames * cols).sum(axis=(1, 2)) / total, (frames * rows).sum(axis=(1, 2)) / total
+
+
+def frames_at(tilts_x, tilts_y, cal):
+    u, v = cal.to_detector_frame(np.asarray(tilts_x, float), np.asarray(tilts_y, float))
+    return np.array([pattern(a, b) for a, b in zip(u, v)])
+
+
+def measured_deflection(frames, cal, centre):
+    """What deflection_from_com gives with the undeflected pattern's centre of mass as reference."""
+    cx, cy = com(frames)
+    return cal.to_scan_frame((cx - centre[0]) * MRAD_PX, (cy - centre[1]) * MRAD_PX)
+
+
+def test_a_tilt_series_through_the_blur_restores_the_deflection(tmp_path):
+    cal = calibration()
+    g = np.linspace(-0.6, 0.6, 9)
+    tx, ty = (a.ravel() for a in np.meshgrid(g, g))
+    cx, cy = com(frames_at(tx, ty, cal))
+    centre = tuple(float(c[0]) for c in com(frames_at([0.0], [0.0], cal)))  # a vacuum reference's
+    response = fit_com_response(tx, ty, cx, cy, cal, mrad_per_px=MRAD_PX, centre_px=centre)
+    assert response.signal == "com" and response.alpha_mrad == ALPHA
+
+    rng = np.random.default_rng(3)
+    true_x, true_y = rng.uniform(-0.5, 0.5, 40), rng.uniform(-0.5, 0.5, 40)
+    raw_x, raw_y = measured_deflection(frames_at(true_x, true_y, cal), cal, centre)
+    peak = np.hypot(true_x, true_y).max()
+    raw_error = np.max(np.hypot(raw_x - true_x, raw_y - true_y)) / peak
+    scale = float((raw_x * true_x + raw_y * true_y).sum() / (true_x**2 + true_y**2).sum())
+    assert scale < 0.95, f"the cut halo should make the centre of mass read low, scale {scale:.3f}"
+
+    save_response(tmp_path / "com.npz", response)
+    loaded = load_response(tmp_path / "com.npz")
+    assert loaded.signal == "com"
+    fixed_x, fixed_y = apply_com_response(raw_x, raw_y, loaded, cal)
+    fixed_error = np.max(np.hypot(fixed_x - true_x, fixed_y - true_y)) / peak
+    assert raw_error > 0.05 and fixed_error < 0.005, (raw_error, fixed_error)
+    # beyond the tilts measured: NaN, never extrapolated
+    out_x, _ = apply_com_response(np.array([0.9 * scale]), np.array([0.0]), loaded, cal)
+    assert np.isnan(out_x).all()
+
+
+def test_a_response_applies_only_to_its_own_signal():
+    cal = calibration()
+    g = np.linspace(-0.3, 0.3, 3)
+    u, v = (a.ravel() for a in np.meshgrid(g, g))
+    segments = fit_response(u, v, 0.9 * u, 0.9 * v)
+    with pytest.raises(CalibrationError, match="measured on the segments signal, not on com"):
+        apply_com_response(np.zeros(2), np.zeros(2), segments, cal)
+    com_response = fit_response(u, v, 0.9 * u, 0.9 * v, signal="com")
+    with pytest.raises(CalibrationError, match="measured on the com signal, not on segments"):
+        com_response.check(cal)
