@@ -36,7 +36,7 @@ def run(args):
     from ..calibration import Calibration
     from ..errors import CalibrationError
     from ..io.response_file import read_tilt_series, save_response
-    from ..io.results import check_destination
+    from ..io.output import check_destination
     from ..response.empirical import fit_response
     from ..response.geometry import difference_signals
 
