@@ -15,7 +15,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from validation_cases import CASES, DATA, ROOT, VALIDATION_VENV, run_cli, truth
+from validation_cases import CASES, DATA, ROOT, VALIDATION_VENV, dpcstem_executable, run_cli, truth
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +48,21 @@ def test_references_are_small_and_hold_their_truth():
     assert np.abs(t["field_x_weighted"]).max() < 0.95 * np.abs(t["field_x"]).max()
 
 
-@pytest.mark.xfail(strict=True, reason="reconstruct uses collection 0 to α and ψ = 0 when the file records "
-                   "neither, and prints neither default nor the option that sets it (the field then reads 7% off "
-                   "on junction_segments.h5)")
-def test_default_calibration_is_printed(tmp_path):
-    """DESIGN §0: a default that changes a number is printed with the option that sets it."""
-    run = run_cli(("reconstruct", DATA / "junction_segments.h5", "--thickness", 50), tmp_path, "printed")
-    text = (run.stdout + run.stderr).lower()
-    assert "--collection" in text and "--detector-rotation" in text, text
+def test_default_calibration_is_refused_or_printed(tmp_path):
+    """DESIGN §0: a geometry the file does not record is refused naming the option; the
+    defaults that remain (rotation, descan, offsets, gains) are printed with the option that sets them."""
+    argv = [dpcstem_executable(), "reconstruct", str(DATA / "junction_segments.h5"), "--thickness", "50",
+            "-o", str(tmp_path / "default.h5")]
+    refused = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "--collection" in refused.stderr
+    assert not (tmp_path / "default.h5").exists()
+    run = run_cli(("reconstruct", DATA / "junction_segments.h5", "--thickness", 50, "--collection", 1.1, 6.6),
+                  tmp_path, "printed")
+    text = run.stdout + run.stderr
+    for option in ("--detector-rotation", "--fit-rotation", "--reference", "--descan-region", "--offsets"):
+        assert option in text, text
+    assert run.output["attrs"]["detector_rotation_deg_source"] == "default"
 
 
 @pytest.mark.xfail(strict=True, reason="no warning: on a featureless sum the registration takes the bias-dependent "

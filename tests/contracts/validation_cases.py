@@ -197,9 +197,9 @@ CASES = [
          "robust plane fitted to the whole scan, α from the disc",
          ("com", J4, "--thickness", 50), f"{JUNCTION_FIGURE}, ≥ 3 nm from the MIP steps", 0.005,
          _junction_field(3),
-         xfail="2.66% of the peak junction field: the default descan is a robust plane fitted to the centre "
-               "of mass over the whole scan, a third of which holds the junctions' field; the fit rejects most of "
-               "it as outliers, not all (and the default is not printed)"),
+         xfail="7.4 times the peak junction field off: by default no descan is removed (only the median "
+               "centre of mass), so the file's linear descan stays in the field; the command prints that and "
+               "names --reference and --descan-region, but does not say how far off the field may be"),
     Case("4d_vacuum", "junction_4d.h5",
          "the same with the vacuum scan as the descan reference, ≥ 3 nm from the MIP steps; the camera's "
          "0.31 mrad pixels (disc radius 6.4 px) bound this figure: binning the same patterns 4 × 4 moves "
@@ -221,12 +221,6 @@ CASES = [
          ("com", J4, "--thickness", 50, "--reference", J4V, "--potential-method", "dct"),
          "|ΔV / ΔV_w − 1|, n side minus p side", 0.005, _junction_potential_drop,
          xfail="1.14% low (see 4d_vacuum_potential)"),
-    Case("segments_default", "junction_segments.h5",
-         "four annular segments (1.1–6.6 mrad, not recorded in the file) across the junction; defaults",
-         ("reconstruct", JS, "--thickness", 50), f"{JUNCTION_FIGURE}, ≥ 5 nm from the MIP steps", 0.01,
-         _junction_field(5),
-         xfail="the file records no collection angles and the default geometry (a full disc, no inner "
-               "hole) is used without a word: the field reads 7.0% of the peak junction field off"),
     Case("segments_collection", "junction_segments.h5",
          "the same with the collection angles and the vacuum reference",
          ("reconstruct", JS, "--thickness", 50, "--collection", 1.1, 6.6, "--reference", JSV),
