@@ -654,6 +654,11 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         lines.append(f"segment offsets: {', '.join(f'{o:.4g}' for o in offsets)} counts ({offsets_source})")
     if gains_source == "default":
         lines.append(f"segment gains: equal (assumed; {names['reference']} measures them)")
+    return _outcome(result, cal, attrs, lines, inputs, interface, half_range_nm)
+
+
+def _outcome(result, cal, attrs, lines, inputs, interface, half_range_nm, *, drop=()) -> Outcome:
+    """The closing steps every command shares: the summary, the field check, the interface figures, the attributes."""
     lines += summary_lines(result)
     _field_check(result)
     if interface is not None:
@@ -662,6 +667,9 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         attrs.update(interface_attrs)
         lines += interface_lines
     attrs = {**cal.to_attrs(), **_plain(result.attrs), **attrs}
+    for name in drop:
+        attrs.pop(name, None)
+        attrs.pop(f"{name}_source", None)
     return Outcome(result=result, attrs=attrs, lines=lines, inputs=inputs)
 
 
@@ -794,18 +802,8 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
                      f"and takes a uniform one; {names['reference']} or {names['descan_region']} sets it")
     else:
         lines.append(_descan_line(descan_source, tx, ty, valid, names))
-    lines += summary_lines(result)
-    _field_check(result)
-    if interface is not None:
-        interface_lines, profile_maps, interface_attrs = interface_summary(result, interface, half_range_nm)
-        result.extra.update(profile_maps)
-        attrs.update(interface_attrs)
-        lines += interface_lines
-    attrs = {**cal.to_attrs(), **_plain(result.attrs), **attrs}
-    for name in ("collection_inner_mrad", "collection_outer_mrad"):  # a camera has no segments
-        attrs.pop(name, None)
-        attrs.pop(f"{name}_source", None)
-    return Outcome(result=result, attrs=attrs, lines=lines, inputs=inputs)
+    return _outcome(result, cal, attrs, lines, inputs, interface, half_range_nm,
+                    drop=("collection_inner_mrad", "collection_outer_mrad"))  # a camera has no segments
 
 
 def _angular_pixel(file_value, mrad_per_px, camera_length_mm, detector_pixel_um, names):
