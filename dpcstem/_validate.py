@@ -60,6 +60,14 @@ def positive(name, value, *, what="", allow_none=False) -> float | None:
     return result
 
 
+def whole(name, value, *, minimum=1) -> int:
+    """A whole number (an int, or a float with no fraction) of at least ``minimum``."""
+    result = number(name, value, what="a whole number")
+    if not (math.isfinite(result) and result == int(result) and result >= minimum):
+        raise CalibrationError(f"{name} must be a whole number of at least {minimum}, got {value!r}")
+    return int(result)
+
+
 def non_negative(name, value, *, what="") -> float:
     """A finite number that is zero or positive."""
     result = number(name, value, what=what)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _validate
 from ..errors import InputDataError
-from .mean_free_path import check_positive
 from .spectrum import as_spectrum, is_dask
 
 @dataclass(frozen=True, eq=False)
@@ -206,7 +206,7 @@ def log_ratio(spectrum, *, energy_axis=None, zlp_search_ev=5.0, energy_max_ev=No
     n = shape[-1]
     if spec.counts.dtype.kind not in "uif":
         raise InputDataError(f"{where}: spectrum intensities must be numbers, got dtype {spec.counts.dtype}")
-    search = check_positive("zlp_search_ev", zlp_search_ev, "eV")
+    search = _validate.positive("zlp_search_ev", zlp_search_ev, what="in eV")
     offset, step = spec.energy_offset_ev, spec.energy_step_ev
     e_last = offset + (n - 1) * step
     lo_search = max(0, math.ceil((-search - offset) / step))

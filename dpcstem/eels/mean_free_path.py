@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .. import _validate
 from ..errors import CalibrationError
 from ..physics import ELECTRON_REST_ENERGY_KEV
 from .formula import effective_atomic_number
@@ -53,16 +54,6 @@ def _relativistic_f(kv: float) -> float:
     return (1.0 + kv / (2.0 * e_rest)) / (1.0 + kv / e_rest) ** 2
 
 
-def check_positive(name, value, unit):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise CalibrationError(f"{name} must be a number in {unit}, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise CalibrationError(f"{name} must be positive and finite (in {unit}), got {value!r}")
-    return value
-
-
 def malis_mean_free_path_nm(kv, beta_mrad, mean_energy_loss_ev) -> float:
     """Inelastic mean free path by the Malis et al. (1988) formula, in nm.
 
@@ -92,9 +83,9 @@ def malis_mean_free_path_nm(kv, beta_mrad, mean_energy_loss_ev) -> float:
     >>> round(malis_mean_free_path_nm(200, 15, malis_mean_energy_loss_ev("LiCoO2")), 1)
     117.3
     """
-    kv = check_positive("kv", kv, "kV")
-    beta = check_positive("beta_mrad", beta_mrad, "mrad")
-    em = check_positive("mean_energy_loss_ev", mean_energy_loss_ev, "eV")
+    kv = _validate.positive("kv", kv, what="in kV")
+    beta = _validate.positive("beta_mrad", beta_mrad, what="in mrad")
+    em = _validate.positive("mean_energy_loss_ev", mean_energy_loss_ev, what="in eV")
     argument = 2.0 * beta * kv / em
     if argument <= 1.0:
         raise CalibrationError(
@@ -133,15 +124,10 @@ def iakoubovskii_mean_free_path_nm(kv, density_g_cm3, *, beta_mrad, alpha_mrad=0
     :func:`malis_mean_free_path_nm` (E0 in keV, ρ in g/cm³, λ in nm, angles in mrad).
     For β ≫ θ_C the logarithm tends to ln(θ_C²/θ_E²), independent of the angles.
     """
-    kv = check_positive("kv", kv, "kV")
-    rho = check_positive("density_g_cm3", density_g_cm3, "g/cm³")
-    beta = check_positive("beta_mrad", beta_mrad, "mrad")
-    try:
-        alpha = float(alpha_mrad)
-    except (TypeError, ValueError):
-        alpha = math.nan
-    if not math.isfinite(alpha) or alpha < 0:
-        raise CalibrationError(f"alpha_mrad must be zero or positive (in mrad), got {alpha_mrad!r}")
+    kv = _validate.positive("kv", kv, what="in kV")
+    rho = _validate.positive("density_g_cm3", density_g_cm3, what="in g/cm³")
+    beta = _validate.positive("beta_mrad", beta_mrad, what="in mrad")
+    alpha = _validate.non_negative("alpha_mrad", alpha_mrad, what="in mrad")
     f = _relativistic_f(kv)
     rho_term = rho**_IAK_DENSITY_EXPONENT
     theta_e2 = (_IAK_THETA_E_MRAD * rho_term / (f * kv)) ** 2

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import h5py
 
-from ..errors import InputDataError, OutputError, OutputExistsError
+from ..errors import OutputError, OutputExistsError
 
 #: The signals that stop a write cleanly: the temporary file is removed, the old result kept.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 
+from .. import _validate
 from ..errors import CalibrationError, InputDataError
 from ..units import QUANTITY_BY_UNIT
 
@@ -189,8 +190,7 @@ def _diverging_limits(values, vmin, vmax):
             f"a diverging map is centred on zero: give vmax alone or vmin = -vmax, got "
             f"vmin={vmin!r}, vmax={vmax!r}; use diverging=False for other limits"
         )
-    if not np.isfinite(limit) or limit <= 0:
-        raise InputDataError(f"colour limit must be positive and finite, got {limit!r}")
+    limit = _validate.positive("colour limit", limit)
     return -limit, limit
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
 from ..errors import InputDataError
 from ._common import (
     DIVERGING_CMAP, ROBUST_PERCENTILE, SEQUENTIAL_CMAP, _colormap, _diverging_limits, _length_label, _map2d,
@@ -122,8 +123,8 @@ def add_scale_bar(ax, step_nm, *, length_nm=None, colour="white", location="lowe
     if length_nm is None:
         left, right = ax.get_xlim()
         length_nm = _nice_length(fraction * abs(right - left) * step_x)
-    elif not (np.isfinite(length_nm) and length_nm > 0):
-        raise InputDataError(f"length_nm must be positive and finite, got {length_nm!r}")
+    else:
+        length_nm = _validate.positive("length_nm", length_nm)
     outline = "black" if colour == "white" else "white"
     length_px = length_nm / step_x
     height_px = 0.018 * abs(np.diff(ax.get_ylim())[0])

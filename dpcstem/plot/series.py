@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
 from ..errors import InputDataError
 from ._common import DIVERGING_CMAP, _colormap, _diverging_limits, _pyplot, _quantity, _scaled_axis, _show_map, _steps
 from .maps import _extend, add_scale_bar
@@ -57,9 +58,7 @@ def plot_bias_panel(maps, biases_v, *, fig=None, units="C/m^3", step_nm=None, nc
     n = maps.shape[0]
     if ncols is None:
         ncols = min(n, 4)
-    if int(ncols) != ncols or ncols < 1:
-        raise InputDataError(f"ncols must be a positive whole number, got {ncols!r}")
-    ncols = int(ncols)
+    ncols = _validate.whole("ncols", ncols)
     nrows = -(-n // ncols)
     vmin, vmax = _diverging_limits(maps, None, vmax)
     if fig is None:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..errors import InputDataError
+from .. import _validate
 from ._common import (
     NAN_COLOUR, ROBUST_PERCENTILE, _colormap, _format_value, _map2d, _map_figsize, _new_axes, _nice_length,
     _robust_abs_limit, _same_shape, _show_map, _steps,
@@ -56,8 +56,8 @@ def vector_colour_image(vx, vy, *, max_magnitude=None):
     _same_shape(("vx", "vy"), (vx, vy))
     if max_magnitude is None:
         max_magnitude = _robust_abs_limit(np.hypot(vx, vy))
-    elif not (np.isfinite(max_magnitude) and max_magnitude > 0):
-        raise InputDataError(f"max_magnitude must be positive and finite, got {max_magnitude!r}")
+    else:
+        max_magnitude = _validate.positive("max_magnitude", max_magnitude)
     return _hsv_image(vx, vy, float(max_magnitude))
 
 
@@ -226,9 +226,7 @@ def plot_arrows(vx, vy, background, *, ax=None, every=None, step_nm=None, units=
     ny, nx = vx.shape
     if every is None:
         every = max(1, round(max(ny, nx) / 16))
-    if int(every) != every or every < 1:
-        raise InputDataError(f"every must be a positive whole number of pixels, got {every!r}")
-    every = int(every)
+    every = _validate.whole("every", every)
     sx, sy = step if step is not None else (1.0, 1.0)
 
     fig, ax = _new_axes(ax, _map_figsize(vx.shape, step, 1.3))
@@ -249,7 +247,7 @@ def plot_arrows(vx, vy, background, *, ax=None, every=None, step_nm=None, units=
     u = mean_x[keep] / sx
     v = mean_y[keep] / sy
     scale = longest / (0.9 * every * min(sx, sy))
-    quiver = ax.quiver(cx[keep], cy[keep], u, v, angles="xy", scale_units="xy",
+    ax.quiver(cx[keep], cy[keep], u, v, angles="xy", scale_units="xy",
                        scale=scale, pivot="middle", color=_ARROW_COLOUR, edgecolor="black",
                        linewidth=0.5, width=_ARROW_WIDTH, headwidth=3.5, headlength=4,
                        headaxislength=3.5, minlength=0)

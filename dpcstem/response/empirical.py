@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..calibration import Calibration
+from .. import _validate
 from ..errors import CalibrationError, InputDataError
 from .table import TABLE_SIZE, InverseTable
 
@@ -156,8 +157,7 @@ def fit_response(tilt_x, tilt_y, d_a, d_b, *, calibration: Calibration | None = 
         tu, tv = wu / alpha_mrad, wv / alpha_mrad
     if tu.size < 9:
         raise InputDataError(f"a tilt series needs at least 9 tilts spread over both axes, got {tu.size}")
-    if not smoothing >= 0:
-        raise InputDataError(f"smoothing must be zero or positive, got {smoothing!r}")
+    smoothing = _validate.non_negative("smoothing", smoothing)
     signals = np.column_stack([da, db])
     try:
         hull = Delaunay(signals)

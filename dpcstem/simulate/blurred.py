@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft, ndimage
 
+from .. import _validate
 from ..errors import InputDataError
 
 #: Grid points per α of the detector-plane grid of the blurred response.
@@ -101,8 +102,7 @@ def blurred_segment_areas(u, v, *, inner=0.0, outer=math.inf, blur=0.0, points_p
         Areas of A, B, C, D in units of α² (a centred disc on a full detector: π/4 each).
     """
     u, v = np.broadcast_arrays(np.asarray(u, dtype=float), np.asarray(v, dtype=float))
-    if not (math.isfinite(blur) and blur >= 0):
-        raise InputDataError(f"edge blur must be zero or positive (units of alpha), got {blur!r}")
+    blur = _validate.non_negative("edge blur", blur, what="units of alpha")
     s = np.hypot(u, v)
     s_max = float(np.max(s)) if s.size else 0.0
     if not math.isfinite(s_max) or s_max > 4:

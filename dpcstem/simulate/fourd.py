@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erfc
 
+from .. import _validate
 from ..calibration import Calibration
 from ..calibration.descan import descan_surface
 from ..errors import InputDataError
@@ -123,9 +124,9 @@ class FrameSimulator:
         self.frame_shape = tuple(int(n) for n in frame_shape)
         if len(self.frame_shape) != 2 or min(self.frame_shape) < 1:
             raise InputDataError(f"frame_shape must be (ky, kx) positive, got {frame_shape}")
-        if not (mrad_per_px > 0 and blur_px > 0 and dose > 0):
-            raise InputDataError(f"mrad_per_px, blur_px and dose must be positive, got {mrad_per_px}, {blur_px}, "
-                                 f"{dose}")
+        mrad_per_px = _validate.positive("mrad_per_px", mrad_per_px)
+        blur_px = _validate.positive("blur_px", blur_px)
+        dose = _validate.positive("dose", dose, what="electrons per probe position")
         ky, kx = self.frame_shape
         self.centre_yx = ((ky - 1) / 2, (kx - 1) / 2) if centre_yx is None else tuple(map(float, centre_yx))
         self.mrad_per_px = float(mrad_per_px)

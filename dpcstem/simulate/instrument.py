@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _validate
 from ..calibration import Calibration
 from ..calibration.descan import descan_surface
 from ..errors import InputDataError
@@ -72,13 +73,8 @@ class Descan:
 
 # -- counting ----------------------------------------------------------------------------------
 
-def _four(name, values, default):
-    if values is None:
-        return np.full(4, default)
-    arr = np.asarray(values, dtype=float).ravel()
-    if arr.shape != (4,) or not np.all(np.isfinite(arr)):
-        raise InputDataError(f"{name} must be 4 finite numbers (segments A, B, C, D), got {values!r}")
-    return arr
+def _four(name, values, default, *, positive_only=False):
+    return np.full(4, default) if values is None else _validate.four(name, values, positive_only=positive_only)
 
 
 def detect(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=4e4, noise=True, gains=None, offsets=None,
@@ -129,10 +125,8 @@ def detect(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, dose=4e4, no
     if not np.all(np.isfinite(dose)) or np.any(dose <= 0):
         bad = dose if dose.ndim == 0 else dose[~(np.isfinite(dose) & (dose > 0))].flat[0]
         raise InputDataError(f"dose must be positive and finite (electrons per probe position), got {float(bad)!r}")
-    gains = _four("gains", gains, 1.0)
+    gains = _four("gains", gains, 1.0, positive_only=True)
     offsets = _four("offsets", offsets, 0.0)
-    if np.any(gains <= 0):
-        raise InputDataError(f"gains must be positive, got {gains.tolist()}")
     s_max = float(np.max(np.hypot(tx, ty))) / calibration.alpha_mrad if tx.size else 0.0
     if edge_blur == 0 and not s_max < 1:
         raise InputDataError(

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import physics
-from ..errors import InputDataError
+from .. import _validate, physics
 
 _EPS0 = physics.VACUUM_PERMITTIVITY_F_M
 _E = physics.ELEMENTARY_CHARGE_C
@@ -35,13 +34,8 @@ def _check(layer, *, positive=(), finite=()):
         value = getattr(layer, name)
         if value is None and name.startswith("counter_"):
             continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if not math.isfinite(number) or (name in positive and number <= 0):
-            kind = "positive and finite" if name in positive else "finite"
-            raise InputDataError(f"{type(layer).__name__}: {name} must be {kind}, got {value!r}")
+        check = _validate.positive if name in positive else _validate.finite
+        check(f"{type(layer).__name__}: {name}", value)
 
 
 @dataclass(frozen=True)
@@ -276,12 +270,7 @@ def layer_at_bias(layer, bias_v, *, built_in_v=None, share=1.0):
     built_in_v = layer.potential_drop_v if built_in_v is None else built_in_v
     values = {"bias_v": bias_v, "built_in_v": built_in_v, "share": share}
     for name, value in values.items():
-        try:
-            values[name] = float(value)
-        except (TypeError, ValueError):
-            values[name] = math.nan
-        if not math.isfinite(values[name]):
-            raise InputDataError(f"{name} must be a finite number (V, or a fraction for share), got {value!r}")
+        values[name] = _validate.finite(name, value)
     return dataclasses.replace(layer, potential_drop_v=values["built_in_v"] + values["share"] * values["bias_v"])
 
 

@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy import signal, special
 
-from .. import physics
+from .. import _validate, physics
 from ..errors import InputDataError
 
 #: First zero of J1, v = 3.8317…; the Airy intensity's first zero lies at r = v·λ/(2πα).
@@ -38,10 +38,7 @@ def _wavelength_nm(kv):
 
 
 def _alpha_rad(alpha_mrad):
-    alpha = float(alpha_mrad)
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise InputDataError(
-            f"alpha_mrad must be positive and finite (convergence semi-angle in mrad), got {alpha_mrad!r}")
+    alpha = _validate.positive("alpha_mrad", alpha_mrad, what="convergence semi-angle in mrad")
     return alpha * physics.MRAD_TO_RAD
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import physics
+from .. import _validate, physics
 from ..calibration import Calibration
 from ..errors import InputDataError
 from .instrument import Descan, _shape, detect, simulate_vacuum
@@ -107,9 +107,7 @@ def _scene(layer, calibration, shape, *, share, point_nm, normal_deg, mip, thick
     point_nm = tuple(float(v) for v in point_nm)
     if len(point_nm) != 2 or not all(math.isfinite(v) for v in point_nm):
         raise InputDataError(f"point_nm must be two finite numbers (x, y) in nm, got {point_nm!r}")
-    normal_deg = float(normal_deg)
-    if not math.isfinite(normal_deg):
-        raise InputDataError(f"normal_deg must be a finite angle in degrees, got {normal_deg!r}")
+    normal_deg = _validate.finite("normal_deg", normal_deg, noun="angle in degrees")
     # The layer's fine profile covers the scan, a probe's reach and some drift, the same for
     # every frame of a series, so that their potentials share one zero.
     margin = 2 * max(airy_first_zero_nm(calibration.kv, calibration.alpha_mrad) * 10, 10 * max(sx, sy))
@@ -125,9 +123,7 @@ def _scene(layer, calibration, shape, *, share, point_nm, normal_deg, mip, thick
 
 def _particles(count, width_nm, height_nm, step_nm):
     """``count`` round particles (x, y, radius in nm) scattered over the scan, at positions fixed by the count."""
-    count = int(count)
-    if count < 0:
-        raise InputDataError(f"particles must be a count of 0 or more, got {count!r}")
+    count = _validate.whole("particles", count, minimum=0)
     gen = np.random.default_rng(count)
     return np.column_stack([gen.uniform(0, width_nm, count), gen.uniform(0, height_nm, count),
                             gen.uniform(1.5, 4.0, count) * step_nm])
@@ -154,9 +150,7 @@ def _observe(scene, calibration, shape, bias_v, drift_px, *, probe, oversample):
     if not probe:
         truth.deflection_x, truth.deflection_y = scene.deflection(x, y, bias_v, truth)
     else:
-        os_ = int(oversample)
-        if os_ < 1:
-            raise InputDataError(f"oversample must be a positive integer, got {oversample!r}")
+        os_ = _validate.whole("oversample", oversample)
         kernel = probe_kernel(calibration.kv, calibration.alpha_mrad, sx / os_, sy / os_)
         ky, kx = kernel.shape[0] // 2, kernel.shape[1] // 2
         fx = ((np.arange(os_ * (nx - 1) + 1 + 2 * kx) - kx) / os_ + dx) * sx
@@ -264,9 +258,7 @@ def _scattered(truth, scattering_mfp_nm):
     """Fraction of the beam scattered outside the bright-field disc (by thickness and particles)."""
     kept = 1.0 - PARTICLE_SCATTERING * np.clip(getattr(truth, "particles", 0.0), 0.0, 1.0)
     if scattering_mfp_nm is not None:
-        mfp = float(scattering_mfp_nm)
-        if not math.isfinite(mfp) or mfp <= 0:
-            raise InputDataError(f"scattering_mfp_nm must be positive and finite (nm), got {scattering_mfp_nm!r}")
+        mfp = _validate.positive("scattering_mfp_nm", scattering_mfp_nm, what="in nm")
         kept = kept * np.exp(-truth.thickness_nm / mfp)
     return 1.0 - kept
 

@@ -26,18 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from .. import physics
+from .. import _validate, physics
 from ..errors import InputDataError
-
-
-def _finite(name, value, *, positive=False):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InputDataError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise InputDataError(f"{name} must be {'positive and ' if positive else ''}finite, got {value!r}")
-    return value
 
 
 def _distance(x_nm, y_nm, point_nm, normal_deg):
@@ -70,9 +60,9 @@ class MeanInnerPotential:
     width_nm: float = 1.0
 
     def __post_init__(self):
-        _finite("before_v (mean inner potential)", self.before_v)
-        _finite("after_v (mean inner potential)", self.after_v)
-        _finite("width_nm (interface width)", self.width_nm, positive=True)
+        _validate.finite("before_v (mean inner potential)", self.before_v)
+        _validate.finite("after_v (mean inner potential)", self.after_v)
+        _validate.positive("width_nm (interface width)", self.width_nm)
 
     def evaluate(self, x_nm, y_nm, interface):
         """Potential (V) and its gradient (dV/dx, dV/dy in V/nm) at the positions.
@@ -92,7 +82,7 @@ class UniformThickness:
     thickness_nm: float
 
     def __post_init__(self):
-        _finite("thickness_nm", self.thickness_nm, positive=True)
+        _validate.positive("thickness_nm", self.thickness_nm)
 
     def evaluate(self, x_nm, y_nm, interface):
         """Thickness (nm) and its gradient (dt/dx, dt/dy, dimensionless) at the positions."""
@@ -121,9 +111,9 @@ class WedgeThickness:
     point_nm: tuple | None = None
 
     def __post_init__(self):
-        _finite("thickness_nm", self.thickness_nm, positive=True)
-        _finite("slope (wedge, nm per nm)", self.slope)
-        _finite("direction_deg", self.direction_deg)
+        _validate.positive("thickness_nm", self.thickness_nm)
+        _validate.finite("slope (wedge, nm per nm)", self.slope)
+        _validate.finite("direction_deg", self.direction_deg)
 
     def evaluate(self, x_nm, y_nm, interface):
         point = interface[0] if self.point_nm is None else self.point_nm
@@ -156,9 +146,9 @@ class StepThickness:
     normal_deg: float | None = None
 
     def __post_init__(self):
-        _finite("before_nm (thickness)", self.before_nm, positive=True)
-        _finite("after_nm (thickness)", self.after_nm, positive=True)
-        _finite("width_nm (step width)", self.width_nm, positive=True)
+        _validate.positive("before_nm (thickness)", self.before_nm)
+        _validate.positive("after_nm (thickness)", self.after_nm)
+        _validate.positive("width_nm (step width)", self.width_nm)
 
     def evaluate(self, x_nm, y_nm, interface):
         point = interface[0] if self.point_nm is None else self.point_nm

@@ -10,7 +10,7 @@ from skimage.registration import phase_cross_correlation
 from dpcstem import Calibration, physics
 from dpcstem.options import ReconstructionOptions
 from dpcstem.response.geometry import segment_areas, shift_signals
-from dpcstem.errors import InputDataError
+from dpcstem.errors import CalibrationError, DPCError, InputDataError
 from dpcstem.reconstruct import reconstruct, reconstruct_deflection
 from dpcstem.simulate import (
     Descan,
@@ -244,9 +244,9 @@ def test_the_potential_drop_follows_the_bias():
     widths = np.array([lay.width_nm for lay in biased])
     assert np.allclose(widths / widths[0], np.sqrt([1, 4, 7.6]))  # w ∝ sqrt(ΔV)
     assert layer_at_bias(layer, 1.0, built_in_v=0.0).potential_drop_v == 1.0
-    with pytest.raises(InputDataError, match="bias_v must be a finite number"):
+    with pytest.raises(CalibrationError, match="bias_v must be a finite number"):
         layer_at_bias(layer, float("nan"))
-    with pytest.raises(InputDataError, match="density_per_m3 must be positive"):
+    with pytest.raises(CalibrationError, match="density_per_m3 must be positive"):
         MottSchottky(density_per_m3=0, eps_r=12, potential_drop_v=1)
 
 
@@ -267,7 +267,7 @@ def test_thickness_models_and_their_gradients():
     step, _, _ = StepThickness(131.0, 270.0, width_nm=0.5).evaluate(np.array([0.0, 20.0]), np.array([5.0, 5.0]),
                                                                      ((10.0, 5.0), 0.0))
     assert step == pytest.approx([131.0, 270.0])
-    with pytest.raises(InputDataError, match="after_nm \\(thickness\\) must be positive"):
+    with pytest.raises(CalibrationError, match="after_nm \\(thickness\\) must be positive"):
         StepThickness(131.0, -1.0)
 
 
@@ -362,7 +362,7 @@ def test_scattering_outside_the_disc_shows_the_thickness_in_the_segment_sum():
     assert total[0, 0] / total[0, -1] == pytest.approx(np.exp((270.0 - 131.0) / 150.0), rel=1e-6)
     result = reconstruct(segments, cal)  # normalised differences: the deflection is untouched
     assert np.allclose(result.deflection_x, truth.deflection_x, atol=2e-3 * np.abs(truth.deflection_x).max())
-    with pytest.raises(InputDataError, match="scattering_mfp_nm must be positive"):
+    with pytest.raises(CalibrationError, match="scattering_mfp_nm must be positive"):
         simulate_acquisition(None, cal, (4, 4), scattering_mfp_nm=0.0)
     with pytest.raises(InputDataError, match=r"a dose map must have the scan's shape \(4, 4\)"):
         simulate_vacuum(cal, (4, 4), dose=np.ones((3, 3)))
@@ -420,14 +420,14 @@ def test_bias_series_has_the_reference_first_and_its_truth_per_bias():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(mip=(60.0, 10.0)), "beyond alpha = 1 mrad"),
     (dict(drift_px=(0.1,)), "drift_px must be two numbers"),
-    (dict(oversample=0), "oversample must be a positive integer"),
+    (dict(oversample=0), "oversample must be a whole number of at least 1"),
     (dict(gains=(1, 1, 1)), "gains must be 4 finite numbers"),
     (dict(dose=-5), "dose must be positive"),
     (dict(mip=(1.0, 2.0, 3.0)), "mip must be a pair"),
     (dict(thickness="thick"), "thickness_nm must be a number"),
 ])
 def test_bad_simulation_options_are_named(kwargs, message):
-    with pytest.raises(InputDataError, match=message):
+    with pytest.raises(DPCError, match=message):
         simulate_acquisition(ms_layer(1.0), calibration(), (6, 8), rng=0, **kwargs)
 
 
