@@ -40,7 +40,6 @@ files (exit 1 beyond 1e-6).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -126,17 +125,11 @@ def simulate(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", metavar="ROWS", help="comma-separated scan rows to recompute and compare")
-    args = parser.parse_args(argv)
-    rows = list(range(SCAN)) if args.check is None else [int(r) for r in args.check.split(",")]
+    rows, checking = ms.rows_to_simulate(__doc__, argv, SCAN)
     sim, unweighted, positions, w = simulate(rows)
     truth = ms.truth_maps(sim, unweighted, (len(rows), SCAN))
-    identity = ms.check_com_identity(sim, KV, THICKNESS)
-    print(f"centre-of-mass identity: {identity:.2e} of the peak weighted field")
-    if identity > ms.COM_IDENTITY_TOL:
-        raise SystemExit(f"the multislice breaks the centre-of-mass identity ({identity:.2e})")
-    if args.check is not None:
+    ms.require_com_identity(sim, KV, THICKNESS)
+    if checking:
         return ms.compare_rows(OUT / "junction_4d.h5", truth, rows)
     OUT.mkdir(exist_ok=True)
     centre = sim["optical_axis_px"]

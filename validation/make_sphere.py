@@ -27,7 +27,6 @@ Usage (in the validation environment): ``python validation/make_sphere.py``;
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -83,17 +82,11 @@ def simulate(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", metavar="ROWS", help="comma-separated scan rows to recompute and compare")
-    args = parser.parse_args(argv)
-    rows = list(range(SCAN)) if args.check is None else [int(r) for r in args.check.split(",")]
+    rows, checking = ms.rows_to_simulate(__doc__, argv, SCAN)
     sim, unweighted, positions = simulate(rows)
     truth = ms.truth_maps(sim, unweighted, (len(rows), SCAN))
-    identity = ms.check_com_identity(sim, KV, THICKNESS)
-    print(f"centre-of-mass identity: {identity:.2e} of the peak weighted field")
-    if identity > ms.COM_IDENTITY_TOL:
-        raise SystemExit(f"the multislice breaks the centre-of-mass identity ({identity:.2e})")
-    if args.check is not None:
+    ms.require_com_identity(sim, KV, THICKNESS)
+    if checking:
         return ms.compare_rows(OUT / "sphere_segments.h5", truth, rows)
     OUT.mkdir(exist_ok=True)
     attrs = {"kv": KV, "alpha_mrad": ALPHA, "step_x_nm": STEP, "step_y_nm": STEP, "thickness_nm": THICKNESS,

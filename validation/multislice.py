@@ -32,6 +32,7 @@ mass of the full (uncropped) pattern must equal the weighted field to ``COM_IDEN
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 
@@ -171,6 +172,27 @@ def check_com_identity(sim, kv, thickness_nm, *, mask=None):
     if mask is not None:
         err, ref = err[mask], ref[mask]
     return float(err.max() / ref.max())
+
+
+def require_com_identity(sim, kv, thickness_nm):
+    """Print the centre-of-mass identity's error and stop when the multislice breaks it."""
+    identity = check_com_identity(sim, kv, thickness_nm)
+    print(f"centre-of-mass identity: {identity:.2e} of the peak weighted field")
+    if identity > COM_IDENTITY_TOL:
+        raise SystemExit(f"the multislice breaks the centre-of-mass identity ({identity:.2e})")
+
+
+def rows_to_simulate(doc, argv, n_rows):
+    """The scan rows a reference script computes: all of them, or those given by ``--check ROWS``.
+
+    Returns (rows, checking): with ``--check`` the script recomputes only those rows and
+    compares them with the committed file (:func:`compare_rows`) instead of writing it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--check", metavar="ROWS", help="comma-separated scan rows to recompute and compare")
+    args = parser.parse_args(argv)
+    if args.check is None:
+        return list(range(n_rows)), False
+    return [int(r) for r in args.check.split(",")], True
 
 
 def supersampled_segments(shape, mrad_per_px, centre_px, inner_mrad, outer_mrad, rotation_deg, flip, sub=4):
