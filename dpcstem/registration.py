@@ -36,6 +36,18 @@ RESIDUAL_TOLERANCE = 2.0
 RESIDUAL_FRACTION = 0.1
 #: Gaussian smoothing (pixels) of the images whose gradients judge structure and set the shift.
 SMOOTHING_PX = 2.0
+#: Tukey scale (noise units of the smoothed difference): pixels whose residual exceeds it changed.
+TUKEY_SCALE = 4.685
+#: Pixels next to a changed one count as changed.
+CHANGED_MARGIN_PX = 1
+#: A shift is kept only when it lowers the chi-square of the pixels that stay by at least this.
+SHIFT_SIGNIFICANCE = 25.0
+#: The pixels that agree after the shift must hold at least this fraction of the image's structure
+#: (gradient energy); otherwise the structure is what changed.
+STAYS_FRACTION = 0.5
+#: A shift whose standard error exceeds this (pixels) is not applied: the issue's resolution for
+#: "no shift" is 0.1 px, and a net map shifted by an unreliable amount is wrong everywhere.
+MAX_SHIFT_STDERR_PX = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,9 @@ class Registration:
         noise of that difference (about 1 when the images agree to their noise).
     reason : str
         Why no shift was applied (empty when one was measured).
+    shift_stderr_px : float
+        Standard error of the shift (pixels, along its least certain direction), from the
+        residual and the structure of the pixels that stay the same (NaN when not measured).
     """
 
     shift_px: tuple
@@ -68,6 +83,7 @@ class Registration:
     residual_before: float = math.nan
     residual_after: float = math.nan
     reason: str = ""
+    shift_stderr_px: float = math.nan
 
     @property
     def measured(self) -> bool:
@@ -130,58 +146,147 @@ def register(reference, moving, *, valid=None, exclude=None, upsample=20, iterat
     inner &= inner_m
     if inner.sum() < 16:
         return Registration((0.0, 0.0), "rejected", reason="too few pixels away from the excluded region")
-    energies, directions = _structure(ref, inner)
     noise_energy = sigma**2 * _gradient_gain()
+    energies, directions = _structure(ref, inner)
     snr = math.sqrt(max(energies[-1], 0.0) / noise_energy)
     significant = energies > STRUCTURE_SIGNIFICANCE * noise_energy
     if not significant.any():
         return Registration((0.0, 0.0), "rejected", structure_snr=snr,
                             reason=f"no structure above the noise (structure SNR {snr:.2f})")
-    constrained = not significant.all()
     keep = directions[:, significant]  # (2, k): the directions with structure
-    gy, gx = np.gradient(ref)
-    edges = inner & (gy**2 + gx**2 > STRUCTURE_SIGNIFICANCE * 2 * noise_energy)
-    edges = ndimage.binary_dilation(edges, iterations=2) & inner if edges.sum() >= 16 else inner
+    # noise of a difference of the two smoothed images, where the structure is
+    local = math.hypot(_local_sigma(reference, use), _local_sigma(moving, use))
+    noise_diff = max(math.sqrt(2.0) * sigma, local) * _smoothing_gain()
 
     fill = ref[inner].mean()
     window = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1])) if min(ref.shape) > 4 else 1.0
     first, _, _ = phase_cross_correlation(np.where(inner, ref - fill, 0) * window,
                                           np.where(inner, mov - fill, 0) * window,
                                           upsample_factor=upsample, normalization=None)
-    shift = keep @ (keep.T @ np.asarray(first, dtype=float))
-    # noise of a difference of the two smoothed images
-    noise_diff = math.sqrt(2.0) * sigma * _smoothing_gain()
-    before = _residual(ref, mov, np.zeros(2), edges, inner)
-    after = math.nan
     filled_mov = np.where(inner, mov, fill)
-    for _ in range(iterations):
-        warped = ndimage.shift(filled_mov, shift, order=3, mode="nearest")
-        moved_ok = ndimage.shift(inner.astype(float), shift, order=1, mode="constant", cval=0.0) > 1 - 1e-6
-        use_now = edges & moved_ok
-        if use_now.sum() < 8:
-            return Registration((0.0, 0.0), "rejected", constrained, snr,
-                                reason="the shift moves the structure out of the scan")
+    fits = [_robust_fit(ref, filled_mov, inner, keep @ (keep.T @ start), keep, noise_diff, iterations)
+            for start in (np.zeros(2), np.asarray(first, dtype=float))]
+    fits = [f for f in fits if f is not None]
+    if not fits:
+        return Registration((0.0, 0.0), "rejected", False, snr,
+                            reason="the shift moves the structure out of the scan")
+    shift, stays = min(fits, key=lambda f: f[2])[:2]
+    return _judge(ref, filled_mov, inner, stays, shift, keep, noise_energy, noise_diff, snr)
+
+
+def _tukey_weights(r, c):
+    """Tukey biweight weights of residuals ``r`` (noise units) at scale ``c``."""
+    return np.where(np.abs(r) < c, (1 - (r / c) ** 2) ** 2, 0.0)
+
+
+def _tukey_cost(r, c):
+    rho = np.where(np.abs(r) < c, 1 - (1 - (r / c) ** 2) ** 3, 1.0)
+    return float(np.mean(rho)) * c**2 / 6
+
+
+def _warp(image, inner, shift):
+    """``image`` shifted by ``shift`` (cubic spline) and where it comes wholly from ``inner``."""
+    warped = ndimage.shift(image, shift, order=3, mode="nearest")
+    ok = inner & (ndimage.shift(inner.astype(float), shift, order=1, mode="constant", cval=0.0) > 1 - 1e-6)
+    return warped, ok
+
+
+def _gain_residual(warped, ref, pixels, weights=None):
+    """(warped − gain·ref) with the gain fitted over ``pixels`` (weighted)."""
+    w = np.ones(int(pixels.sum())) if weights is None else weights
+    r, m = ref[pixels], warped[pixels]
+    den = float(np.sum(w * r * r))
+    gain = float(np.sum(w * r * m) / den) if den > 0 else 1.0
+    return warped - gain * ref
+
+
+def _robust_fit(ref, mov, inner, shift, keep, noise_diff, iterations):
+    """Iteratively reweighted Gauss–Newton from ``shift``: (shift, pixels that agree, robust cost), or None.
+
+    Tukey weights on the residual in noise units, their scale narrowing from 4 to 1 times
+    :data:`TUKEY_SCALE` over the first steps, so a start some way off is not frozen.
+    """
+    for step_no in range(iterations):
+        scale = TUKEY_SCALE * max(1.0, 4.0 / 2**step_no)
+        warped, ok = _warp(mov, inner, shift)
+        if ok.sum() < 16:
+            return None
+        r = _gain_residual(warped, ref, ok) / noise_diff
+        w = _tukey_weights(r, scale)[ok]
+        if np.count_nonzero(w) < 8:
+            return None
+        r = _gain_residual(warped, ref, ok, w)[ok] / noise_diff
+        w = _tukey_weights(r, scale)
         wy, wx = np.gradient(warped)
-        diff = (warped - ref)[use_now]
-        gradients = np.column_stack([wy[use_now], wx[use_now]]) @ keep
-        design = np.column_stack([gradients, ref[use_now]])
-        solution = np.linalg.lstsq(design, diff, rcond=None)[0]
+        design = np.column_stack([np.column_stack([wy[ok], wx[ok]]) @ keep, ref[ok] / noise_diff])
+        root = np.sqrt(w)
+        solution = np.linalg.lstsq(design * root[:, None], (warped - ref)[ok] * root, rcond=None)[0]
         step = keep @ solution[: keep.shape[1]]
         shift = shift + step
-        if np.max(np.abs(step)) < 1e-4:
+        if np.max(np.abs(step)) < 1e-4 and scale == TUKEY_SCALE:
             break
-    after = _residual(ref, mov, shift, edges, inner)
-    # The noise where the residual is taken: second differences cancel the structure's slope,
-    # and a count-like image is noisier on its structure than on its background.
-    local = math.hypot(_local_sigma(reference, edges & use), _local_sigma(moving, edges & use))
-    noise_diff = max(noise_diff, local * _smoothing_gain())
-    before_n, after_n = before / noise_diff, after / noise_diff
-    if not (after_n <= RESIDUAL_TOLERANCE or after_n <= RESIDUAL_FRACTION * before_n):
-        return Registration((0.0, 0.0), "rejected", constrained, snr, before_n, after_n,
-                            reason=f"a shift does not explain the change between the images (residual "
-                                   f"{after_n:.1f}x the noise after the best shift, {before_n:.1f}x before): the "
-                                   "registration image changes with bias")
-    return Registration((float(shift[0]), float(shift[1])), "measured", constrained, snr, before_n, after_n)
+    warped, ok = _warp(mov, inner, shift)
+    if ok.sum() < 16:
+        return None
+    r = _gain_residual(warped, ref, ok) / noise_diff
+    w = _tukey_weights(r, TUKEY_SCALE)
+    r = _gain_residual(warped, ref, ok, w[ok]) / noise_diff
+    stays = ok & (np.abs(r) < TUKEY_SCALE)
+    return shift, stays, _tukey_cost(r[ok], TUKEY_SCALE)
+
+
+def _judge(ref, mov, inner, stays, shift, keep, noise_energy, noise_diff, snr):
+    """Keep the fitted shift only if the pixels that agree after it hold most of the structure,
+    it explains them, it is significant and its standard error is small (see :func:`register`)."""
+    constrained = keep.shape[1] == 1
+
+    def rejected(reason, snr_=snr, before=math.nan, after=math.nan, stderr=math.nan):
+        return Registration((0.0, 0.0), "rejected", constrained, snr_, before, after, reason, stderr)
+
+    def residual(shift_, pixels):
+        warped = _warp(mov, inner, shift_)[0]
+        return _rms(_gain_residual(warped, ref, pixels), pixels) / noise_diff
+
+    gy, gx = np.gradient(ref)
+    energy = (np.column_stack([gy.ravel(), gx.ravel()]) @ keep) ** 2
+    energy = energy.sum(axis=1).reshape(ref.shape)
+    changed = ndimage.binary_dilation(inner & ~stays, iterations=CHANGED_MARGIN_PX)
+    stays = stays & ~changed
+    both = _warp(mov, inner, shift)[1]
+    kept = float(energy[stays].sum() / energy[inner].sum())
+    if kept < STAYS_FRACTION or stays.sum() < 16:
+        return rejected(f"a shift does not explain the change between the images ({1 - kept:.0%} of the "
+                        f"structure changed beyond the noise after the best shift): the registration image "
+                        "changes with bias", before=residual(np.zeros(2), both), after=residual(shift, both))
+    grads = np.column_stack([gy[stays], gx[stays]]) @ keep
+    weakest = float(np.linalg.eigvalsh(np.atleast_2d(grads.T @ grads) / len(grads))[0])
+    stay_snr = math.sqrt(max(weakest, 0.0) / noise_energy)
+    before, after = residual(np.zeros(2), stays), residual(shift, stays)
+    if weakest <= STRUCTURE_SIGNIFICANCE * noise_energy:
+        return rejected(f"the structure changes with the bias (structure SNR {snr:.2f} in the image, {stay_snr:.2f} "
+                        "where it stays the same)", stay_snr, before, after)
+    if not (after <= RESIDUAL_TOLERANCE or after <= RESIDUAL_FRACTION * before):
+        return rejected(f"a shift does not explain the change between the images (residual {after:.1f}x the noise "
+                        f"after the best shift, {before:.1f}x before): the registration image changes with bias",
+                        stay_snr, before, after)
+    # Independent samples of the smoothed residual, and the shift's standard error from them.
+    samples = stays.sum() * _smoothing_gain() ** 2
+    stderr = max(after, 1.0) * noise_diff / math.sqrt(samples * weakest)
+    if stderr > MAX_SHIFT_STDERR_PX:
+        return rejected(f"the structure that stays the same fixes the shift only to ±{stderr:.2f} px (structure "
+                        f"SNR {stay_snr:.2f})", stay_snr, before, after, stderr)
+    if samples * (before**2 - after**2) < SHIFT_SIGNIFICANCE:
+        if before <= RESIDUAL_TOLERANCE:  # the images agree as they are: no drift to correct
+            return Registration((0.0, 0.0), "measured", constrained, stay_snr, before, before, "", stderr)
+        return rejected(f"no shift explains the change between the images significantly better than none "
+                        f"(residual {before:.1f}x the noise before, {after:.1f}x after the best shift): the "
+                        "registration image changes with bias", stay_snr, before, after, stderr)
+    return Registration((float(shift[0]), float(shift[1])), "measured", constrained, stay_snr, before, after, "",
+                        stderr)
+
+
+def _rms(values, pixels):
+    return float(np.sqrt(np.mean(values[pixels] ** 2)))
 
 
 def _noise_sigma(image, use):
@@ -235,17 +340,6 @@ def _gradient_gain():
 def _smoothing_gain():
     """Standard deviation of smoothed white noise per unit σ."""
     return float(math.sqrt(np.sum(_impulse() ** 2)))
-
-
-def _residual(ref, mov, shift, edges, inner):
-    """RMS of (shifted moving − gain·reference) over the structured pixels both images cover."""
-    fill = ref[inner].mean()
-    warped = ndimage.shift(np.where(inner, mov, fill), shift, order=3, mode="nearest")
-    ok = edges & (ndimage.shift(inner.astype(float), shift, order=1, mode="constant", cval=0.0) > 1 - 1e-6)
-    if ok.sum() < 8:
-        return math.inf
-    gain = float(np.dot(warped[ok], ref[ok]) / np.dot(ref[ok], ref[ok])) if np.any(ref[ok]) else 1.0
-    return float(np.sqrt(np.mean((warped[ok] - gain * ref[ok]) ** 2)))
 
 
 def shift_map(values, shift_px, valid=None):
