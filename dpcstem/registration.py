@@ -192,45 +192,51 @@ def _warp(image, inner, shift):
 
 
 def _gain_residual(warped, ref, pixels, weights=None):
-    """(warped − gain·ref) with the gain fitted over ``pixels`` (weighted)."""
-    w = np.ones(int(pixels.sum())) if weights is None else weights
+    """(warped − gain·ref), the gain fitted over ``pixels`` (weighted least squares), or without
+    weights their median ratio (robust to a region whose level changed)."""
     r, m = ref[pixels], warped[pixels]
-    den = float(np.sum(w * r * r))
-    gain = float(np.sum(w * r * m) / den) if den > 0 else 1.0
+    if weights is None:
+        nonzero = r != 0
+        gain = float(np.median(m[nonzero] / r[nonzero])) if nonzero.any() else 1.0
+    else:
+        den = float(np.sum(weights * r * r))
+        gain = float(np.sum(weights * r * m) / den) if den > 0 else 1.0
     return warped - gain * ref
 
 
 def _robust_fit(ref, mov, inner, shift, keep, noise_diff, iterations):
     """Iteratively reweighted Gauss–Newton from ``shift``: (shift, pixels that agree, robust cost), or None.
 
-    Tukey weights on the residual in noise units, their scale narrowing from 4 to 1 times
-    :data:`TUKEY_SCALE` over the first steps, so a start some way off is not frozen.
+    Tukey weights on the residual in noise units, at a scale of :data:`TUKEY_SCALE` times the
+    residual's robust spread (from the quartile of its magnitude, so that up to three quarters of
+    the pixels may have changed; at least the noise): far from the answer most pixels still count,
+    and as the shift converges the scale narrows to the noise, where the pixels whose contrast
+    changed lose their weight.
     """
-    for step_no in range(iterations):
-        scale = TUKEY_SCALE * max(1.0, 4.0 / 2**step_no)
+    for _ in range(iterations):
         warped, ok = _warp(mov, inner, shift)
         if ok.sum() < 16:
             return None
-        r = _gain_residual(warped, ref, ok) / noise_diff
-        w = _tukey_weights(r, scale)[ok]
+        r = _gain_residual(warped, ref, ok)[ok] / noise_diff
+        scale = TUKEY_SCALE * max(1.0, float(np.quantile(np.abs(r), 0.25)) / 0.3186)
+        w = _tukey_weights(r, scale)
         if np.count_nonzero(w) < 8:
             return None
-        r = _gain_residual(warped, ref, ok, w)[ok] / noise_diff
-        w = _tukey_weights(r, scale)
+        w = _tukey_weights(_gain_residual(warped, ref, ok, w)[ok] / noise_diff, scale)
         wy, wx = np.gradient(warped)
         design = np.column_stack([np.column_stack([wy[ok], wx[ok]]) @ keep, ref[ok] / noise_diff])
         root = np.sqrt(w)
         solution = np.linalg.lstsq(design * root[:, None], (warped - ref)[ok] * root, rcond=None)[0]
         step = keep @ solution[: keep.shape[1]]
         shift = shift + step
-        if np.max(np.abs(step)) < 1e-4 and scale == TUKEY_SCALE:
+        if np.max(np.abs(step)) < 1e-4:
             break
     warped, ok = _warp(mov, inner, shift)
     if ok.sum() < 16:
         return None
-    r = _gain_residual(warped, ref, ok) / noise_diff
-    w = _tukey_weights(r, TUKEY_SCALE)
-    r = _gain_residual(warped, ref, ok, w[ok]) / noise_diff
+    w = _tukey_weights(_gain_residual(warped, ref, ok)[ok] / noise_diff, TUKEY_SCALE)
+    r = np.zeros(ref.shape)
+    r[ok] = _gain_residual(warped, ref, ok, w)[ok] / noise_diff
     stays = ok & (np.abs(r) < TUKEY_SCALE)
     return shift, stays, _tukey_cost(r[ok], TUKEY_SCALE)
 
