@@ -61,6 +61,12 @@ RESIDUAL_FRACTION = 0.1
 SMOOTHING_PX = 2.0
 #: Tukey scale (noise units of the smoothed difference): pixels whose residual exceeds it changed.
 TUKEY_SCALE = 4.685
+#: Images of more pixels than this are fitted binned first (the full image only refines the result).
+FIT_PIXELS = 256 * 256
+#: The fit has converged when a step moves the shift by less than this (pixels).
+CONVERGED_PX = 1e-3
+#: Gauss–Newton steps from each start before the better one is carried on.
+TRIAL_STEPS = 3
 #: Pixels next to a changed one count as changed.
 CHANGED_MARGIN_PX = 1
 #: A shift is kept only when it lowers the chi-square of the pixels that stay by at least this.
@@ -188,13 +194,21 @@ def register(reference, moving, *, valid=None, exclude=None, upsample=20, iterat
                                           np.where(inner, mov - fill, 0) * window,
                                           upsample_factor=upsample, normalization=None)
     filled_mov = np.where(inner, mov, fill)
-    fits = [_robust_fit(ref, filled_mov, inner, keep @ (keep.T @ start), keep, noise_diff, iterations)
-            for start in (np.zeros(2), np.asarray(first, dtype=float))]
-    fits = [f for f in fits if f is not None]
-    if not fits:
+    # Two starts (a layer can pull the phase correlation off), a few steps each; the better one is carried on.
+    # A large image is fitted binned first, and the full one only from where that ends.
+    starts = [np.zeros(2), keep @ (keep.T @ np.asarray(first, dtype=float))]
+    if np.max(np.abs(starts[1])) < 0.25:
+        starts = starts[:1]
+    factor = int(math.sqrt(ref.size / FIT_PIXELS))
+    if factor > 1:
+        coarse = _best_fit(_bin(ref, factor), _bin(filled_mov, factor), _bin(inner, factor) == 1,
+                           [s / factor for s in starts], keep, noise_diff, iterations)
+        starts = [coarse[0] * factor] if coarse is not None else starts
+    fit = _best_fit(ref, filled_mov, inner, starts, keep, noise_diff, iterations)
+    if fit is None:
         return Registration((0.0, 0.0), "rejected", False, snr,
                             reason="the shift moves the structure out of the scan")
-    shift, stays = min(fits, key=lambda f: f[2])[:2]
+    shift, stays = fit[:2]
     return _judge(ref, filled_mov, inner, stays, shift, keep, noise_energy, noise_diff, snr)
 
 
@@ -210,22 +224,53 @@ def _tukey_cost(r, c):
 
 def _warp(image, inner, shift):
     """``image`` shifted by ``shift`` (cubic spline) and where it comes wholly from ``inner``."""
+    if not np.any(shift):
+        return image, inner
     warped = ndimage.shift(image, shift, order=3, mode="nearest")
-    ok = inner & (ndimage.shift(inner.astype(float), shift, order=1, mode="constant", cval=0.0) > 1 - 1e-6)
+    ok = inner.copy()
+    for dy in {math.floor(shift[0]), math.ceil(shift[0])}:  # the pixels a linear interpolation reads
+        for dx in {math.floor(shift[1]), math.ceil(shift[1])}:
+            ok &= _moved(inner, dy, dx)
     return warped, ok
 
 
-def _gain_residual(warped, ref, pixels, weights=None):
-    """(warped − gain·ref), the gain fitted over ``pixels`` (weighted least squares), or without
+def _moved(mask, dy, dx):
+    """``mask`` moved by whole pixels (dy, dx); what comes from outside is False."""
+    out = np.zeros(mask.shape, bool)
+    ny, nx = mask.shape
+    if abs(dy) < ny and abs(dx) < nx:
+        out[max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)] = \
+            mask[max(-dy, 0):ny + min(-dy, 0), max(-dx, 0):nx + min(-dx, 0)]
+    return out
+
+
+def _gain_residual(moved, fixed, weights=None):
+    """moved − gain·fixed (vectors), the gain fitted by weighted least squares, or without
     weights their median ratio (robust to a region whose level changed)."""
-    r, m = ref[pixels], warped[pixels]
     if weights is None:
-        nonzero = r != 0
-        gain = float(np.median(m[nonzero] / r[nonzero])) if nonzero.any() else 1.0
+        nonzero = fixed != 0
+        gain = float(np.median(moved[nonzero] / fixed[nonzero])) if nonzero.any() else 1.0
     else:
-        den = float(np.sum(weights * r * r))
-        gain = float(np.sum(weights * r * m) / den) if den > 0 else 1.0
-    return warped - gain * ref
+        den = float(np.dot(weights, fixed * fixed))
+        gain = float(np.dot(weights, fixed * moved) / den) if den > 0 else 1.0
+    return moved - gain * fixed
+
+
+def _bin(image, factor):
+    """Mean over blocks of ``factor`` × ``factor`` pixels (the edge rows and columns that do not fill one dropped)."""
+    ny, nx = (n // factor * factor for n in image.shape)
+    return image[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
+
+
+def _best_fit(ref, mov, inner, starts, keep, noise_diff, iterations):
+    """The robust fit carried on from whichever start does better after :data:`TRIAL_STEPS` steps, or None."""
+    if len(starts) > 1:
+        trials = [f for f in (_robust_fit(ref, mov, inner, s, keep, noise_diff, TRIAL_STEPS) for s in starts)
+                  if f is not None]
+        if not trials:
+            return None
+        starts = [min(trials, key=lambda f: f[2])[0]]
+    return _robust_fit(ref, mov, inner, starts[0], keep, noise_diff, iterations)
 
 
 def _robust_fit(ref, mov, inner, shift, keep, noise_diff, iterations):
@@ -241,28 +286,30 @@ def _robust_fit(ref, mov, inner, shift, keep, noise_diff, iterations):
         warped, ok = _warp(mov, inner, shift)
         if ok.sum() < 16:
             return None
-        r = _gain_residual(warped, ref, ok)[ok] / noise_diff
+        moved, fixed = warped[ok], ref[ok]
+        r = _gain_residual(moved, fixed) / noise_diff
         scale = TUKEY_SCALE * max(1.0, float(np.quantile(np.abs(r), 0.25)) / 0.3186)
         w = _tukey_weights(r, scale)
         if np.count_nonzero(w) < 8:
             return None
-        w = _tukey_weights(_gain_residual(warped, ref, ok, w)[ok] / noise_diff, scale)
-        wy, wx = np.gradient(warped)
-        design = np.column_stack([np.column_stack([wy[ok], wx[ok]]) @ keep, ref[ok] / noise_diff])
-        root = np.sqrt(w)
-        solution = np.linalg.lstsq(design * root[:, None], (warped - ref)[ok] * root, rcond=None)[0]
+        w = _tukey_weights(_gain_residual(moved, fixed, w) / noise_diff, scale)
+        gy, gx = np.gradient(warped)
+        design = np.column_stack([np.column_stack([gy[ok], gx[ok]]) @ keep, fixed / noise_diff])
+        weighted = design.T * w
+        solution = np.linalg.lstsq(weighted @ design, weighted @ (moved - fixed), rcond=None)[0]
         step = keep @ solution[: keep.shape[1]]
         shift = shift + step
-        if np.max(np.abs(step)) < 1e-4:
+        if np.max(np.abs(step)) < CONVERGED_PX:
             break
     warped, ok = _warp(mov, inner, shift)
     if ok.sum() < 16:
         return None
-    w = _tukey_weights(_gain_residual(warped, ref, ok)[ok] / noise_diff, TUKEY_SCALE)
-    r = np.zeros(ref.shape)
-    r[ok] = _gain_residual(warped, ref, ok, w)[ok] / noise_diff
-    stays = ok & (np.abs(r) < TUKEY_SCALE)
-    return shift, stays, _tukey_cost(r[ok], TUKEY_SCALE)
+    moved, fixed = warped[ok], ref[ok]
+    w = _tukey_weights(_gain_residual(moved, fixed) / noise_diff, TUKEY_SCALE)
+    r = _gain_residual(moved, fixed, w) / noise_diff
+    stays = np.zeros(ref.shape, bool)
+    stays[ok] = np.abs(r) < TUKEY_SCALE
+    return shift, stays, _tukey_cost(r, TUKEY_SCALE)
 
 
 def _judge(ref, mov, inner, stays, shift, keep, noise_energy, noise_diff, snr):
@@ -275,7 +322,7 @@ def _judge(ref, mov, inner, stays, shift, keep, noise_energy, noise_diff, snr):
 
     def residual(shift_, pixels):
         warped = _warp(mov, inner, shift_)[0]
-        return _rms(_gain_residual(warped, ref, pixels), pixels) / noise_diff
+        return float(np.sqrt(np.mean(_gain_residual(warped[pixels], ref[pixels]) ** 2))) / noise_diff
 
     gy, gx = np.gradient(ref)
     energy = (np.column_stack([gy.ravel(), gx.ravel()]) @ keep) ** 2
@@ -313,10 +360,6 @@ def _judge(ref, mov, inner, stays, shift, keep, noise_energy, noise_diff, snr):
                         "registration image changes with bias", stay_snr, before, after, stderr)
     return Registration((float(shift[0]), float(shift[1])), "measured", constrained, stay_snr, before, after, "",
                         stderr)
-
-
-def _rms(values, pixels):
-    return float(np.sqrt(np.mean(values[pixels] ** 2)))
 
 
 def _noise_sigma(image, use):
