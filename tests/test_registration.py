@@ -116,6 +116,14 @@ def test_a_layer_whose_contrast_follows_the_bias_is_left_out_and_the_drift_recov
     assert reg.residual_after < 2.0 < reg.residual_before
 
 
+def test_a_large_image_is_fitted_binned_first_and_as_precisely(rng):
+    # 600 × 600 pixels: more than registration.FIT_PIXELS times 4, so the fit starts on the image binned.
+    ref, moved = structured_series(rng, (-1.35, 0.8), noise=0.002, shape=(600, 600), margin=24)
+    reg = register(ref, moved)
+    assert reg.measured, reg.reason
+    np.testing.assert_allclose(reg.shift_px, (1.35, -0.8), atol=0.02)
+
+
 def test_a_noise_free_series_without_drift_gets_no_shift_at_all(rng):
     # The growing layer would pull a least-squares shift a little; a shift that explains nothing is not applied.
     ref, moved = structured_series(rng, (0.0, 0.0), noise=0.0)
