@@ -59,7 +59,8 @@ RESIDUAL_TOLERANCE = 2.0
 RESIDUAL_FRACTION = 0.1
 #: Gaussian smoothing (pixels) of the images whose gradients judge structure and set the shift.
 SMOOTHING_PX = 2.0
-#: Tukey scale (noise units of the smoothed difference): pixels whose residual exceeds it changed.
+#: Tukey scale (noise units of the smoothed difference, times the residual's own spread where that is larger):
+#: pixels whose residual exceeds it changed.
 TUKEY_SCALE = 4.685
 #: Images of more pixels than this are fitted binned first (the full image only refines the result).
 FIT_PIXELS = 256 * 256
@@ -276,11 +277,12 @@ def _best_fit(ref, mov, inner, starts, keep, noise_diff, iterations):
 def _robust_fit(ref, mov, inner, shift, keep, noise_diff, iterations):
     """Iteratively reweighted Gauss–Newton from ``shift``: (shift, pixels that agree, robust cost), or None.
 
-    Tukey weights on the residual in noise units, at a scale of :data:`TUKEY_SCALE` times the
-    residual's robust spread (from the quartile of its magnitude, so that up to three quarters of
-    the pixels may have changed; at least the noise): far from the answer most pixels still count,
-    and as the shift converges the scale narrows to the noise, where the pixels whose contrast
-    changed lose their weight.
+    Tukey weights on the residual in noise units, at the scale :func:`_scale` gives: far from
+    the answer most pixels still count, and as the shift converges the scale narrows to the
+    noise, where the pixels whose contrast changed lose their weight (and, at the end, count as
+    changed). Where strong structure leaves a residual above the noise everywhere (scan
+    distortion, interpolation), the scale stays with that residual, so only what changed more
+    than the rest counts as changed.
     """
     for _ in range(iterations):
         warped, ok = _warp(mov, inner, shift)
@@ -288,7 +290,7 @@ def _robust_fit(ref, mov, inner, shift, keep, noise_diff, iterations):
             return None
         moved, fixed = warped[ok], ref[ok]
         r = _gain_residual(moved, fixed) / noise_diff
-        scale = TUKEY_SCALE * max(1.0, float(np.quantile(np.abs(r), 0.25)) / 0.3186)
+        scale = _scale(r)
         w = _tukey_weights(r, scale)
         if np.count_nonzero(w) < 8:
             return None
@@ -305,11 +307,18 @@ def _robust_fit(ref, mov, inner, shift, keep, noise_diff, iterations):
     if ok.sum() < 16:
         return None
     moved, fixed = warped[ok], ref[ok]
-    w = _tukey_weights(_gain_residual(moved, fixed) / noise_diff, TUKEY_SCALE)
-    r = _gain_residual(moved, fixed, w) / noise_diff
+    r = _gain_residual(moved, fixed) / noise_diff
+    scale = _scale(r)  # the noise, or what the residual of the pixels that agree reaches (strong structure)
+    r = _gain_residual(moved, fixed, _tukey_weights(r, scale)) / noise_diff
     stays = np.zeros(ref.shape, bool)
-    stays[ok] = np.abs(r) < TUKEY_SCALE
-    return shift, stays, _tukey_cost(r, TUKEY_SCALE)
+    stays[ok] = np.abs(r) < scale
+    return shift, stays, _tukey_cost(r, scale)
+
+
+def _scale(r):
+    """Tukey scale for residuals ``r`` (noise units): :data:`TUKEY_SCALE` times their robust spread,
+    from the quartile of their magnitude (up to three quarters may be outliers), at least the noise."""
+    return TUKEY_SCALE * max(1.0, float(np.quantile(np.abs(r), 0.25)) / 0.3186)
 
 
 def _judge(ref, mov, inner, stays, shift, keep, noise_energy, noise_diff, snr):
