@@ -75,8 +75,8 @@ SHIFT_SIGNIFICANCE = 25.0
 #: The pixels that agree after the shift must hold at least this fraction of the image's structure
 #: (gradient energy); otherwise the structure is what changed.
 STAYS_FRACTION = 0.5
-#: A shift whose standard error exceeds this (pixels) is not applied: the issue's resolution for
-#: "no shift" is 0.1 px, and a net map shifted by an unreliable amount is wrong everywhere.
+#: A shift whose standard error exceeds this (pixels) is not applied: below 0.1 px a shift is as good
+#: as none, and a net map shifted by an unreliable amount is wrong everywhere.
 MAX_SHIFT_STDERR_PX = 0.1
 
 
