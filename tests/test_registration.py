@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import h5py
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -81,3 +84,103 @@ def test_excluded_region_is_not_registered_on(rng):
     exclude[:, 40:90] = True
     reg = register(ref, moved, exclude=exclude)
     assert reg.shift_px == (0.0, 0.0) and "no structure" in reg.reason
+
+
+def layer_band(x, amplitude, width_px, start=40.0):
+    """Contrast of a layer in the sum image, where its field deflects the disc: falling as 1 − u/w across it."""
+    u = x - start
+    return amplitude * np.where((u >= 0) & (u < width_px), 1 - u / width_px, 0.0)
+
+
+def structured_series(rng, drift, noise, shape=(96, 96), margin=20):
+    """Two images of one specimen at two biases: texture that stays, and a layer that grows and widens with the
+    bias (its contrast changes otherwise than by a shift); the second image sees the specimen moved by ``drift``."""
+    big = (shape[0] + 2 * margin, shape[1] + 2 * margin)
+    scene = 0.05 * textured_image(rng, big)
+    x = np.arange(big[1], dtype=float)
+    images = []
+    for bias, d in ((0.0, (0.0, 0.0)), (1.0, drift)):
+        still = 1 + scene + layer_band(x, 0.02 + 0.04 * bias, 6 + 4 * bias, start=margin + 40.0)
+        image = ndimage.shift(still, d, order=3, mode="nearest")[margin:-margin, margin:-margin]
+        images.append(image + (rng.normal(0, noise, shape) if noise else 0.0))
+    return images
+
+
+def test_a_layer_whose_contrast_follows_the_bias_is_left_out_and_the_drift_recovered(rng):
+    ref, moved = structured_series(rng, (0.6, -1.3), noise=0.002)
+    reg = register(ref, moved)
+    assert reg.measured and not reg.constrained, reg.reason
+    np.testing.assert_allclose(reg.shift_px, (-0.6, 1.3), atol=0.05)
+    assert reg.shift_stderr_px < 0.05
+    # explained where the image stays the same, and by far better than no shift
+    assert reg.residual_after < 2.0 < reg.residual_before
+
+
+def test_a_large_image_is_fitted_binned_first_and_as_precisely(rng):
+    # 600 × 600 pixels: more than registration.FIT_PIXELS times 4, so the fit starts on the image binned.
+    ref, moved = structured_series(rng, (-1.35, 0.8), noise=0.002, shape=(600, 600), margin=24)
+    reg = register(ref, moved)
+    assert reg.measured, reg.reason
+    np.testing.assert_allclose(reg.shift_px, (1.35, -0.8), atol=0.02)
+
+
+def test_a_noise_free_series_without_drift_gets_no_shift_at_all(rng):
+    # The growing layer would pull a least-squares shift a little; a shift that explains nothing is not applied.
+    ref, moved = structured_series(rng, (0.0, 0.0), noise=0.0)
+    reg = register(ref, moved)
+    assert reg.measured, reg.reason
+    assert reg.shift_px == (0.0, 0.0)
+    assert reg.residual_after == reg.residual_before < 2.0
+
+
+@pytest.mark.parametrize("noise", [0.0, 3e-4], ids=["noise-free", "noisy"])
+def test_drift_where_the_only_structure_follows_the_bias_is_refused(noise, rng):
+    # A featureless specimen whose sum shows only the layer, which grows and widens with the bias.
+    x = np.tile(np.arange(96, dtype=float), (96, 1))
+    ref = 1 + layer_band(x, 0.003, 6.0) + (rng.normal(0, noise, x.shape) if noise else 0)
+    moved = 1 + layer_band(x - 1.7, 0.005, 10.0) + (rng.normal(0, noise, x.shape) if noise else 0)
+    reg = register(ref, moved)
+    assert reg.source == "rejected" and reg.shift_px == (0.0, 0.0)
+    assert reg.reason
+
+
+def test_a_shift_the_structure_cannot_fix_to_a_tenth_of_a_pixel_is_not_applied(rng):
+    # Faint texture in a small image: structure above the noise, but too little to fix the shift to 0.1 px.
+    scene = 1 + 0.02 * textured_image(rng, (56, 72))
+    ref = scene[10:42, 10:58] + rng.normal(0, 0.004, (32, 48))
+    moved = ndimage.shift(scene, (0.6, 1.7), order=3, mode="nearest")[10:42, 10:58] + rng.normal(0, 0.004, (32, 48))
+    reg = register(ref, moved)
+    assert reg.source == "rejected" and reg.shift_px == (0.0, 0.0)
+    assert reg.shift_stderr_px > 0.1 and "fixes the shift only to" in reg.reason
+
+
+# The multislice references of the validation suite (validation/make_bias_series.py): 16 × 32 scans at 1 nm
+# of a Mott–Schottky layer whose segment sum shows the contact and the layer (contrast that changes with
+# bias) and, in the structured specimen, fine grain the 1 nm scan undersamples.
+REFERENCES = Path(__file__).resolve().parents[1] / "validation" / "data"
+
+
+def segment_sum(name):
+    with h5py.File(REFERENCES / name, "r") as f:
+        return f["segments"][()].astype(float).sum(axis=0)
+
+
+def test_a_drifted_featureless_reference_is_refused_not_shifted():
+    # The sum's only structure along x is the contact and the layer, which change with bias; along y there is none.
+    reg = register(segment_sum("bias_plain_0V.h5"), segment_sum("bias_plain_drift_1V.h5"))
+    assert reg.source == "rejected" and reg.shift_px == (0.0, 0.0)
+    assert reg.reason
+
+
+def test_a_still_featureless_reference_gets_no_shift():
+    reg = register(segment_sum("bias_plain_0V.h5"), segment_sum("bias_plain_1V.h5"))
+    assert reg.shift_px == (0.0, 0.0)
+
+
+def test_the_drift_of_the_structured_reference_is_within_0_05_px_or_refused():
+    reg = register(segment_sum("bias_structured_drift_0V.h5"), segment_sum("bias_structured_drift_1V.h5"))
+    drift = (0.6, 1.7)  # pixels (y, x): validation/make_bias_series.py DRIFT_YX_NM at 1 nm steps
+    if reg.measured:
+        np.testing.assert_allclose(reg.shift_px, np.negative(drift), atol=0.05)
+    else:
+        assert reg.shift_px == (0.0, 0.0) and "fixes the shift only to" in reg.reason

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputDataError
 from ._common import SEGMENT_NAMES, SegmentAcquisition, check_stack, finite_positive, length_nm, stack_segments
-from .velox import looks_velox, velox_calibration, velox_segments
+from .velox import looks_velox, velox_adf, velox_calibration, velox_segments
 
 
 def mapped_metadata(record) -> dict:
@@ -85,6 +85,8 @@ def from_records(records, where, paths, source) -> SegmentAcquisition:
     else:
         values, original = _hyperspy_calibration(record.get("metadata") or {}, image_axes)
     metadata = {"source": source, "titles": chosen_titles, "order": order, "original": original}
+    if velox and (adf := velox_adf(records, titles, segments.shape[1:])) is not None:
+        metadata["adf"], metadata["adf_dataset"] = adf
     return SegmentAcquisition(segments, values, tuple(paths), metadata)
 
 

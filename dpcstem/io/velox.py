@@ -3,7 +3,9 @@
 Velox writes its segment images ``DF4-A`` .. ``DF4-D`` in any order; each is found here by
 its title AND by the segment index its ``Operations.StemInputOperation`` records (A=0 ..
 D=3), never by position. :func:`velox_calibration` translates the vendor's values and
-conventions into dpcstem's, once (DESIGN.md §2). The file itself is read in
+conventions into dpcstem's, once (DESIGN.md §2). The simultaneous HAADF (or ADF) image, where
+the file holds one of the segments' scan, is found the same way (:func:`velox_adf`): a bias
+series registers on it, since its contrast does not change with bias. The file itself is read in
 :mod:`dpcstem.io.emd`; HyperSpy signals loaded from a Velox file are matched the same way.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+
+import numpy as np
 
 from ..errors import InputDataError, MissingMetadataError
 from ..physics import KV_TO_V, MRAD_TO_RAD
@@ -85,6 +89,27 @@ def velox_segments(records, titles, path):
         f"{path}: no four-segment DPC acquisition: segment images {', '.join(missing)} are missing (need "
         f"{wanted}, each with its segment index A=0 .. D=3 in Operations.StemInputOperation); the file holds "
         f"{len(titles)} image(s): {', '.join(have) or 'none'}. A summed DF4 image cannot be split into segments")
+
+
+#: Titles of the whole annular detectors whose image is the simultaneous dark-field image, in order of preference.
+ADF_DETECTORS = ("HAADF", "ADF")
+
+
+def velox_adf(records, titles, shape):
+    """The simultaneous dark-field image of a Velox file, as (image, title), or None.
+
+    An image titled ``HAADF`` (else ``ADF``) whose ``StemInputOperation`` records that whole
+    detector (no single segment), 2-D, of the segments' scan ``shape`` (ny, nx).
+    """
+    indices = {}
+    for r in records:
+        indices.update(_velox_segment_indices(r.get("original_metadata") or {}))
+    for name in ADF_DETECTORS:
+        for record, title in zip(records, titles):
+            data = np.asarray(record["data"])
+            if title == name and indices.get(title, (None, None)) == (name, None) and data.shape == tuple(shape):
+                return data.astype(np.float32), title
+    return None
 
 
 def velox_calibration(original_metadata: Mapping, *, detector="DF4") -> tuple[dict, dict]:

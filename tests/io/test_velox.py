@@ -206,3 +206,50 @@ def test_velox_like_file_reconstructs_to_its_field(tmp_path):
     # The same images read with the rotation left untranslated give another field.
     wrong = reconstruct(acq.segments, cal.replace(detector_rotation_deg=math.degrees(detector_rotation)))
     assert np.abs(wrong.field_x - field_x).max() > 0.2 * scale
+
+
+def test_the_simultaneous_haadf_is_read_beside_the_segments(tmp_path):
+    rng = np.random.default_rng(5)
+    segments = rng.integers(1000, 60000, size=(4, 6, 9)).astype(np.uint16)
+    images = _images(segments)
+    images["HAADF"] = rng.integers(100, 900, size=(6, 9)).astype(np.uint16)
+    acq = read_segments(write_velox(tmp_path / "v.emd", images, segment_index=SEGMENT_INDEX))
+    np.testing.assert_array_equal(acq.metadata["adf"], images["HAADF"])
+    assert acq.metadata["adf_dataset"] == "HAADF"
+    # an image of another scan is not the simultaneous one
+    images["HAADF"] = np.ones((12, 18), np.uint16)
+    acq = read_segments(write_velox(tmp_path / "w.emd", images, segment_index=SEGMENT_INDEX))
+    assert "adf" not in acq.metadata
+
+
+def test_the_real_velox_dpc_file_records_no_dark_field_image(shared_data):
+    acq = read_segments(shared_data / "velox" / "fei_example_dpc_titles.emd")
+    assert acq.segments.shape == (4, 2, 2) and "adf" not in acq.metadata
+
+
+def test_a_velox_bias_series_registers_on_its_haadf(tmp_path):
+    import subprocess
+    import sys
+
+    import h5py
+
+    from dpcstem.simulate import MottSchottky, simulate_bias_series
+
+    cal = Calibration(kv=KV, alpha_mrad=1.2, step_x_nm=PIXEL_M * 1e9, thickness_nm=100,
+                      collection_inner_mrad=INNER_RAD * 1e3, collection_outer_mrad=OUTER_RAD * 1e3)
+    layer = MottSchottky(density_per_m3=1e25, eps_r=12, potential_drop_v=0.3, sheet_nm=1.5)
+    sim = simulate_bias_series(layer, cal, (64, 72), biases=(0.0, 1.0), share=0.5, point_nm=(9.0, 8.0),
+                               drift_px=(0.35, -0.55), dose=2e5, rng=4, particles=20, adf=True, vacuum=False)
+    paths = []
+    for k, acquisition in enumerate(sim.acquisitions):
+        images = _images(acquisition.segments)
+        images["HAADF"] = np.round(acquisition.adf).astype(np.uint16)
+        paths.append(write_velox(tmp_path / f"v{k}.emd", images, segment_index=SEGMENT_INDEX,
+                                 detector_rotation_rad=0.0))
+    out = tmp_path / "out.h5"
+    run = subprocess.run([sys.executable, "-m", "dpcstem", "bias-series", *map(str, paths), "--bias", "0", "1",
+                          "--thickness", "100", "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "registration on the simultaneous dark-field image (HAADF)" in run.stdout
+    with h5py.File(out, "r") as f:
+        np.testing.assert_allclose(f["registration_shift"][()], sim.drifts_px, atol=0.05)
