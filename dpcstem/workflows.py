@@ -693,7 +693,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
                     mask_radius_px=None, dataset=None, scan_shape=None, raw=None, scheduler=None, workers=None,
                     reference=None, descan_region=None, descan_order=2, fit_rotation=False, charge_sign_region=None,
                     charge_method="finite-difference", cutoff=None, potential_method="mirror",
-                    potential_reference=None, dose=None, interface=None, half_range_nm=None,
+                    potential_reference=None, dose=None, interface=None, half_range_nm=None, response=None,
                     names=None) -> Outcome:
     """``dpcstem com``: a 4D-STEM acquisition → centre of mass → deflection, field, charge, potential.
 
@@ -708,6 +708,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
     """
     from .fourd import bright_field_disc, centre_of_mass, disc_mask
     from .fourd.com import deflection_from_com, pattern_centre
+    from .fourd.response import correct_com
     from .calibration.descan import fit_descan
     from .io.pixelated import open_pixelated
     from .noise import uncertainty_from_covariance
@@ -769,6 +770,8 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
         fit = fit_descan(wx, wy, mask=descan_mask & valid, order=descan_order)
         wx, wy = fit.subtract(wx, wy)
         descan_source = "region"
+    if response is not None:
+        wx, wy, valid = correct_com(wx, wy, valid, response_from_name(response), raw_cal, lines, attrs)
     cal, tx, ty = _to_scan_frame(wx, wy, cal, valid, fit_rotation=fit_rotation, flip=user.get("flip"),
                                  sign_region=sign_region, names=names, lines=lines, attrs=attrs)
     if descan_mask is not None:

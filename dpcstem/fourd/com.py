@@ -24,6 +24,7 @@ from ..errors import CalibrationError, InputDataError
 from ..options import check_options
 from .engine import BLOCK_BYTES, as_frames, centre_of_mass
 from .masks import disc_mask
+from .response import apply_com_response
 
 
 def mrad_per_px(*, camera_length_mm=None, detector_pixel_um=None, mrad_per_px=None) -> float:
@@ -139,8 +140,8 @@ def bright_field_disc(data, *, max_frames=64):
 
 
 def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_radius_px=None,
-                    mask_centre_yx=None, reference=None, region=None, scheduler=None, workers=None,
-                    block_bytes=BLOCK_BYTES, progress=None, options=None):
+                    mask_centre_yx=None, reference=None, region=None, response=None, scheduler=None,
+                    workers=None, block_bytes=BLOCK_BYTES, progress=None, options=None):
     """Field, charge density and potential from 4D-STEM frames through the centre of mass.
 
     Parameters
@@ -156,6 +157,12 @@ def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_
         ``mask_centre_yx`` (default: the bright-field disc's centre); default: whole frame.
     reference, region :
         Descan, see :func:`deflection_from_com`.
+    response : EmpiricalResponse, optional
+        An empirical centre-of-mass response (``signal = "com"``, from a beam-tilt series:
+        :func:`dpcstem.fourd.response.fit_com_response`, or a file of ``dpcstem
+        calibrate-response``), applied to the deflection once the descan is removed: it
+        corrects a camera that cuts a blurred pattern's halo (the centre of mass then reads
+        low). Pixels whose signal lies outside the tilts measured become invalid.
     scheduler, workers, block_bytes, progress :
         See :func:`frame_sums`.
     options : ReconstructionOptions, optional
@@ -185,6 +192,9 @@ def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_
                           progress=progress)
     theta_x, theta_y = deflection_from_com(sums.com_x, sums.com_y, calibration, mrad_per_px=mrad_per_px,
                                            reference=reference, region=region, order=options.descan_order)
+    if response is not None:
+        theta_x, theta_y = apply_com_response(theta_x, theta_y, response, calibration)
+        attrs.update(response.attrs())
     valid = np.isfinite(theta_x) & np.isfinite(theta_y)
     if not valid.any():
         raise InputDataError("no frame has a finite centre of mass: every frame holds zero counts or NaN inside the "

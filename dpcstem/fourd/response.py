@@ -83,3 +83,40 @@ def apply_com_response(theta_x_mrad, theta_y_mrad, response: EmpiricalResponse, 
     alpha = calibration.alpha_mrad
     su, sv = response.inverse_table().lookup(u / alpha, v / alpha)
     return calibration.to_scan_frame(su * alpha, sv * alpha)
+
+
+def correct_com(wx_mrad, wy_mrad, valid, response: EmpiricalResponse, calibration: Calibration, lines, attrs):
+    """Apply an empirical response to the descan-corrected deflection of ``dpcstem com``.
+
+    Parameters
+    ----------
+    wx_mrad, wy_mrad : ndarray
+        The deflection along the detector's +kx, +ky axes (mrad; ``calibration`` is the
+        detector frame: no rotation, no flip), the descan removed.
+    valid : ndarray of bool
+        Pixels with a finite centre of mass.
+    response : EmpiricalResponse
+        ``signal = "com"``, with the acquisition's α.
+    calibration : Calibration
+        The detector frame's (α; rotation 0, no flip).
+    lines, attrs : list, dict
+        The printed lines and the result attributes, extended with the response's provenance.
+
+    Returns
+    -------
+    wx_mrad, wy_mrad, valid
+        Corrected; pixels outside the tilts the series measured become invalid.
+    """
+    if not isinstance(response, EmpiricalResponse):
+        raise InputDataError(f"response: the centre of mass takes an empirical response (a file that dpcstem "
+                             f"calibrate-response makes from a 4D beam-tilt series), got {response!r}")
+    wx, wy = apply_com_response(wx_mrad, wy_mrad, response, calibration)
+    corrected = valid & np.isfinite(wx) & np.isfinite(wy)
+    attrs.update(response.attrs())
+    reach = float(np.max(np.hypot(response.tilt_u, response.tilt_v))) * calibration.alpha_mrad
+    where = f" {response.path}" if response.path else ""
+    outside = int(np.count_nonzero(valid & ~corrected))
+    lines.append(f"response: empirical centre-of-mass response{where} ({len(response.tilt_u)} tilts up to "
+                 f"{reach:.3g} mrad at alpha {calibration.alpha_mrad:g} mrad); {outside} pixels outside the tilts "
+                 "it measured are invalid")
+    return wx, wy, corrected

@@ -85,3 +85,106 @@ def test_a_response_applies_only_to_its_own_signal():
     com_response = fit_response(u, v, 0.9 * u, 0.9 * v, signal="com")
     with pytest.raises(CalibrationError, match="measured on the com signal, not on segments"):
         com_response.check(cal)
+
+
+# -- through the command line: calibrate-response on a 4D tilt series, then com --response ---------------
+
+SCAN = (10, 14)
+ROTATION = 130.0
+UNEVEN = (13.2, 18.6)  # the undeflected centre (column, row): the camera cuts the halo unevenly
+
+
+def cut_pattern(u_mrad, v_mrad):
+    """The blurred pattern of :func:`pattern`, its centre well off the camera's middle."""
+    global CENTRE
+    kept, CENTRE = CENTRE, UNEVEN
+    try:
+        return pattern(u_mrad, v_mrad)
+    finally:
+        CENTRE = kept
+
+
+def scan_truth():
+    """A deflection (mrad, scan frame) over a band and a block, under half the scan; none elsewhere."""
+    y, x = np.mgrid[0:SCAN[0], 0:SCAN[1]].astype(float)
+    theta_x = np.where((x >= 5) & (x <= 9), 0.45 * np.sin(np.pi * (x - 4) / 6), 0.0)
+    theta_y = np.where((x >= 5) & (x <= 9) & (y >= 2) & (y <= 6), -0.3, 0.0)
+    return theta_x, theta_y
+
+
+def write_4d(path, frames, **attrs):
+    """A 4D scan (the calibration on the frames, as dpcstem's HDF5 reader takes it) or a tilt
+    series (the calibration at the root, as calibrate-response reads it)."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("frames", data=np.asarray(frames, np.float32))
+        (ds if ds.ndim == 4 else f).attrs.update(kv=200.0, alpha_mrad=ALPHA, mrad_per_px=MRAD_PX, **attrs)
+    return path
+
+
+def test_com_response_from_the_command_line_restores_a_field_the_cut_halo_reads_low(tmp_path, capsys):
+    from dpcstem.cli import main
+    from dpcstem.io import load_result_arrays
+
+    cal = calibration()
+    g = np.linspace(-0.6, 0.6, 9)
+    tilt_x, tilt_y = (a.ravel() for a in np.meshgrid(g, g))
+    u, v = cal.to_detector_frame(tilt_x, tilt_y)
+    tilts = write_4d(tmp_path / "tilts.h5", [cut_pattern(a, b) for a, b in zip(u, v)],
+                     detector_rotation_deg=ROTATION, flip=True)
+    import h5py
+
+    with h5py.File(tilts, "a") as f:
+        f["tilt_x_mrad"], f["tilt_y_mrad"] = tilt_x, tilt_y
+    true_x, true_y = scan_truth()
+    u, v = cal.to_detector_frame(true_x, true_y)
+    frames = np.array([[cut_pattern(a, b) for a, b in zip(ru, rv)] for ru, rv in zip(u, v)])
+    data = write_4d(tmp_path / "scan.h5", frames, step_x_nm=1.0, step_y_nm=1.0)
+
+    assert main(["calibrate-response", str(tilts), "-o", str(tmp_path / "com.npz")]) == 0
+    assert "dpcstem com" in capsys.readouterr().out
+    common = ["com", str(data), "--thickness", "50", "--alpha", str(ALPHA), "--detector-rotation", str(ROTATION),
+              "--flip"]
+    assert main([*common, "-o", str(tmp_path / "raw.h5")]) == 0
+    assert main([*common, "--response", str(tmp_path / "com.npz"), "-o", str(tmp_path / "fixed.h5")]) == 0
+    printed = capsys.readouterr().out
+    assert "response: empirical centre-of-mass response" in printed and "81 tilts" in printed
+
+    peak = np.hypot(true_x, true_y).max()
+    raw, _ = load_result_arrays(tmp_path / "raw.h5")
+    mx, my = raw["deflection_x"][0], raw["deflection_y"][0]
+    scale = float((mx * true_x + my * true_y).sum() / (true_x**2 + true_y**2).sum())
+    assert scale < 0.95, f"the unevenly cut halo should make the centre of mass read low, scale {scale:.3f}"
+    fixed, attrs = load_result_arrays(tmp_path / "fixed.h5")
+    assert fixed["valid"][0].all()
+    error = np.hypot(fixed["deflection_x"][0] - true_x, fixed["deflection_y"][0] - true_y).max() / peak
+    assert error < 0.005, error
+    assert attrs["response"] == "empirical" and attrs["response_signal"] == "com"
+    assert attrs["response_file"] == "com.npz" and attrs["response_tilts"] == 81
+
+
+def test_com_refuses_a_segment_response_and_a_tilt_series_without_zero_tilt(tmp_path, capsys):
+    from dpcstem.cli import main
+
+    cal = calibration()
+    segments = fit_response(*(a.ravel() for a in np.meshgrid(np.linspace(-0.3, 0.3, 3), np.linspace(-0.3, 0.3, 3))),
+                            *(0.9 * a.ravel() for a in np.meshgrid(np.linspace(-0.3, 0.3, 3),
+                                                                    np.linspace(-0.3, 0.3, 3))), calibration=cal)
+    save_response(tmp_path / "segments.npz", segments)
+    frames = np.array([[pattern(0.0, 0.0)] * 4] * 3)
+    data = write_4d(tmp_path / "scan.h5", frames, step_x_nm=1.0)
+    out = tmp_path / "out.h5"
+    assert main(["com", str(data), "--thickness", "50", "--response", str(tmp_path / "segments.npz"),
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "segments signal, not on com" in err
+    assert not out.exists()
+    tilts = write_4d(tmp_path / "tilts.h5", [pattern(0.1, 0.0), pattern(-0.1, 0.0), pattern(0.0, 0.1)])
+    import h5py
+
+    with h5py.File(tilts, "a") as f:
+        f["tilt_x_mrad"], f["tilt_y_mrad"] = [0.1, -0.1, 0.0], [0.0, 0.0, 0.1]
+    assert main(["calibrate-response", str(tilts), "-o", str(tmp_path / "com.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no frame at zero tilt" in err
