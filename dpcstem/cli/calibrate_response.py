@@ -14,9 +14,9 @@ def add_parser(subparsers):
                     "response that 'dpcstem com --response FILE.npz' applies. TILTSERIES: HDF5 with datasets "
                     "'segments' (4, n) (A, B, C, D at each tilt) or 'frames' (n, ky, kx) (the pattern at each "
                     "tilt, one at zero tilt: its centre of mass is the undeflected centre), 'tilt_x_mrad' and "
-                    "'tilt_y_mrad' (n,) (the beam tilts in mrad, scan frame). Record it through a field-free region of the specimen, at the thickness "
-                    "of the acquisition, not in vacuum: a thick specimen blurs the disc edge, which changes the "
-                    "response.")
+                    "'tilt_y_mrad' (n,) (the beam tilts in mrad, scan frame). Record it through a field-free "
+                    "region of the specimen, at the thickness of the acquisition, not in vacuum: a thick specimen "
+                    "blurs the disc edge, which changes the response.")
     p.add_argument("tilt_series", type=Path, metavar="TILTSERIES", help="the beam-tilt series (HDF5, see above)")
     g = p.add_argument_group("calibration (values given here override those read from the file)")
     g.add_argument("--kv", type=float, metavar="KV", help="accelerating voltage in kV")
