@@ -73,7 +73,8 @@ DEFAULTS = (
     Default("descan", "reconstruct, bias-series, com",
             "none removed (segments: the detector centre is the undeflected beam; 4D: the median centre of "
             "mass over the scan, one constant, is the undeflected pattern centre)",
-            "printed with the mean deflection left in the maps; descan_source = none",
+            "printed; com: a warning with its size in V/m where a robust plane across the scan stands out; "
+            "descan_source = none",
             "--reference VACUUM (same scan and optics) or --descan-region X0 Y0 X1 Y1 (field-free, nm)"),
     Default("segment dark offsets", "reconstruct, bias-series",
             "0 counts in every segment (no black level)",
