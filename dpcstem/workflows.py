@@ -772,7 +772,8 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
         wx, wy = fit.subtract(wx, wy)
         descan_source = "region"
     if response is not None:
-        wx, wy, valid = correct_com(wx, wy, valid, response_from_name(response), raw_cal, lines, attrs)
+        wx, wy, valid = correct_com(wx, wy, valid, response_from_name(response), raw_cal, lines, attrs,
+                                    descan=descan_source, names=names)
     cal, tx, ty = _to_scan_frame(wx, wy, cal, valid, fit_rotation=fit_rotation, flip=user.get("flip"),
                                  sign_region=sign_region, names=names, lines=lines, attrs=attrs)
     if descan_mask is not None:

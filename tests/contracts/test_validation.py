@@ -91,7 +91,8 @@ def test_bias_series_warns_where_registration_has_nothing_to_hold(tmp_path):
 
 
 @pytest.mark.parametrize("script,rows", [("make_junction.py", "7"), ("make_sphere.py", "16"),
-                                         ("make_bias_series.py", "5"), ("make_thick.py", "3")])
+                                         ("make_bias_series.py", "5"), ("make_thick.py", "3"),
+                                         ("make_thick_4d.py", "1")])
 def test_remaking_a_reference_reproduces_its_truth(script, rows):
     if not VALIDATION_VENV.exists():
         pytest.skip(f"the validation environment ({VALIDATION_VENV}) is absent: bash validation/env.sh makes it")

@@ -206,6 +206,9 @@ JS, JSV = DATA / "junction_segments.h5", DATA / "junction_segments_vacuum.h5"
 SP = DATA / "sphere_segments.h5"
 TS, TSV = DATA / "thick_segments.h5", DATA / "thick_segments_vacuum.h5"
 TILTS_SPECIMEN, TILTS_VACUUM = DATA / "thick_tilts_specimen.h5", DATA / "thick_tilts_vacuum.h5"
+T4, T4V, T4_TILTS = DATA / "thick_4d.h5", DATA / "thick_4d_vacuum.h5", DATA / "thick_4d_tilts_specimen.h5"
+THICK_4D_WHAT = ("a pixelated camera (28 × 28 px of 0.31 mrad, kx −3.1 to +5.6 mrad, ky ±4.4 mrad) that cuts the "
+                 "plasmon halo of the same 150 nm specimen unevenly")
 THICK_ARGS = ("reconstruct", TS, "--thickness", 150, "--detector-rotation", 203.7, "--flip", "--reference", TSV)
 THICK_FIGURE = "|1 − k|, k the scale of E_x on E_w (least squares) where |E_w| ≥ half its peak"
 THICK_WHAT = ("four DF4-like segments (1.1–6.6 mrad, ψ 203.7°, flipped) across a smooth field (1.96·10⁸ V/m, "
@@ -276,6 +279,15 @@ CASES = [
          (*THICK_ARGS, "--response", "specimen.npz"), THICK_FIGURE, 0.05, _thick_scale,
          prepare=(("calibrate-response", TILTS_SPECIMEN, "--detector-rotation", 203.7, "--flip", "-o",
                    "specimen.npz"),)),
+    Case("thick_4d_cut", "thick_4d.h5",
+         f"{THICK_4D_WHAT}; centre of mass as measured (default descan: the median centre, the field a cosine over "
+         "the scan): a limit, it must read low",
+         ("com", T4, "--thickness", 150), THICK_FIGURE, 0.05, _thick_scale, limit=True),
+    Case("thick_4d_response", "thick_4d.h5",
+         f"{THICK_4D_WHAT}; empirical centre-of-mass response from a 4D tilt series through the specimen "
+         "(dpcstem calibrate-response, then com --response)",
+         ("com", T4, "--thickness", 150, "--alpha", 2, "--response", "com.npz"), THICK_FIGURE, 0.01, _thick_scale,
+         prepare=(("calibrate-response", T4_TILTS, "-o", "com.npz"),)),
     Case("sphere_given", "sphere_segments.h5",
          "charged sphere, detector rotated 203.7° and flipped, both given; between the sphere's surface and "
          "its screening shell (6–10 nm from the centre)",

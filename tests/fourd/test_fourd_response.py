@@ -104,6 +104,15 @@ def cut_pattern(u_mrad, v_mrad):
         CENTRE = kept
 
 
+def vacuum_pattern():
+    """The undeflected pattern through vacuum: the disc alone, no halo, on the same camera."""
+    sub = (np.arange(3) - 1) / 3.0
+    k = (np.arange(CAMERA)[:, None] + sub[None, :]).ravel()
+    ky, kx = np.meshgrid((k - UNEVEN[1]) * MRAD_PX, (k - UNEVEN[0]) * MRAD_PX, indexing="ij")
+    disc = 0.5 * (1 - np.tanh((np.hypot(kx, ky) - ALPHA) / 0.1))
+    return disc.reshape(CAMERA, 3, CAMERA, 3).sum(axis=(1, 3))
+
+
 def scan_truth():
     """A deflection (mrad, scan frame) over a band and a block, under half the scan; none elsewhere."""
     y, x = np.mgrid[0:SCAN[0], 0:SCAN[1]].astype(float)
@@ -162,6 +171,15 @@ def test_com_response_from_the_command_line_restores_a_field_the_cut_halo_reads_
     assert error < 0.005, error
     assert attrs["response"] == "empirical" and attrs["response_signal"] == "com"
     assert attrs["response_file"] == "com.npz" and attrs["response_tilts"] == 81
+
+    # A vacuum reference (a sharp disc, no halo) centres the map on the vacuum's centre of mass, not
+    # on the specimen's zero-tilt one the response measures from: offset, and warned.
+    vacuum = write_4d(tmp_path / "vacuum.h5", np.array([[vacuum_pattern()] * SCAN[1]] * SCAN[0]), step_x_nm=1.0)
+    with pytest.warns(UserWarning, match="measures from the specimen's own zero-tilt centre of mass, --reference"):
+        assert main([*common, "--response", str(tmp_path / "com.npz"), "--reference", str(vacuum),
+                     "-o", str(tmp_path / "vacuum_ref.h5")]) == 0
+    offset, _ = load_result_arrays(tmp_path / "vacuum_ref.h5")
+    assert np.nanmax(np.hypot(offset["deflection_x"][0] - true_x, offset["deflection_y"][0] - true_y)) > 0.05 * peak
 
 
 def test_com_refuses_a_segment_response_and_a_tilt_series_without_zero_tilt(tmp_path, capsys):
