@@ -206,3 +206,27 @@ def test_com_refuses_a_segment_response_and_a_tilt_series_without_zero_tilt(tmp_
     assert main(["calibrate-response", str(tilts), "-o", str(tmp_path / "com.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no frame at zero tilt" in err
+
+
+def test_reconstruct_com_applies_a_response_after_the_descan():
+    from dpcstem.fourd import reconstruct_com
+
+    cal = calibration().replace(thickness_nm=50.0)
+    g = np.linspace(-0.6, 0.6, 9)
+    tilt_x, tilt_y = (a.ravel() for a in np.meshgrid(g, g))
+    u, v = cal.to_detector_frame(tilt_x, tilt_y)
+    tilts = np.array([cut_pattern(a, b) for a, b in zip(u, v)])
+    cx, cy = com(tilts)
+    zero = np.flatnonzero((tilt_x == 0) & (tilt_y == 0))[0]
+    response = fit_com_response(tilt_x, tilt_y, cx, cy, cal, mrad_per_px=MRAD_PX, centre_px=(cx[zero], cy[zero]))
+    true_x, true_y = scan_truth()
+    u, v = cal.to_detector_frame(true_x, true_y)
+    frames = np.array([[cut_pattern(a, b) for a, b in zip(ru, rv)] for ru, rv in zip(u, v)])
+    centre = (float(cx[zero]), float(cy[zero]))
+    raw = reconstruct_com(frames, cal, mrad_per_px=MRAD_PX, reference=centre)
+    fixed = reconstruct_com(frames, cal, mrad_per_px=MRAD_PX, reference=centre, response=response)
+    peak = np.hypot(true_x, true_y).max()
+    def error(result):
+        return np.hypot(result.deflection_x - true_x, result.deflection_y - true_y).max() / peak
+    assert error(raw) > 0.05 and error(fixed) < 0.005, (error(raw), error(fixed))
+    assert fixed.attrs["response"] == "empirical" and fixed.attrs["response_signal"] == "com"
