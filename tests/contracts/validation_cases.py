@@ -218,7 +218,7 @@ JUNCTION_FIGURE = "max |E_x − E_w| / peak junction |E_w|"
 CASES = [
     Case("4d_default", "junction_4d.h5",
          "pixelated 4D-STEM across a p-n heterojunction (MIP step), linear descan (0.16 mrad across the scan, "
-         "5 times the junction's deflection); defaults: no descan removed (the median centre of mass), α from the "
+         "several times the junction's deflection); defaults: no descan removed (the median centre of mass), α from the "
          "disc; right within the camera's pixel limit (4d_vacuum), or warned with how far off and the fix",
          ("com", J4, "--thickness", 50), f"{JUNCTION_FIGURE}, ≥ 3 nm from the MIP steps", 0.025,
          _junction_field(3), warns=("warning: descan: the centre of mass holds a plane across the scan",
