@@ -1,6 +1,7 @@
 """The empirical centre-of-mass response of the 4D path: a finite camera that cuts a blurred
 pattern's halo reads the deflection low; a tilt series through the same blur restores it."""
 
+import h5py
 import numpy as np
 import pytest
 
@@ -17,16 +18,17 @@ def calibration():
     return Calibration(kv=200.0, alpha_mrad=ALPHA, step_x_nm=1.0, detector_rotation_deg=130.0, flip=True)
 
 
-def pattern(u_mrad, v_mrad):
-    """A disc of radius α with a soft edge and a broad halo (the plasmon-like blur), moved by
-    (u, v) mrad along the detector's axes, on the finite camera; supersampled 3 × 3."""
+def pattern(u_mrad, v_mrad, centre=CENTRE, halo=True):
+    """A disc of radius α with a soft edge and a broad halo (the plasmon-like blur; ``halo=False``:
+    vacuum), moved by (u, v) mrad along the detector's axes, on the finite camera whose pixel
+    ``centre`` (column, row) is the undeflected centre; supersampled 3 × 3."""
     sub = (np.arange(3) - 1) / 3.0
     k = (np.arange(CAMERA)[:, None] + sub[None, :]).ravel()
-    ky, kx = np.meshgrid((k - CENTRE[1]) * MRAD_PX - v_mrad, (k - CENTRE[0]) * MRAD_PX - u_mrad, indexing="ij")
+    ky, kx = np.meshgrid((k - centre[1]) * MRAD_PX - v_mrad, (k - centre[0]) * MRAD_PX - u_mrad, indexing="ij")
     r = np.hypot(kx, ky)
     disc = 0.5 * (1 - np.tanh((r - ALPHA) / 0.1))
-    halo = 0.4 / (r**2 + 0.5**2)
-    return (disc + halo).reshape(CAMERA, 3, CAMERA, 3).sum(axis=(1, 3))
+    blur = 0.4 / (r**2 + 0.5**2) if halo else 0.0
+    return (disc + blur).reshape(CAMERA, 3, CAMERA, 3).sum(axis=(1, 3))
 
 
 def com(frames):
@@ -95,22 +97,8 @@ UNEVEN = (13.2, 18.6)  # the undeflected centre (column, row): the camera cuts t
 
 
 def cut_pattern(u_mrad, v_mrad):
-    """The blurred pattern of :func:`pattern`, its centre well off the camera's middle."""
-    global CENTRE
-    kept, CENTRE = CENTRE, UNEVEN
-    try:
-        return pattern(u_mrad, v_mrad)
-    finally:
-        CENTRE = kept
-
-
-def vacuum_pattern():
-    """The undeflected pattern through vacuum: the disc alone, no halo, on the same camera."""
-    sub = (np.arange(3) - 1) / 3.0
-    k = (np.arange(CAMERA)[:, None] + sub[None, :]).ravel()
-    ky, kx = np.meshgrid((k - UNEVEN[1]) * MRAD_PX, (k - UNEVEN[0]) * MRAD_PX, indexing="ij")
-    disc = 0.5 * (1 - np.tanh((np.hypot(kx, ky) - ALPHA) / 0.1))
-    return disc.reshape(CAMERA, 3, CAMERA, 3).sum(axis=(1, 3))
+    """The blurred pattern, its centre well off the camera's middle."""
+    return pattern(u_mrad, v_mrad, UNEVEN)
 
 
 def scan_truth():
@@ -121,14 +109,15 @@ def scan_truth():
     return theta_x, theta_y
 
 
-def write_4d(path, frames, **attrs):
-    """A 4D scan (the calibration on the frames, as dpcstem's HDF5 reader takes it) or a tilt
-    series (the calibration at the root, as calibrate-response reads it)."""
-    import h5py
-
+def write_4d(path, frames, tilts=None, **attrs):
+    """A 4D scan (the calibration on the frames, as dpcstem's HDF5 reader takes it) or, with
+    ``tilts`` (x, y in mrad), a tilt series (the calibration at the root, as calibrate-response
+    reads it)."""
     with h5py.File(path, "w") as f:
         ds = f.create_dataset("frames", data=np.asarray(frames, np.float32))
-        (ds if ds.ndim == 4 else f).attrs.update(kv=200.0, alpha_mrad=ALPHA, mrad_per_px=MRAD_PX, **attrs)
+        (ds if tilts is None else f).attrs.update(kv=200.0, alpha_mrad=ALPHA, mrad_per_px=MRAD_PX, **attrs)
+        if tilts is not None:
+            f["tilt_x_mrad"], f["tilt_y_mrad"] = tilts
     return path
 
 
@@ -140,12 +129,8 @@ def test_com_response_from_the_command_line_restores_a_field_the_cut_halo_reads_
     g = np.linspace(-0.6, 0.6, 9)
     tilt_x, tilt_y = (a.ravel() for a in np.meshgrid(g, g))
     u, v = cal.to_detector_frame(tilt_x, tilt_y)
-    tilts = write_4d(tmp_path / "tilts.h5", [cut_pattern(a, b) for a, b in zip(u, v)],
+    tilts = write_4d(tmp_path / "tilts.h5", [cut_pattern(a, b) for a, b in zip(u, v)], (tilt_x, tilt_y),
                      detector_rotation_deg=ROTATION, flip=True)
-    import h5py
-
-    with h5py.File(tilts, "a") as f:
-        f["tilt_x_mrad"], f["tilt_y_mrad"] = tilt_x, tilt_y
     true_x, true_y = scan_truth()
     u, v = cal.to_detector_frame(true_x, true_y)
     frames = np.array([[cut_pattern(a, b) for a, b in zip(ru, rv)] for ru, rv in zip(u, v)])
@@ -174,7 +159,8 @@ def test_com_response_from_the_command_line_restores_a_field_the_cut_halo_reads_
 
     # A vacuum reference (a sharp disc, no halo) centres the map on the vacuum's centre of mass, not
     # on the specimen's zero-tilt one the response measures from: offset, and warned.
-    vacuum = write_4d(tmp_path / "vacuum.h5", np.array([[vacuum_pattern()] * SCAN[1]] * SCAN[0]), step_x_nm=1.0)
+    vacuum = write_4d(tmp_path / "vacuum.h5", np.array([[pattern(0, 0, UNEVEN, halo=False)] * SCAN[1]] * SCAN[0]),
+                      step_x_nm=1.0)
     with pytest.warns(UserWarning, match="measures from the specimen's own zero-tilt centre of mass, --reference"):
         assert main([*common, "--response", str(tmp_path / "com.npz"), "--reference", str(vacuum),
                      "-o", str(tmp_path / "vacuum_ref.h5")]) == 0
@@ -198,11 +184,8 @@ def test_com_refuses_a_segment_response_and_a_tilt_series_without_zero_tilt(tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "segments signal, not on com" in err
     assert not out.exists()
-    tilts = write_4d(tmp_path / "tilts.h5", [pattern(0.1, 0.0), pattern(-0.1, 0.0), pattern(0.0, 0.1)])
-    import h5py
-
-    with h5py.File(tilts, "a") as f:
-        f["tilt_x_mrad"], f["tilt_y_mrad"] = [0.1, -0.1, 0.0], [0.0, 0.0, 0.1]
+    tilts = write_4d(tmp_path / "tilts.h5", [pattern(0.1, 0.0), pattern(-0.1, 0.0), pattern(0.0, 0.1)],
+                     ([0.1, -0.1, 0.0], [0.0, 0.0, 0.1]))
     assert main(["calibrate-response", str(tilts), "-o", str(tmp_path / "com.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no frame at zero tilt" in err
