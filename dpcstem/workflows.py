@@ -73,7 +73,8 @@ DEFAULTS = (
     Default("descan", "reconstruct, bias-series, com",
             "none removed (segments: the detector centre is the undeflected beam; 4D: the median centre of "
             "mass over the scan, one constant, is the undeflected pattern centre)",
-            "printed with the mean deflection left in the maps; descan_source = none",
+            "printed; com: a warning with its size in V/m where a robust plane across the scan stands out; "
+            "descan_source = none",
             "--reference VACUUM (same scan and optics) or --descan-region X0 Y0 X1 Y1 (field-free, nm)"),
     Default("segment dark offsets", "reconstruct, bias-series",
             "0 counts in every segment (no black level)",
@@ -693,7 +694,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
                     mask_radius_px=None, dataset=None, scan_shape=None, raw=None, scheduler=None, workers=None,
                     reference=None, descan_region=None, descan_order=2, fit_rotation=False, charge_sign_region=None,
                     charge_method="finite-difference", cutoff=None, potential_method="mirror",
-                    potential_reference=None, dose=None, interface=None, half_range_nm=None,
+                    potential_reference=None, dose=None, interface=None, half_range_nm=None, response=None,
                     names=None) -> Outcome:
     """``dpcstem com``: a 4D-STEM acquisition → centre of mass → deflection, field, charge, potential.
 
@@ -707,7 +708,8 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
     component, carried to the field and charge as uncertainty maps).
     """
     from .fourd import bright_field_disc, centre_of_mass, disc_mask
-    from .fourd.com import deflection_from_com, pattern_centre
+    from .fourd.com import deflection_from_com, pattern_centre, undeflected_centre_lines
+    from .fourd.response import correct_com
     from .calibration.descan import fit_descan
     from .io.pixelated import open_pixelated
     from .noise import uncertainty_from_covariance
@@ -769,6 +771,9 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
         fit = fit_descan(wx, wy, mask=descan_mask & valid, order=descan_order)
         wx, wy = fit.subtract(wx, wy)
         descan_source = "region"
+    if response is not None:
+        wx, wy, valid = correct_com(wx, wy, valid, response_from_name(response), raw_cal, lines, attrs,
+                                    descan=descan_source, names=names)
     cal, tx, ty = _to_scan_frame(wx, wy, cal, valid, fit_rotation=fit_rotation, flip=user.get("flip"),
                                  sign_region=sign_region, names=names, lines=lines, attrs=attrs)
     if descan_mask is not None:
@@ -797,9 +802,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
                     f"({scale:.4g} mrad/px, bright-field disc radius {radius:.1f} px)")
     lines += describe_calibration(cal)
     if descan_source == "none":
-        lines.append(f"descan: none removed; the undeflected pattern centre is the median centre of mass "
-                     f"({ref[0]:.3f}, {ref[1]:.3f}) px, which leaves a field over less than half the scan as it is "
-                     f"and takes a uniform one; {names['reference']} or {names['descan_region']} sets it")
+        lines += undeflected_centre_lines(tx, ty, valid, cal, ref, names, attrs)
     else:
         lines.append(_descan_line(descan_source, tx, ty, valid, names))
     return _outcome(result, cal, attrs, lines, inputs, interface, half_range_nm,

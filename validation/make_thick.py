@@ -112,8 +112,9 @@ def segments_of(patterns, sim, shape):
                             DOSE, shape)
 
 
-def tilt_series(mip_v, blurred):
-    """Segments (4, n) at the tilts through a field-free slab of ``mip_v`` (V), and the tilts.
+def tilted_patterns(mip_v, blurred):
+    """The patterns (n, k, k) at the tilts through a field-free slab of ``mip_v`` (V), the tilts
+    (mrad, scan frame) and the slab's multislice.
 
     Through a uniform slab the transmission is one constant phase, so the elastic pattern
     of a tilted probe is the untilted pattern moved by the tilt; the tilts are whole pixels
@@ -137,7 +138,14 @@ def tilt_series(mip_v, blurred):
         raise SystemExit("the tilted patterns' centre of mass does not follow the tilt")
     if blurred:
         patterns = blur(patterns, px)
-    return segments_of(patterns, sim, (1, len(kx)))[:, 0, :], kx * px, ky * px
+    return patterns, kx * px, ky * px, sim
+
+
+def tilt_series(mip_v, blurred):
+    """Segments (4, n) at the tilts through a field-free slab of ``mip_v`` (V), and the tilts
+    (:func:`tilted_patterns`)."""
+    patterns, tx, ty, sim = tilted_patterns(mip_v, blurred)
+    return segments_of(patterns, sim, (1, len(tx)))[:, 0, :], tx, ty
 
 
 def specimen():

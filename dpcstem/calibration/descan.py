@@ -9,6 +9,7 @@ The simulators make their descan with :func:`descan_surface`, the surface the fi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,6 +210,79 @@ def _robust_fit(design, values, *, iterations=30, tol=1e-7):
             coef = solve(full_a, values, weights)
         weights = biweight(values - full_a @ coef, scale)
     return coef / norms, mad(values - full_a @ coef), weights == 0
+
+
+@dataclass(frozen=True)
+class PlaneCheck:
+    """Whether a deflection map holds a plane across the scan: the mark of a descan left in it.
+
+    Attributes
+    ----------
+    fit : DescanFit
+        The robust plane (:func:`fit_descan`, order 1) over every valid pixel.
+    plane_mrad : float
+        max |plane| over the scan (the magnitude of (θx, θy)), mrad: how far off the
+        deflection is where the plane is descan that nothing removed.
+    left_mrad : float
+        95th percentile of |θ − plane| over the valid pixels, mrad: the deflection the map
+        holds besides the plane.
+    significance : float
+        The largest slope of the plane over its standard error (the residual scale over
+        the spread of the pixels' x or y): below a few, the plane is noise.
+    """
+
+    fit: DescanFit
+    plane_mrad: float
+    left_mrad: float
+    significance: float
+
+    #: A plane is reported when it exceeds this fraction of the deflection left besides it...
+    RATIO = 0.05
+    #: ...and its largest slope this many standard errors...
+    SIGNIFICANCE = 5.0
+    #: ...measured on at least this many pixels (on fewer, the residual scale is itself noise).
+    MIN_PIXELS = 64
+
+    @property
+    def holds_plane(self) -> bool:
+        return (self.fit.n_pixels >= self.MIN_PIXELS and self.significance > self.SIGNIFICANCE
+                and self.plane_mrad > self.RATIO * self.left_mrad)
+
+
+def check_plane(theta_x_mrad, theta_y_mrad, *, valid=None) -> PlaneCheck | None:
+    """Look for a plane across the scan in a deflection map from which no descan was removed.
+
+    A descan moves the pattern linearly with the scan position; a field rarely spans the
+    scan as a plane. So a robust plane (:func:`fit_descan`: the field's own pixels weigh
+    little when they are a minority) that is significant and not small against the rest
+    of the map is most likely descan that nothing removed, though a field that spans the
+    scan (a uniform charge, or more field on one side) gives one too: the check says the
+    map *may* be that far off, and by how much.
+
+    Returns
+    -------
+    PlaneCheck, or None where the valid pixels cannot hold a plane (fewer than 6, or on one
+    line).
+    """
+    tx, ty = _validate.pair("deflection", theta_x_mrad, theta_y_mrad)
+    use = np.isfinite(tx) & np.isfinite(ty)
+    if valid is not None:
+        use &= _validate.mask("valid", valid, tx.shape)
+    try:
+        fit = fit_descan(tx, ty, mask=use, order=1)
+    except InputDataError:
+        return None
+    px, py = fit.surface(tx.shape)
+    plane = float(np.max(np.hypot(px, py)))
+    left = float(np.percentile(np.hypot(tx - px, ty - py)[use], 95))
+    y, x = np.nonzero(use)
+    spread = (float(np.sqrt(np.sum((x - x.mean()) ** 2))), float(np.sqrt(np.sum((y - y.mean()) ** 2))))
+    t = []
+    for coefficients, scale in ((fit.coefficients_x, fit.residual_scale_x), (fit.coefficients_y, fit.residual_scale_y)):
+        for slope, s in zip(coefficients[1:], spread):
+            error = scale / s if s > 0 else math.inf
+            t.append(abs(slope) / error if error > 0 else (math.inf if slope != 0 else 0.0))
+    return PlaneCheck(fit=fit, plane_mrad=plane, left_mrad=left, significance=max(t))
 
 
 def remove_descan(theta_x_mrad, theta_y_mrad, *, mask=None, order=1):

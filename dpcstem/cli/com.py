@@ -51,6 +51,10 @@ def add_parser(subparsers):
     c.add_argument("--reference", type=Path, metavar="VACUUM",
                    help="4D-STEM vacuum scan of the same scan and frame shape: its centre of mass is the descan "
                         "(default: no descan; the median centre of mass is the undeflected centre, printed)")
+    c.add_argument("--response", type=Path, metavar="FILE",
+                   help="empirical centre-of-mass response (.npz) that 'dpcstem calibrate-response' makes from a 4D "
+                        "beam-tilt series through the specimen: corrects a camera that cuts a blurred pattern's "
+                        "halo (the centre of mass then reads low); default: the centre of mass as measured")
     add_field_options(c)
     c.add_argument("--potential-reference", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
                    help="rectangle (nm, scan frame) where the potential is zero (default: its mean is zero)")
@@ -79,7 +83,7 @@ def run(args):
         descan_order=args.descan_order, fit_rotation=args.fit_rotation, charge_sign_region=args.charge_sign_region,
         charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
         potential_reference=args.potential_reference, dose=args.dose, interface=args.interface,
-        half_range_nm=args.half_range, names=OPTION_NAMES)
+        half_range_nm=args.half_range, response=args.response, names=OPTION_NAMES)
     write_result(output, outcome.result.maps(), outcome.attrs, inputs=outcome.inputs, overwrite=args.overwrite)
     for line in outcome.lines:
         print(line)

@@ -16,6 +16,8 @@ The signal of this response is the centre-of-mass deflection along the detector'
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..calibration import Calibration
@@ -83,3 +85,58 @@ def apply_com_response(theta_x_mrad, theta_y_mrad, response: EmpiricalResponse, 
     alpha = calibration.alpha_mrad
     su, sv = response.inverse_table().lookup(u / alpha, v / alpha)
     return calibration.to_scan_frame(su * alpha, sv * alpha)
+
+
+def correct_com(wx_mrad, wy_mrad, valid, response: EmpiricalResponse, calibration: Calibration, lines, attrs, *,
+                descan="none", names=None):
+    """Apply an empirical response to the descan-corrected deflection of ``dpcstem com``.
+
+    Parameters
+    ----------
+    wx_mrad, wy_mrad : ndarray
+        The deflection along the detector's +kx, +ky axes (mrad; ``calibration`` is the
+        detector frame: no rotation, no flip), the descan removed.
+    valid : ndarray of bool
+        Pixels with a finite centre of mass.
+    response : EmpiricalResponse
+        ``signal = "com"``, with the acquisition's α.
+    calibration : Calibration
+        The detector frame's (α; rotation 0, no flip).
+    lines, attrs : list, dict
+        The printed lines and the result attributes, extended with the response's provenance.
+    descan : {"none", "vacuum", "region"}
+        How the descan was removed. The response measures from the centre of mass of the
+        pattern through the field-free specimen at zero tilt; a vacuum reference's centre
+        differs from it where the camera cuts the specimen's halo (the blurred pattern's
+        centre of mass moves toward the side the camera keeps more of), which offsets the
+        whole map: with ``"vacuum"`` a warning gives the median deflection the vacuum
+        leaves (that offset, where most of the scan is field-free) and the fix.
+    names : dict, optional
+        How ``reference`` and ``descan_region`` are spelt (the command line's options).
+
+    Returns
+    -------
+    wx_mrad, wy_mrad, valid
+        Corrected; pixels outside the tilts the series measured become invalid.
+    """
+    if not isinstance(response, EmpiricalResponse):
+        raise InputDataError(f"response: the centre of mass takes an empirical response (a file that dpcstem "
+                             f"calibrate-response makes from a 4D beam-tilt series), got {response!r}")
+    if descan == "vacuum":
+        names = {"reference": "reference", "descan_region": "descan_region", **(names or {})}
+        offset = float(np.hypot(np.median(wx_mrad[valid]), np.median(wy_mrad[valid])))
+        warnings.warn(f"response: it measures from the specimen's own zero-tilt centre of mass, {names['reference']} "
+                      f"from the vacuum's; where the camera cuts the specimen's halo the two differ and the whole "
+                      f"map is offset (the median deflection with the vacuum removed is {offset:.3g} mrad, that "
+                      f"offset where most of the scan is field-free): give {names['descan_region']} over field-free "
+                      f"specimen instead, or no {names['reference']} (the median centre)", stacklevel=3)
+    wx, wy = apply_com_response(wx_mrad, wy_mrad, response, calibration)
+    corrected = valid & np.isfinite(wx) & np.isfinite(wy)
+    attrs.update(response.attrs())
+    reach = float(np.max(np.hypot(response.tilt_u, response.tilt_v))) * calibration.alpha_mrad
+    where = f" {response.path}" if response.path else ""
+    outside = int(np.count_nonzero(valid & ~corrected))
+    lines.append(f"response: empirical centre-of-mass response{where} ({len(response.tilt_u)} tilts up to "
+                 f"{reach:.3g} mrad at alpha {calibration.alpha_mrad:g} mrad); {outside} pixels outside the tilts "
+                 "it measured are invalid")
+    return wx, wy, corrected

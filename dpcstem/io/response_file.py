@@ -97,17 +97,20 @@ def load_response(path) -> EmpiricalResponse:
 
 
 def read_tilt_series(path) -> dict:
-    """A beam-tilt series: segment counts at known beam tilts, from an HDF5 file.
+    """A beam-tilt series: segment counts, or 4D-STEM frames, at known beam tilts, from an HDF5 file.
 
-    The file holds datasets ``segments`` (4, n) (counts of A, B, C, D at each tilt, any
-    trailing shape flattened), ``tilt_x_mrad`` and ``tilt_y_mrad`` (n,) (the beam tilts in
-    mrad, scan frame), and may record ``kv``, ``alpha_mrad``, ``collection_inner_mrad``,
-    ``collection_outer_mrad``, ``detector_rotation_deg`` and ``flip`` as root attributes.
+    The file holds the datasets ``tilt_x_mrad`` and ``tilt_y_mrad`` (n,) (the beam tilts in
+    mrad, scan frame) and either ``segments`` (4, n) (counts of A, B, C, D at each tilt, any
+    trailing shape flattened) or ``frames`` (n, ky, kx) (the pixelated pattern at each tilt,
+    one of them at zero tilt); it may record ``kv``, ``alpha_mrad``, ``collection_inner_mrad``,
+    ``collection_outer_mrad``, ``detector_rotation_deg``, ``flip`` and (frames)
+    ``mrad_per_px`` as root attributes.
 
     Returns
     -------
-    dict with ``segments`` (4, n) float64, ``tilt_x_mrad``, ``tilt_y_mrad`` (n,) float64 and
-    ``calibration_values`` (the recorded attributes).
+    dict with ``segments`` (4, n) float64 or ``frames`` (n, ky, kx) (the other None),
+    ``tilt_x_mrad``, ``tilt_y_mrad`` (n,) float64 and ``calibration_values`` (the recorded
+    attributes).
 
     Raises
     ------
@@ -123,25 +126,34 @@ def read_tilt_series(path) -> dict:
         raise UnreadableFileError(f"{path}: no such tilt series file")
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in ("segments", "tilt_x_mrad", "tilt_y_mrad") if not isinstance(f.get(k), h5py.Dataset)]
+            signal = "frames" if isinstance(f.get("frames"), h5py.Dataset) else "segments"
+            missing = [k for k in (signal, "tilt_x_mrad", "tilt_y_mrad") if not isinstance(f.get(k), h5py.Dataset)]
             if missing:
-                raise MissingMetadataError(f"{path}: a tilt series needs the datasets segments (4, n), tilt_x_mrad and "
-                                           f"tilt_y_mrad (n,); it lacks {', '.join(missing)}")
-            segments = np.asarray(f["segments"][()], np.float64)
+                raise MissingMetadataError(f"{path}: a tilt series needs the datasets segments (4, n) or frames "
+                                           f"(n, ky, kx), tilt_x_mrad and tilt_y_mrad (n,); it lacks "
+                                           f"{', '.join(missing)}")
+            counts = np.asarray(f[signal][()], np.float64)
             tx = np.asarray(f["tilt_x_mrad"][()], np.float64).ravel()
             ty = np.asarray(f["tilt_y_mrad"][()], np.float64).ravel()
             names = ("kv", "alpha_mrad", "collection_inner_mrad", "collection_outer_mrad", "detector_rotation_deg",
-                     "flip")
+                     "flip", "mrad_per_px")
             values = {k: f.attrs[k].item() if hasattr(f.attrs[k], "item") else f.attrs[k]
                       for k in names if k in f.attrs}
     except OSError as exc:
         raise UnreadableFileError(f"{path}: not a readable HDF5 tilt series: {exc}") from None
-    if segments.ndim < 2 or segments.shape[0] != 4:
-        raise UnreadableFileError(f"{path}: segments must be (4, n) (A, B, C, D at each tilt), got {segments.shape}")
-    segments = segments.reshape(4, -1)
-    if not (segments.shape[1] == tx.size == ty.size):
-        raise UnreadableFileError(f"{path}: {segments.shape[1]} segment columns for {tx.size} tilt_x_mrad and "
-                                  f"{ty.size} tilt_y_mrad")
+    if signal == "frames":
+        if counts.ndim != 3 or counts.shape[0] != tx.size or tx.size != ty.size:
+            raise UnreadableFileError(f"{path}: frames must be (n, ky, kx) for n = {tx.size} tilt_x_mrad and "
+                                      f"{ty.size} tilt_y_mrad, got {counts.shape}")
+        segments, frames = None, counts
+    else:
+        if counts.ndim < 2 or counts.shape[0] != 4:
+            raise UnreadableFileError(f"{path}: segments must be (4, n) (A, B, C, D at each tilt), got "
+                                      f"{counts.shape}")
+        segments, frames = counts.reshape(4, -1), None
+        if not (segments.shape[1] == tx.size == ty.size):
+            raise UnreadableFileError(f"{path}: {segments.shape[1]} segment columns for {tx.size} tilt_x_mrad and "
+                                      f"{ty.size} tilt_y_mrad")
     if "flip" in values:
         values["flip"] = bool(values["flip"])
-    return {"segments": segments, "tilt_x_mrad": tx, "tilt_y_mrad": ty, "calibration_values": values}
+    return {"segments": segments, "frames": frames, "tilt_x_mrad": tx, "tilt_y_mrad": ty, "calibration_values": values}

@@ -15,7 +15,7 @@ from scipy.interpolate import RegularGridInterpolator
 
 from dpcstem import Calibration, CalibrationError, InputDataError, MissingMetadataError, UnreadableFileError, physics
 from dpcstem.options import ReconstructionOptions
-from dpcstem.calibration.descan import fit_descan, remove_descan, subtract_reference
+from dpcstem.calibration.descan import PlaneCheck, check_plane, fit_descan, remove_descan, subtract_reference
 from dpcstem.calibration.rotation import apply_rotation, find_rotation
 from dpcstem.io.response_file import load_response, save_response
 from dpcstem.response import QuadrantResponse
@@ -352,6 +352,38 @@ def test_robust_descan_ignores_outliers_that_least_squares_follows(scale):
     design = np.column_stack([plane(shape, np.eye(3)[k]).ravel() for k in range(3)])
     plain, *_ = np.linalg.lstsq(design, mx.ravel(), rcond=None)
     assert np.abs(design @ plain - truth_x.ravel()).max() > 2 * noise
+
+
+def _layer_with_descan(descan_mrad_per_px, noise_mrad, shape=(40, 48), seed=5):
+    """A layer's deflection (0.05 mrad, a quarter of the scan's columns) plus a linear descan
+    of ``descan_mrad_per_px`` ((x slope, y slope) of θx, of θy) and counting-like noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
+    layer = np.where((x >= 20) & (x < 32), 0.05 * np.sin(np.pi * (x - 19.5) / 12), 0.0)
+    (ax, bx), (ay, by) = descan_mrad_per_px
+    cx, cy = x - (shape[1] - 1) / 2, y - (shape[0] - 1) / 2
+    descan = (ax * cx + bx * cy, ay * cx + by * cy)
+    tx = layer + descan[0] + rng.normal(0, noise_mrad, shape)
+    ty = descan[1] + rng.normal(0, noise_mrad, shape)
+    return tx, ty, descan
+
+
+def test_a_plane_left_in_a_map_is_found_with_its_size_and_a_layer_alone_is_not():
+    tx, ty, descan = _layer_with_descan(((0.004, 0.001), (-0.0015, -0.003)), 0.002)
+    check = check_plane(tx, ty)
+    assert check.holds_plane and check.fit.n_pixels == tx.size
+    assert check.plane_mrad == pytest.approx(np.hypot(*descan).max(), rel=0.05)
+    assert check.significance > 50
+    clean_x, clean_y, _ = _layer_with_descan(((0, 0), (0, 0)), 0.002)
+    clean = check_plane(clean_x, clean_y)
+    assert not clean.holds_plane and clean.plane_mrad < 0.05 * clean.left_mrad
+    # a descan within the noise is not reported
+    faint = check_plane(*_layer_with_descan(((1e-6, 0), (0, 1e-6)), 0.002)[:2])
+    assert not faint.holds_plane and faint.significance < PlaneCheck.SIGNIFICANCE
+    # too few pixels to tell a plane from noise
+    small = check_plane(tx[:6, :8], ty[:6, :8])
+    assert small is not None and not small.holds_plane
+    assert check_plane(np.full((1, 9), 0.1), np.zeros((1, 9))) is None  # one row holds no plane
 
 
 def test_descan_from_a_vacuum_reference_scan():

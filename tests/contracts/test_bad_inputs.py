@@ -241,6 +241,17 @@ def _seg_with(**changes):
     return make
 
 
+def _segment_response(name):
+    """An empirical response of the segments' signal (a 3 × 3 tilt series of a linear response)."""
+    def prepare(d):
+        from dpcstem.io.response_file import save_response
+        from dpcstem.response.empirical import fit_response
+
+        u, v = (a.ravel() for a in np.meshgrid(np.linspace(-0.3, 0.3, 3), np.linspace(-0.3, 0.3, 3)))
+        save_response(d / name, fit_response(u, v, 0.9 * u, 0.9 * v))
+    return prepare
+
+
 def _prepare_all(*steps):
     def prepare(d):
         for step in steps:
@@ -712,6 +723,9 @@ CASES = [
         ("a --reference of another scan shape", ["f.npy", *COM, "--reference", "r.npy", "-o", "out.h5"],
          _prepare_all(_save("f.npy", frames()), _save("r.npy", frames()[:2])),
          r"--reference r\.npy: shape \(2, 5, 16, 16\) differs from the data's \(4, 5, 16, 16\)"),
+        ("a --response measured on segments", ["f.npy", *COM, "--response", "seg.npz", "-o", "out.h5"],
+         _prepare_all(_save("f.npy", frames()), _segment_response("seg.npz")),
+         r"the empirical response \(seg\.npz\) was measured on the segments signal, not on com"),
         ("a text file named .mib", ["f.mib", *COM, "-o", "out.h5"], _text("f.mib"),
          r"f\.mib: cannot read it as a \.mib 4D-STEM file"),
         ("a text file named .hspy", ["f.hspy", *COM, "-o", "out.h5"], _text("f.hspy"),
