@@ -52,6 +52,9 @@ def add_parser(subparsers):
     p.add_argument("--half-range", type=LENGTH_NM, default=None, metavar="NM",
                    help="largest distance from the interface in the profiles, nm (default: from the data, where "
                         "the net field returns to noise, times 1.5)")
+    p.add_argument("--bin", type=LENGTH_NM, default=None, metavar="NM",
+                   help="bin width of the profiles along the interface normal, nm (default: the finest with no bin "
+                        "left empty; wider bins average the noise that biases a noisy profile's peak)")
     p.add_argument("--table", type=Path, metavar="CSV", help="write the net layer figures per bias as CSV")
     p.add_argument("--biased-side", choices=("+", "-"), metavar="{+,-}",
                    help="with --fit-rotation and --interface: the side of the interface whose potential the bias "
@@ -62,14 +65,10 @@ def add_parser(subparsers):
     p.set_defaults(run=run)
 
 
-def run(args):
-    from ..workflows import series_acquisitions
-
-    check_output(args.output, args.overwrite, args=args)
-    if args.table is not None:
-        check_output(args.table, args.overwrite, args=args, suffixes=(".csv",), what="table")
-    outcome = series_acquisitions(
-        args.files, output=args.output, biases=args.bias, override_bias=args.override_bias,
+def workflow_arguments(args) -> dict:
+    """The keywords of :func:`dpcstem.workflows.series_acquisitions` for the parsed options (the demo uses it too)."""
+    return dict(
+        files=args.files, output=args.output, biases=args.bias, override_bias=args.override_bias,
         reference_bias_v=args.reference_bias, reference_index=args.reference_index,
         calibration=user_calibration(args), dataset=args.dataset, reference=args.reference, dark=args.dark,
         offsets=args.offsets, response=args.response, descan_region=args.descan_region,
@@ -78,7 +77,16 @@ def run(args):
         potential_method=args.potential_method, potential_reference=args.potential_reference,
         register=not args.no_register, shifts_px=args.shift, registration_image=args.registration_image,
         registration_exclude=args.registration_exclude, interface=args.interface, half_range_nm=args.half_range,
-        table=args.table, overwrite=args.overwrite, progress=True, names=OPTION_NAMES)
+        bin_nm=args.bin, table=args.table, overwrite=args.overwrite, names=OPTION_NAMES)
+
+
+def run(args):
+    from ..workflows import series_acquisitions
+
+    check_output(args.output, args.overwrite, args=args)
+    if args.table is not None:
+        check_output(args.table, args.overwrite, args=args, suffixes=(".csv",), what="table")
+    outcome = series_acquisitions(**workflow_arguments(args), progress=True)
     for line in outcome.lines:
         print(line)
     return 0

@@ -43,6 +43,7 @@ SPELLING = {
     "registration_image": ("registration_image=", "--registration-image NAME"),
     "registration_exclude": ("registration_exclude", "--registration-exclude"),
     "no_register": ("register=False", "--no-register"), "half_range": ("half_range_nm", "--half-range"),
+    "bin": ("bin_nm", "--bin"),
 }
 #: Each input as a Python caller spells it.
 PYTHON_NAMES = {key: python for key, (python, _) in SPELLING.items()}

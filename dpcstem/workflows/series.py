@@ -73,7 +73,7 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
                         charge_sign_region=None, biased_side=None, charge_method="finite-difference", cutoff=None,
                         potential_method="mirror", potential_reference=None, register=True, shifts_px=None,
                         registration_image=None, registration_exclude=None, interface=None, half_range_nm=None,
-                        table=None, overwrite=False, progress=False, names=None) -> Outcome:
+                        bin_nm=None, table=None, overwrite=False, progress=False, names=None) -> Outcome:
     """``dpcstem bias-series``: a bias series → every acquisition's maps and the net maps, written to ``output``.
 
     Parameters
@@ -111,6 +111,10 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
         Two points (nm) on the interface: the net layer figures per bias.
     half_range_nm : float, optional
         Largest distance from the interface in the profiles (default: from the data).
+    bin_nm : float, optional
+        Bin width of the profiles along the normal, nm (default: the finest with no bin
+        left empty, :meth:`dpcstem.interface.Interface.default_bin_nm`); wider bins average
+        the noise that biases a noisy profile's peak.
     table : path-like, optional
         A CSV of the net layer figures.
     progress : bool
@@ -211,8 +215,9 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
         x1, y1, x2, y2 = (float(v) for v in interface)
         layer_interface = Interface((x1, y1), (x2, y2))
         layer_interface.check_inside(shape, (cal.step_x_nm, cal.step_y_nm), name=names["interface"])
-        if half_range_nm is not None and not (math.isfinite(half_range_nm) and half_range_nm > 0):
-            raise InputDataError(f"{names['half_range']} must be a positive distance in nm, got {half_range_nm!r}")
+        for key, value in (("half_range", half_range_nm), ("bin", bin_nm)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise InputDataError(f"{names[key]} must be a positive distance in nm, got {value!r}")
     images, channel, exclude = registration_channel(records, shape, cal, layer_interface, registration_image,
                                                     registration_exclude, half_range_nm, names)
     clock["read"] = time.perf_counter()
@@ -240,7 +245,7 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
     def settle_branch(u, v, valid, change_v, frame):
         return _settle_branch(u, v, valid, change_v, frame, layer_interface, side, names, settled)
 
-    table_sink = LayerTable(layer_interface, cal, shape) if layer_interface is not None else None
+    table_sink = LayerTable(layer_interface, cal, shape, bin_nm=bin_nm) if layer_interface is not None else None
     lines.append(f"{count} acquisitions; registration on {channel}")
     with SeriesWriter(output, count, overwrite=overwrite) as writer:
         def sink(i, result, registration, net=False):
@@ -275,7 +280,9 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
             rows = table_sink.rows(bias_values, ref, half)
             vectors.update(LayerTable.file_maps(rows))
             root.update(layer_interface.attrs())
-            root.update({"half_range_nm": half, "half_range_source": half_source})
+            root.update({"half_range_nm": half, "half_range_source": half_source,
+                         "profile_bin_nm": math.nan if bin_nm is None else float(bin_nm),
+                         "profile_bin_source": "default" if bin_nm is None else "user"})
         writer.finish(vectors, root, inputs=inputs)
     clock["written"] = time.perf_counter()
     lines.append(f"reference: acquisition {ref} at {bias_values[ref]:g} V; {attrs['response']} response")
@@ -293,7 +300,8 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
         lines.append(layer_interface.describe())
         how = "given" if half_range_nm is not None else \
             f"from the data, where the net field returns to noise; {names['half_range']} sets it"
-        lines.append(f"half-range {half:.3g} nm ({how})")
+        lines.append(f"half-range {half:.3g} nm ({how}); profile bins "
+                     + ("the finest with none empty" if bin_nm is None else f"{bin_nm:g} nm (given)"))
         lines.append(format_table(rows))
         if table is not None:
             header, csv_rows = LayerTable.csv_rows(rows)
@@ -408,7 +416,10 @@ def registration_channel(records, shape, calibration, interface, given, exclude_
         adf = {r["metadata"].get("adf_dataset") for r in records}
         return ["adf"] * count, f"the simultaneous dark-field image ({', '.join(sorted(adf))})", exclude
     what = "the segment sum"
-    if interface is not None:
+    if interface is not None and not sum_sees_deflection(calibration):
+        what += (" (whole: with no hole and no outer edge within 2 alpha the detector collects the whole disc at any "
+                 "deflection it can invert, so its sum does not change with bias)")
+    elif interface is not None:
         step = (calibration.step_x_nm, calibration.step_y_nm)
         distance, _ = interface.coordinates(shape, step)
         extent = float(np.ptp(distance))
@@ -420,6 +431,16 @@ def registration_channel(records, shape, calibration, interface, given, exclude_
     elif exclude is not None:
         what += f" without the {names['registration_exclude']} rectangle"
     return [None] * count, what, exclude
+
+
+def sum_sees_deflection(calibration) -> bool:
+    """Whether the segment sum changes with the deflection: an inner hole, or an outer edge the disc can reach.
+
+    A disc of semi-angle α shifted by up to α (s ≤ 1, beyond which four segments cannot
+    invert it) stays clear of an outer edge at 2α or beyond and covers no hole.
+    """
+    outer = calibration.collection_outer_mrad
+    return calibration.collection_inner_mrad > 0 or (outer is not None and outer < 2 * calibration.alpha_mrad)
 
 
 def check_same_calibration(records, user, names):

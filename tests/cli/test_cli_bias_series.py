@@ -320,3 +320,29 @@ def test_a_descan_region_on_the_reference_removes_the_descan_from_every_bias_and
         assert np.ptp(descan_x) > 0.05
         np.testing.assert_allclose(-removed, descan_x, atol=0.02 * np.ptp(descan_x))
         np.testing.assert_allclose(a["deflection_y"][1] - b["deflection_y"][1], descan_y, atol=0.02 * np.ptp(descan_y))
+
+
+def test_a_detector_that_collects_the_whole_disc_registers_on_its_whole_sum(tmp_path):
+    # The specimen's only bias-independent structure is at the interface (a thickness step that
+    # scatters). A detector with no hole and no outer edge collects the whole disc at any
+    # deflection, so its sum does not show the layer: leaving the interface band out of the
+    # registration (needed for an annular detector) would leave nothing to register on.
+    from dpcstem.simulate import StepThickness
+
+    cal = Calibration(kv=200, alpha_mrad=ALPHA, step_x_nm=STEP, thickness_nm=131)
+    layer = MottSchottky(density_per_m3=1e25, eps_r=12, potential_drop_v=0.3, sheet_nm=1.5)
+    drift = (0.3, -0.45)
+    sim = simulate_bias_series(layer, cal, SHAPE, biases=(0.0, 1.0, 2.0), share=0.5, point_nm=POINT,
+                               normal_deg=NORMAL, drift_px=drift, dose=1e6, rng=5, vacuum=False, dtype=np.float32,
+                               thickness=StepThickness(131.0, 171.0, width_nm=2.0, point_nm=POINT, normal_deg=NORMAL),
+                               scattering_mfp_nm=150.0)
+    (tmp_path / "s").mkdir()
+    write_series(sim, tmp_path / "s")
+    run = dpcstem("bias-series", tmp_path / "s", "--thickness", 131, "--interface", *POINTS, "-o", tmp_path / "out.h5")
+    assert run.returncode == 0, run.stderr
+    assert "the segment sum (whole: with no hole" in run.stdout
+    got, sources = shifts(tmp_path / "out.h5")
+    assert sources == ["reference", "measured", "measured"]
+    normal = np.array([np.sin(np.radians(NORMAL)), np.cos(np.radians(NORMAL))])  # (y, x)
+    # the structure runs along the interface: the shift is measured across it, as the drift's component there
+    np.testing.assert_allclose(got @ normal, sim.drifts_px @ normal, atol=0.05)
