@@ -34,15 +34,18 @@ DEFAULTS = (
     Default("detector flip", "reconstruct, bias-series, com",
             "no flip when the file records none",
             "printed as assumed; flip_source = default", "--flip / --no-flip, or --fit-rotation"),
-    Default("180° branch of a fitted rotation", "reconstruct, com",
-            "the branch whose charge density has a positive skew (compact positive charges)",
+    Default("180° branch of a fitted rotation", "reconstruct, bias-series, com",
+            "the branch whose charge density has a positive skew (compact positive charges); bias-series: on the "
+            "reference acquisition, the rotation fitted there applied to all",
             "a warning with the skew and its significance; rotation_fit_polarity = skew",
-            "--charge-sign-region X0 Y0 X1 Y1 {+,-}"),
+            "--charge-sign-region X0 Y0 X1 Y1 {+,-}; bias-series also --biased-side {+,-} with --interface (the side "
+            "whose potential the bias raises: the data cannot tell which electrode is biased)"),
     Default("descan", "reconstruct, bias-series, com",
             "none removed (segments: the detector centre is the undeflected beam; 4D: the median centre of "
             "mass over the scan, one constant, is the undeflected pattern centre)",
             "printed with the mean deflection left in the maps; descan_source = none",
-            "--reference VACUUM (same scan and optics) or --descan-region X0 Y0 X1 Y1 (field-free, nm)"),
+            "--reference VACUUM (same scan and optics) or --descan-region X0 Y0 X1 Y1 (field-free, nm; bias-series: "
+            "fitted once, on the reference acquisition)"),
     Default("segment dark offsets", "reconstruct, bias-series",
             "0 counts in every segment (no black level)",
             "printed; offsets_source = default", "--offsets A B C D (counts) or --dark FILE (beam blanked)"),
@@ -62,12 +65,16 @@ DEFAULTS = (
             "mirror extension", "stored as potential_method", "--potential-method dct"),
     Default("reference bias", "bias-series", "0 V", "printed", "--reference-bias V, --reference-index K"),
     Default("registration", "bias-series",
-            "measured on the simultaneous ADF image, else the segment sum without the interface band",
+            "measured on the simultaneous ADF image, else the segment sum, without the interface band where the "
+            "detector's sum can show the layer (an inner hole or an outer edge within 2 alpha)",
             "printed per acquisition with its evidence; a warning when the evidence is weak",
             "--shift DY DX, --registration-image, --registration-exclude, --no-register"),
     Default("profile half-range", "reconstruct, bias-series, com",
             "reconstruct, com: the scan; bias-series: where the net field returns to noise, times 1.5",
             "printed; half_range_source stored", "--half-range NM"),
+    Default("profile bin width", "bias-series",
+            "the finest with no bin left empty (noise raises a noisy profile's peak field and areal charge)",
+            "printed; profile_bin_source stored", "--bin NM"),
 )
 
 
