@@ -20,7 +20,6 @@ stream's order and attributes; split apart, each piece would re-derive them.
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from dataclasses import dataclass, field

@@ -10,8 +10,17 @@ import numpy as np
 
 from ..bias import descan_attrs
 from ..errors import CalibrationError, InputDataError
-from .common import (PYTHON_NAMES, Outcome, _descan_line, _outcome, _same, _to_scan_frame, charge_sign,
-                     describe_calibration, merge_calibration, region_mask)
+from .common import (
+    Outcome,
+    PYTHON_NAMES,
+    _descan_line,
+    _outcome,
+    _same,
+    _to_scan_frame,
+    describe_calibration,
+    merge_calibration,
+    scan_regions,
+)
 
 
 def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_mm=None, detector_pixel_um=None,
@@ -49,14 +58,12 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
                             geometry=False)
     cal.require_thickness()
     shape = tuple(frames.scan_shape)
+    potential_mask, descan_mask, sign_region = scan_regions(
+        shape, cal, names, descan_region=descan_region, charge_sign_region=charge_sign_region,
+        potential_reference=potential_reference, fit_rotation=fit_rotation)
     options = ReconstructionOptions(
         descan_order=descan_order, charge_method=charge_method, cutoff=cutoff, potential_method=potential_method,
-        potential_reference=region_mask(potential_reference, shape, cal, names.get("potential_reference",
-                                                                                    "potential_reference")))
-    descan_mask = region_mask(descan_region, shape, cal, names["descan_region"])
-    sign_region = charge_sign(charge_sign_region, shape, cal, names["charge_sign_region"])
-    if sign_region[0] is not None and not fit_rotation:
-        raise InputDataError(f"{names['charge_sign_region']} settles the branch of {names['fit_rotation']}: give both")
+        potential_reference=potential_mask)
     if reference is not None and descan_region is not None:
         raise InputDataError(f"give {names['reference']} or {names['descan_region']}, not both")
     engine = {"scheduler": scheduler, "workers": workers}

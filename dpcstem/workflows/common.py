@@ -228,6 +228,21 @@ def charge_sign(rectangle_and_sign, shape, calibration, name):
     return region_mask(rectangle, shape, calibration, name), signs[sign]
 
 
+def scan_regions(shape, calibration, names, *, descan_region=None, charge_sign_region=None,
+                 potential_reference=None, fit_rotation=False):
+    """A command's rectangles as masks: (potential zero, descan, (charge-sign mask, sign)).
+
+    A charge-sign region settles the branch of a fitted rotation, so without
+    ``fit_rotation`` it is refused.
+    """
+    potential = region_mask(potential_reference, shape, calibration, names["potential_reference"])
+    descan = region_mask(descan_region, shape, calibration, names["descan_region"])
+    sign = charge_sign(charge_sign_region, shape, calibration, names["charge_sign_region"])
+    if sign[0] is not None and not fit_rotation:
+        raise InputDataError(f"{names['charge_sign_region']} settles the branch of {names['fit_rotation']}: give both")
+    return potential, descan, sign
+
+
 def response_from_name(response):
     """'exact', 'linear', an empirical response object, or the path of an empirical response file."""
     if isinstance(response, str) and response in ("exact", "linear"):

@@ -6,9 +6,20 @@ import numpy as np
 
 from ..bias import descan_attrs
 from ..errors import CalibrationError, InputDataError
-from .common import (PYTHON_NAMES, Outcome, _descan_line, _outcome, _to_scan_frame, charge_sign,
-                     check_reference, describe_calibration, merge_calibration, read_reference, region_mask,
-                     response_from_name, segment_offsets)
+from .common import (
+    Outcome,
+    PYTHON_NAMES,
+    _descan_line,
+    _outcome,
+    _to_scan_frame,
+    check_reference,
+    describe_calibration,
+    merge_calibration,
+    read_reference,
+    response_from_name,
+    scan_regions,
+    segment_offsets,
+)
 
 
 def reconstruct_acquisition(segments, *, calibration=None, dataset=None, reference=None, dark=None, offsets=None,
@@ -73,15 +84,12 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
     if hasattr(response, "check"):
         response.check(cal)
     offsets, offsets_source, dark_paths = segment_offsets(offsets, dark, names=names)
+    potential_mask, descan_mask, sign_region = scan_regions(
+        shape, cal, names, descan_region=descan_region, charge_sign_region=charge_sign_region,
+        potential_reference=potential_reference, fit_rotation=fit_rotation)
     options = ReconstructionOptions(
         response=response, offsets=offsets, descan_order=descan_order, charge_method=charge_method, cutoff=cutoff,
-        potential_method=potential_method,
-        potential_reference=region_mask(potential_reference, shape, cal, names.get("potential_reference",
-                                                                                    "potential_reference")))
-    descan_mask = region_mask(descan_region, shape, cal, names["descan_region"])
-    sign_region = charge_sign(charge_sign_region, shape, cal, names["charge_sign_region"])
-    if sign_region[0] is not None and not fit_rotation:
-        raise InputDataError(f"{names['charge_sign_region']} settles the branch of {names['fit_rotation']}: give both")
+        potential_method=potential_method, potential_reference=potential_mask)
     inputs = list(acquisition.paths) + dark_paths
     lines, attrs = [], {}
     # Everything is measured in the detector frame (ψ = 0, no flip) and turned into the scan

@@ -34,16 +34,16 @@ import numpy as np
 from ..errors import CalibrationError, DPCError, InputDataError
 from .common import (
     FIELD_KEYS,
-    PYTHON_NAMES,
     Outcome,
+    PYTHON_NAMES,
     _fit_rotation,
-    charge_sign,
     check_reference,
     describe_calibration,
     merge_calibration,
     read_reference,
     region_mask,
     response_from_name,
+    scan_regions,
     segment_offsets,
 )
 
@@ -192,11 +192,9 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
     if hasattr(response, "check"):
         response.check(cal)
     offsets, offsets_source, dark_paths = segment_offsets(offsets, dark, names=names)
-    descan_mask = region_mask(descan_region, shape, cal, names["descan_region"])
-    potential_mask = region_mask(potential_reference, shape, cal, names["potential_reference"])
-    sign_region = charge_sign(charge_sign_region, shape, cal, names["charge_sign_region"])
-    if sign_region[0] is not None and not fit_rotation:
-        raise InputDataError(f"{names['charge_sign_region']} settles the branch of {names['fit_rotation']}: give both")
+    potential_mask, descan_mask, sign_region = scan_regions(
+        shape, cal, names, descan_region=descan_region, charge_sign_region=charge_sign_region,
+        potential_reference=potential_reference, fit_rotation=fit_rotation)
     side = _biased_side(biased_side, names)
     if side is not None and not (fit_rotation and interface is not None):
         raise InputDataError(f"{names['biased_side']} settles the 180° branch of {names['fit_rotation']} from the "
