@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import CalibrationError
-from ..workflows import OPTION_NAMES
+from ..workflows import OPTION_NAMES  # noqa: F401 (the subcommands spell their messages with it)
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, required=True, help="result file (HDF5) to write"):
@@ -133,17 +133,6 @@ def user_calibration(args) -> dict:
     if getattr(args, "flip", None) is not None:
         user["flip"] = bool(args.flip)
     return user
-
-
-def calibration_from_args(args, file_values: dict | None = None, *, alpha_measured=None, source=None,
-                          geometry=None):
-    """Merge what the file says with what the user gave (:func:`dpcstem.workflows.merge_calibration`)."""
-    from ..workflows import merge_calibration
-
-    if geometry is None:
-        geometry = hasattr(args, "collection")
-    return merge_calibration(file_values, user_calibration(args), source=source, names=OPTION_NAMES,
-                             alpha_measured=alpha_measured, geometry=geometry)
 
 
 def _check_cutoff(args):
