@@ -261,6 +261,11 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
             charge_method=charge_method, cutoff=cutoff, potential_method=potential_method,
             potential_reference=potential_mask)
         clock["series"] = time.perf_counter()
+        if side is not None and settled.get("attrs", {}).get("rotation_fit_polarity") != "bias":
+            warnings.warn(f"detector rotation: every acquisition is at the reference bias, so "
+                          f"{names['biased_side']} cannot settle the 180° branch: it is a guess from the skew of the "
+                          f"charge; if wrong, field and charge are inverted; give {names['charge_sign_region']}",
+                          stacklevel=2)
         if progress:
             print("bias series: layer figures and writing", flush=True)
         cal = attrs.pop("calibration")

@@ -60,3 +60,13 @@ def test_python_callers_read_their_own_names(folder, tmp_path):
     with pytest.raises(InputDataError, match=r"biased_side: .* got 'up'"):
         series_acquisitions(folder, output=tmp_path / "out.h5", biased_side="up", fit_rotation=True, interface=POINTS)
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_the_bias_polarity_cannot_settle_a_branch_without_a_bias_change(folder, tmp_path):
+    with pytest.warns(UserWarning) as caught:
+        series_acquisitions(sorted(folder.glob("bias_*.h5")), output=tmp_path / "out.h5", biases=[0.0, 0.0, 0.0],
+                            override_bias=True,
+                            fit_rotation=True, calibration={"flip": False}, biased_side="-", interface=POINTS,
+                            register=False)
+    messages = [str(w.message) for w in caught]
+    assert any("cannot settle the 180° branch" in m and "charge_sign_region" in m for m in messages), messages
