@@ -249,7 +249,7 @@ class _Stages:
 
 def stream_series(sources, biases_v, calibration: Calibration, sink, *, reference_bias_v=0.0, reference_index=None,
                   response="exact", gains=None, offsets=None, vacuum=None, descan_order=2, descan_region=None,
-                  settle_frame=None, settle_branch=None, shifts_px=None, register_maps=True, registration_images=None,
+                  settle_frame=None, settle_branch=None, on_reference=None, shifts_px=None, register_maps=True, registration_images=None,
                   registration_exclude=None, upsample=20, progress=False, names=None, **options):
     """Reconstruct a bias series one acquisition at a time, handing each to ``sink``.
 
@@ -293,6 +293,10 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         the first net map whose bias differs from the reference's (detector frame) and the
         calibration ``settle_frame`` gave, the calibration on the right 180° branch (the
         polarity of the bias). Needs ``settle_frame``.
+    on_reference : callable, optional
+        ``on_reference(theta_x, theta_y, valid, calibration)``: shown the reference's
+        deflection in the scan frame before it is reconstructed (to judge an assumed rotation
+        by the curl it leaves, without a second pass through the kernel).
     shifts_px : sequence of (dy, dx), optional
         Shifts given by hand (pixels, applied to each map) instead of measured ones.
     register_maps : bool
@@ -426,7 +430,11 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         u, v = frame.to_scan_frame(x, y)
         return u.astype(np.float32), v.astype(np.float32)
 
-    ref_result = reconstruct_deflection(*scan_frame(ref_x, ref_y), frame, valid=ref_valid, options=options)
+    ref_tx, ref_ty = scan_frame(ref_x, ref_y)
+    if on_reference is not None:
+        on_reference(ref_tx, ref_ty, ref_valid, frame)
+    ref_result = reconstruct_deflection(ref_tx, ref_ty, frame, valid=ref_valid, options=options)
+    del ref_tx, ref_ty
     sink(ref, ref_result, ref_reg)
     zero = np.zeros(ref_x.shape, np.float32)
     ref_net = reconstruct_deflection(zero, zero, frame, valid=ref_result.valid, options=options)

@@ -176,18 +176,13 @@ def _same(a, b):
     return abs(fa - fb) <= 1e-9 * max(abs(fa), abs(fb), 1.0)
 
 
-def describe_calibration(calibration: Calibration, *, rotation=False) -> list:
+def describe_calibration(calibration: Calibration) -> list:
     """Lines naming each calibration value the program assumed or measured (never silent).
 
-    With ``rotation``, an assumed detector rotation and flip too (the commands that measure
-    the curl they leave print that themselves).
+    An assumed rotation and flip are printed by :func:`_rotation_lines`, with the curl they leave.
     """
     assumed = []
     s = calibration.sources
-    if rotation and (s.get("detector_rotation_deg") == "default" or s.get("flip") == "default"):
-        assumed.append(f"detector rotation {calibration.detector_rotation_deg:g}°, flip "
-                       f"{'on' if calibration.flip else 'off'} (assumed where the file is silent; "
-                       "--detector-rotation and --flip/--no-flip set them)")
     if s.get("collection_inner_mrad") == "default" or s.get("collection_outer_mrad") == "default":
         outer = "no outer edge" if calibration.collection_outer_mrad is None else \
             f"{calibration.collection_outer_mrad:g} mrad"

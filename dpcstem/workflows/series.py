@@ -37,6 +37,7 @@ from .common import (
     Outcome,
     PYTHON_NAMES,
     _fit_rotation,
+    _rotation_lines,
     check_reference,
     describe_calibration,
     merge_calibration,
@@ -243,6 +244,11 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
     def settle_branch(u, v, valid, change_v, frame):
         return _settle_branch(u, v, valid, change_v, frame, layer_interface, side, names, settled)
 
+    def on_reference(tx, ty, valid, frame):  # an assumed rotation, judged by the curl it leaves on the reference
+        rotation_lines, rotation_attrs = _rotation_lines(tx, ty, frame, valid, names=names)
+        settled.setdefault("lines", []).extend(rotation_lines)
+        settled.setdefault("attrs", {}).update(rotation_attrs)
+
     table_sink = LayerTable(layer_interface, cal, shape, bin_nm=bin_nm) if layer_interface is not None else None
     lines.append(f"{count} acquisitions; registration on {channel}")
     with SeriesWriter(output, count, overwrite=overwrite) as writer:
@@ -256,7 +262,8 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
             reference_index=reference_index, response=response, vacuum=vacuum, offsets=offsets,
             descan_order=descan_order, descan_region=descan_mask,
             settle_frame=settle_frame if fit_rotation else None,
-            settle_branch=settle_branch if side is not None else None, shifts_px=shifts_px,
+            settle_branch=settle_branch if side is not None else None,
+            on_reference=None if fit_rotation else on_reference, shifts_px=shifts_px,
             register_maps=register, registration_exclude=exclude, progress=progress, names=labels,
             charge_method=charge_method, cutoff=cutoff, potential_method=potential_method,
             potential_reference=potential_mask)
@@ -290,7 +297,7 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
     clock["written"] = time.perf_counter()
     lines.append(f"reference: acquisition {ref} at {bias_values[ref]:g} V; {attrs['response']} response")
     lines += settled.get("lines", [])
-    lines += describe_calibration(cal, rotation=not fit_rotation)
+    lines += describe_calibration(cal)
     lines.append(_series_descan_line(descan_source, names))
     lines.append("segment offsets: " + (f"0 counts assumed ({names['offsets']} or {names['dark']} sets them)"
                                         if offsets is None else

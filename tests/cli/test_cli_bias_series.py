@@ -346,3 +346,14 @@ def test_a_detector_that_collects_the_whole_disc_registers_on_its_whole_sum(tmp_
     normal = np.array([np.sin(np.radians(NORMAL)), np.cos(np.radians(NORMAL))])  # (y, x)
     # the structure runs along the interface: the shift is measured across it, as the drift's component there
     np.testing.assert_allclose(got @ normal, sim.drifts_px @ normal, atol=0.05)
+
+
+def test_an_assumed_rotation_is_judged_by_the_curl_it_leaves_on_the_reference(tmp_path):
+    # noise-free: on a noisy 1-D layer the divergence's noise hides the curl an assumed rotation leaves
+    make_series(tmp_path / "s", rotation=(200.0, True), biases=(0.0, 1.0), noise=False)
+    run = dpcstem("bias-series", tmp_path / "s", "--no-register", "-o", tmp_path / "out.h5")
+    assert run.returncode == 0, run.stderr
+    assert "assumed detector rotation 0° and flip off (the file records none): rms curl/div" in run.stdout
+    assert "detector rotation: the assumed 0° leaves a curl" in run.stderr and "--fit-rotation" in run.stderr
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert f.attrs["rotation_curl_ratio"] > 3 * f.attrs["rotation_best_curl_ratio"]
