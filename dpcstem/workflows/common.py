@@ -238,6 +238,23 @@ def scan_regions(shape, calibration, names, *, descan_region=None, charge_sign_r
     return potential, descan, sign
 
 
+def segment_calibration(file_values, user, shape, *, source, names) -> Calibration:
+    """A segment acquisition's calibration (:func:`merge_calibration`), with a thickness that covers the scan."""
+    cal = merge_calibration(file_values, user, source=source, names=names)
+    cal.require_thickness()
+    if np.ndim(cal.thickness_nm) == 2 and np.shape(cal.thickness_nm) != tuple(shape):
+        raise CalibrationError(f"thickness map shape {np.shape(cal.thickness_nm)} does not match the scan {tuple(shape)}")
+    return cal
+
+
+def checked_response(response, calibration):
+    """The response :func:`response_from_name` gives, checked against the calibration it will invert."""
+    response = response_from_name(response)
+    if hasattr(response, "check"):
+        response.check(calibration)
+    return response
+
+
 def response_from_name(response):
     """'exact', 'linear', an empirical response object, or the path of an empirical response file."""
     if isinstance(response, str) and response in ("exact", "linear"):

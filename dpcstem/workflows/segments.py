@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..bias import descan_attrs
-from ..errors import CalibrationError, InputDataError
+from ..errors import InputDataError
 from .common import (
     Outcome,
     PYTHON_NAMES,
@@ -13,11 +13,11 @@ from .common import (
     _outcome,
     _to_scan_frame,
     check_reference,
+    checked_response,
     describe_calibration,
-    merge_calibration,
     read_reference,
-    response_from_name,
     scan_regions,
+    segment_calibration,
     segment_offsets,
 )
 
@@ -76,13 +76,8 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
     acquisition = read_segments(segments, dataset=dataset)
     shape = acquisition.segments.shape[1:]
     user = dict(calibration or {})
-    cal = merge_calibration(acquisition.calibration_values, user, source=segments, names=names)
-    cal.require_thickness()
-    if np.ndim(cal.thickness_nm) == 2 and np.shape(cal.thickness_nm) != tuple(shape):
-        raise CalibrationError(f"thickness map shape {np.shape(cal.thickness_nm)} does not match the scan {tuple(shape)}")
-    response = response_from_name(response)
-    if hasattr(response, "check"):
-        response.check(cal)
+    cal = segment_calibration(acquisition.calibration_values, user, shape, source=segments, names=names)
+    response = checked_response(response, cal)
     offsets, offsets_source, dark_paths = segment_offsets(offsets, dark, names=names)
     potential_mask, descan_mask, sign_region = scan_regions(
         shape, cal, names, descan_region=descan_region, charge_sign_region=charge_sign_region,

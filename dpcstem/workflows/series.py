@@ -39,12 +39,12 @@ from .common import (
     _fit_rotation,
     _rotation_lines,
     check_reference,
+    checked_response,
     describe_calibration,
-    merge_calibration,
     read_reference,
     region_mask,
-    response_from_name,
     scan_regions,
+    segment_calibration,
     segment_offsets,
 )
 
@@ -182,16 +182,11 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
         raise InputDataError(message.replace("reference_index", names["reference_index"])) from None
     user = dict(calibration or {})
     check_same_calibration(records, user, names)
-    cal = merge_calibration(records[0]["calibration"], user, source=records[0]["path"], names=names)
-    cal.require_thickness()
     shape = records[0]["shape"][1:]
-    if np.ndim(cal.thickness_nm) == 2 and np.shape(cal.thickness_nm) != tuple(shape):
-        raise CalibrationError(f"thickness map shape {np.shape(cal.thickness_nm)} does not match the scan {tuple(shape)}")
+    cal = segment_calibration(records[0]["calibration"], user, shape, source=records[0]["path"], names=names)
     require_memory(series_bytes(records[0]["shape"], records[0]["dtype"]),
                    f"a bias series of {len(records)} acquisitions of {shape[0]} x {shape[1]}")
-    response = response_from_name(response)
-    if hasattr(response, "check"):
-        response.check(cal)
+    response = checked_response(response, cal)
     offsets, offsets_source, dark_paths = segment_offsets(offsets, dark, names=names)
     potential_mask, descan_mask, sign_region = scan_regions(
         shape, cal, names, descan_region=descan_region, charge_sign_region=charge_sign_region,
