@@ -20,7 +20,6 @@ stream's order and attributes; split apart, each piece would re-derive them.
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -192,7 +191,7 @@ def resolve_biases(recorded, given, names, *, override=False, option="given", ov
 
 
 #: Names of the registration choices in messages, for Python callers.
-PYTHON_NAMES = {"shift": "shifts_px=", "image": "registration_images=", "off": "register_maps=False"}
+PYTHON_NAMES = {"shift": "shifts_px=", "registration_image": "registration_images=", "no_register": "register_maps=False"}
 
 
 def registration_warning(registrations, biases, *, names=None, options=PYTHON_NAMES):
@@ -205,8 +204,8 @@ def registration_warning(registrations, biases, *, names=None, options=PYTHON_NA
     return (f"registration: no reliable shift for {len(failed)} of {len(registrations) - 1} acquisitions "
             f"({', '.join(label[i] for i in failed[:4])}{' …' if len(failed) > 4 else ''}: {first.reason}); "
             f"none was applied, so drift (if any) remains in the net maps: give the shifts with {options['shift']}, "
-            f"register on an image without bias contrast with {options['image']}, or accept no drift "
-            f"correction with {options['off']}")
+            f"register on an image without bias contrast with {options['registration_image']}, or accept no drift "
+            f"correction with {options['no_register']}")
 
 
 def _load(source, image):
@@ -249,9 +248,9 @@ class _Stages:
 
 
 def stream_series(sources, biases_v, calibration: Calibration, sink, *, reference_bias_v=0.0, reference_index=None,
-                  response="exact", gains=None, offsets=None, vacuum=None, descan_order=2, shifts_px=None,
-                  register_maps=True, registration_images=None, registration_exclude=None, upsample=20,
-                  progress=False, names=None, **options):
+                  response="exact", gains=None, offsets=None, vacuum=None, descan_order=2, descan_region=None,
+                  settle_frame=None, settle_branch=None, on_reference=None, shifts_px=None, register_maps=True, registration_images=None,
+                  registration_exclude=None, upsample=20, progress=False, names=None, **options):
     """Reconstruct a bias series one acquisition at a time, handing each to ``sink``.
 
     ``sink(index, result, registration, net=False)`` gets, the reference first and then the
@@ -259,7 +258,7 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
     :class:`~dpcstem.result.DPCResult`, then (``net=True``) its net one against the
     reference, with its :class:`~dpcstem.registration.Registration`: one map set at a time,
     dropped once the sink returns. Only the reference's deflection and registration image
-    stay in memory throughout.
+    stay in memory throughout. Each acquisition passes through the segment kernel once.
 
     Parameters
     ----------
@@ -279,6 +278,25 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         registration (the descan belongs to the scan, so it must not move with the drift
         correction). See :func:`dpcstem.reconstruct.vacuum_reference`.
     descan_order : {1, 2}
+    descan_region : ndarray of bool (ny, nx), optional
+        Field-free pixels of the **reference** acquisition: one descan surface is fitted
+        there (after the vacuum's, if any) and removed from every acquisition before
+        registration. The descan belongs to the scan, which a series keeps; a region
+        field-free at the reference bias may hold field at another, so it is fitted once.
+    settle_frame : callable, optional
+        ``settle_frame(u, v, valid) -> Calibration``: given the reference's deflection in the
+        detector frame (ψ = 0, no flip; descan removed), the calibration whose rotation and
+        flip turn it into the scan frame (a fitted rotation), applied to every acquisition.
+        Without it the calibration's own rotation is used.
+    settle_branch : callable, optional
+        ``settle_branch(u, v, valid, bias_difference_v, calibration) -> Calibration``: given
+        the first net map whose bias differs from the reference's (detector frame) and the
+        calibration ``settle_frame`` gave, the calibration on the right 180° branch (the
+        polarity of the bias). Needs ``settle_frame``.
+    on_reference : callable, optional
+        ``on_reference(theta_x, theta_y, valid, calibration)``: shown the reference's
+        deflection in the scan frame before it is reconstructed (to judge an assumed rotation
+        by the curl it leaves, without a second pass through the kernel).
     shifts_px : sequence of (dy, dx), optional
         Shifts given by hand (pixels, applied to each map) instead of measured ones.
     register_maps : bool
@@ -302,14 +320,19 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
     reference_index : int
     registrations : list of Registration
     attrs : dict
-        Provenance for the result file (response, descan).
+        Provenance for the result file (response, descan), and ``calibration``: the
+        calibration the maps were reconstructed with (a fitted rotation in it).
     """
+    from .calibration.descan import fit_descan
+
     options = ReconstructionOptions(response=response, gains=gains, offsets=offsets, descan_order=descan_order,
                                     **options)  # refused here, before any acquisition is read
     sources = list(sources)
     count = len(sources)
     if not count:
         raise InputDataError("a bias series needs at least one acquisition")
+    if settle_branch is not None and settle_frame is None:
+        raise InputDataError("settle_branch chooses the 180° branch of a fitted rotation: give settle_frame too")
     biases, ref = check_biases(biases_v, count, reference_bias_v, reference_index=reference_index)
     names = list(names) if names is not None else [f"acquisition {i + 1} of {count}" for i in range(count)]
     images = list(registration_images) if registration_images is not None else [None] * count
@@ -324,12 +347,16 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
             raise InputDataError(f"give one finite shift (dy, dx) in pixels per acquisition, {count} in "
                                  f"all, got {shifts_px!r}")
         shifts_px = [tuple(float(v) for v in row) for row in shifts]
+    # The maps are measured in the frame the rotation is known in: the scan frame, or with a
+    # rotation still to fit the detector frame (turned into the scan frame once it is fitted).
+    measured = calibration if settle_frame is None else calibration.replace(detector_rotation_deg=0.0, flip=False)
     stages = _Stages(progress)
-    descan = None
+    descans = []
     if vacuum is not None:
         stages.stage("vacuum reference", 1)
-        gains, descan = vacuum_reference(vacuum, calibration, options=options)
+        gains, vacuum_descan = vacuum_reference(vacuum, measured, options=options)
         options = options.replace(gains=gains)
+        descans.append(("descan", vacuum_descan))
         stages.step()
     shape = None
 
@@ -342,13 +369,13 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         elif segments.shape != shape:
             raise InputDataError(f"the acquisitions of a bias series have different shapes: "
                                  f"{sorted({shape, segments.shape})} ({names[i]})")
-        tx, ty, total, valid = segment_deflection(segments, calibration, options=options)
+        tx, ty, total, valid = segment_deflection(segments, measured, options=options)
         del segments
         if not valid.any():
             raise InputDataError(f"{names[i]} ({biases[i]:g} V): no pixel could be reconstructed (zero, saturated "
                                  "or non-finite segments); nothing was written")
-        if descan is not None:
-            tx, ty = descan.subtract(tx, ty)
+        for _, fit in descans:
+            tx, ty = fit.subtract(tx, ty)
         if image is None:
             image = total
         else:
@@ -360,6 +387,11 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
 
     stages.stage("reconstructing, registering and subtracting", count)
     ref_x, ref_y, ref_valid, ref_image = deflection(ref)
+    if descan_region is not None:
+        region_fit = fit_descan(ref_x, ref_y, mask=np.asarray(descan_region, bool) & ref_valid, order=descan_order)
+        ref_x, ref_y = region_fit.subtract(ref_x, ref_y)
+        descans.append(("descan_region", region_fit))
+    frame = calibration if settle_frame is None else settle_frame(ref_x, ref_y, ref_valid)
     registrations = [None] * count
     ref_reg = Registration(shifts_px[ref] if shifts_px is not None else (0.0, 0.0),
                            "user" if shifts_px is not None else "reference")
@@ -369,18 +401,9 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         ref_x, ref_y, ref_valid = rx, ry, ok_x & ok_y
     ref_x, ref_y = ref_x.astype(np.float32), ref_y.astype(np.float32)
     ref_image = np.asarray(ref_image, np.float32)
-    ref_result = reconstruct_deflection(ref_x, ref_y, calibration, valid=ref_valid, options=options)
-    sink(ref, ref_result, ref_reg)
-    zero = np.zeros(ref_x.shape, np.float32)
-    ref_net = reconstruct_deflection(zero, zero, calibration, valid=ref_result.valid, options=options)
-    del ref_result, zero
-    sink(ref, ref_net, ref_reg, net=True)
-    registrations[ref] = ref_reg
-    del ref_net
-    stages.step()
-    for i in range(count):
-        if i == ref:
-            continue
+
+    def registered(i):
+        """Acquisition i's deflection (measured frame, float32) shifted onto the reference, and its registration."""
         tx, ty, valid, image = deflection(i)
         if shifts_px is not None:
             reg = Registration(shifts_px[i], "user")
@@ -389,23 +412,68 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
                            upsample=upsample)
         else:
             reg = Registration((0.0, 0.0), "none")
-        registrations[i] = reg
         sx, ok_x = shift_map(tx, reg.shift_px, valid)
         sy, ok_y = shift_map(ty, reg.shift_px, valid)
-        sx, sy = sx.astype(np.float32), sy.astype(np.float32)  # held while the maps are reconstructed
-        del tx, ty, image
-        ok = ok_x & ok_y
-        sink(i, reconstruct_deflection(sx, sy, calibration, valid=ok, options=options), reg)
+        return sx.astype(np.float32), sy.astype(np.float32), ok_x & ok_y, reg
+
+    pending = {}
+    if settle_branch is not None:
+        first = next((i for i in range(count) if i != ref and biases[i] != biases[ref]), None)
+        if first is not None:  # the polarity of the bias: read from the first net map, kept for its turn
+            pending[first] = registered(first)
+            sx, sy, ok, _ = pending[first]
+            frame = settle_branch(sx - ref_x, sy - ref_y, ok & ref_valid, biases[first] - biases[ref], frame)
+
+    def scan_frame(x, y):
+        if settle_frame is None:
+            return x, y
+        u, v = frame.to_scan_frame(x, y)
+        return u.astype(np.float32), v.astype(np.float32)
+
+    ref_tx, ref_ty = scan_frame(ref_x, ref_y)
+    if on_reference is not None:
+        on_reference(ref_tx, ref_ty, ref_valid, frame)
+    ref_result = reconstruct_deflection(ref_tx, ref_ty, frame, valid=ref_valid, options=options)
+    del ref_tx, ref_ty
+    sink(ref, ref_result, ref_reg)
+    zero = np.zeros(ref_x.shape, np.float32)
+    ref_net = reconstruct_deflection(zero, zero, frame, valid=ref_result.valid, options=options)
+    del ref_result, zero
+    sink(ref, ref_net, ref_reg, net=True)
+    registrations[ref] = ref_reg
+    del ref_net
+    stages.step()
+    for i in range(count):
+        if i == ref:
+            continue
+        sx, sy, ok, reg = pending.pop(i) if i in pending else registered(i)
+        registrations[i] = reg
+        sink(i, reconstruct_deflection(*scan_frame(sx, sy), frame, valid=ok, options=options), reg)
         sx -= ref_x
         sy -= ref_y
-        sink(i, reconstruct_deflection(sx, sy, calibration, valid=ok & ref_valid, options=options), reg, net=True)
+        sink(i, reconstruct_deflection(*scan_frame(sx, sy), frame, valid=ok & ref_valid, options=options), reg,
+             net=True)
         del sx, sy
         stages.step()
     stages.close()
-    attrs = {"response": response_model(response, calibration).name}
-    if descan is not None:
-        attrs.update(descan.attrs())
+    attrs = {"response": response_model(response, frame).name, "calibration": frame}
+    for prefix, fit in descans:
+        attrs.update(descan_attrs(fit, frame if settle_frame is not None else None, prefix))
     return ref, registrations, attrs
+
+
+def descan_attrs(fit, calibration=None, prefix="descan") -> dict:
+    """Provenance of a descan fit for a result file: its order, terms and coefficients in the scan frame.
+
+    ``calibration``: the fit was made in the detector frame (ψ = 0, no flip) and its
+    coefficients are turned into the scan frame with this calibration's rotation.
+    """
+    cx, cy = fit.coefficients_x, fit.coefficients_y
+    if calibration is not None:
+        cx, cy = calibration.to_scan_frame(cx, cy)
+    return {f"{prefix}_order": fit.order, f"{prefix}_terms": ",".join(fit.terms),
+            f"{prefix}_x_coefficients_mrad": np.asarray(cx, float), f"{prefix}_y_coefficients_mrad": np.asarray(cy, float),
+            f"{prefix}_origin": "scan centre, pixels"}
 
 
 def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, warn=True, **kwargs) -> BiasSeriesResult:
@@ -424,6 +492,7 @@ def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, war
         (nets if net else maps)[i] = result
 
     ref, registrations, attrs = stream_series(segments_list, biases_v, calibration, keep, **kwargs)
+    calibration = attrs.pop("calibration")
     biases = np.asarray(biases_v, dtype=float).ravel()
     if warn and (message := registration_warning(registrations, biases)):
         warnings.warn(message, stacklevel=2)

@@ -6,8 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from ..calibration import Calibration
 from ..errors import CalibrationError
+from ..workflows import OPTION_NAMES  # noqa: F401 (the subcommands spell their messages with it)
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, required=True, help="result file (HDF5) to write"):
@@ -103,34 +103,6 @@ def add_rotation_options(group, detector=True):
                             "the charge, warned as a guess)")
 
 
-#: How each input of :mod:`dpcstem.workflows` is spelt on the command line (its messages use it).
-OPTION_NAMES = {
-    "kv": "--kv", "alpha_mrad": "--alpha", "step": "--step", "thickness": "--thickness",
-    "thickness_map": "--thickness-map", "eps_r": "--eps-r", "collection": "--collection",
-    "collection_form": "--collection INNER OUTER",
-    "collection_none": "--collection 0 inf", "detector_rotation": "--detector-rotation",
-    "flip": "--flip", "no_flip": "--no-flip", "fit_rotation": "--fit-rotation",
-    "charge_sign_region": "--charge-sign-region X0 Y0 X1 Y1 {+,-}", "reference": "--reference",
-    "descan_region": "--descan-region", "offsets": "--offsets", "dark": "--dark",
-    "potential_reference": "--potential-reference", "mrad_per_px": "--mrad-per-px",
-    "camera_length": "--camera-length", "detector_pixel": "--detector-pixel-um",
-}
-
-#: The option that sets each calibration field, for messages.
-FIELD_OPTIONS = {
-    "kv": "--kv",
-    "alpha_mrad": "--alpha",
-    "step_x_nm": "--step",
-    "step_y_nm": "--step",
-    "thickness_nm": "--thickness",
-    "eps_r": "--eps-r",
-    "collection_inner_mrad": "--collection",
-    "collection_outer_mrad": "--collection",
-    "detector_rotation_deg": "--detector-rotation",
-    "flip": "--flip",
-}
-
-
 def user_calibration(args) -> dict:
     """Calibration field → value for every calibration option the user gave."""
     from ..io import read_thickness_map
@@ -161,17 +133,6 @@ def user_calibration(args) -> dict:
     if getattr(args, "flip", None) is not None:
         user["flip"] = bool(args.flip)
     return user
-
-
-def calibration_from_args(args, file_values: dict | None = None, *, alpha_measured=None, source=None,
-                          geometry=None):
-    """Merge what the file says with what the user gave (:func:`dpcstem.workflows.merge_calibration`)."""
-    from ..workflows import merge_calibration
-
-    if geometry is None:
-        geometry = hasattr(args, "collection")
-    return merge_calibration(file_values, user_calibration(args), source=source, names=OPTION_NAMES,
-                             alpha_measured=alpha_measured, geometry=geometry)
 
 
 def _check_cutoff(args):

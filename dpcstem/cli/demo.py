@@ -4,9 +4,11 @@ A LiCoO2 cathode against a Li6PS5Cl solid electrolyte, biased at 0, 1.0 … 2.2 
 by four-segment DPC: a bare cathode (131 nm thick) and a BaTiO3-coated one (270 nm thick), whose
 coating takes most of the bias so its space-charge layer grows less. Each series is
 simulated as an instrument records it (drift between frames, unequal segment gains and
-offsets, descan, a mean-inner-potential step, Poisson noise), written as files, then
-reconstructed, registered and subtracted against 0 V exactly as ``dpcstem bias-series``
-does, and compared with the truth.
+offsets, descan, a mean-inner-potential step, Poisson noise) and written as files; then a
+``dpcstem bias-series`` command line is composed from what a user would have (the files, the
+vacuum scan, the thickness map, εr and the dark offsets, never the simulator's own values),
+run through the same parser and workflow as the command, printed so that it can be run again
+by hand, and its table and result file compared with the truth.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ NORMAL_DEG = 15.0
 GAINS = (1.0, 0.95, 1.05, 1.02)
 OFFSETS = (100.0, 90.0, 110.0, 95.0)
 CHARGE_CUTOFF_PER_NM = 0.25
+#: Relative permittivity of the specimen, as a user gives it (--eps-r): the free charge is reported too.
+EPS_R = 12.0
+#: Half-range of the profiles across the interface and their bin width, nm (--half-range, --bin).
+HALF_RANGE_NM = 20.0
+BIN_NM = 1.0
 #: The materials either side of the interface: the normal points from the cathode (d < 0)
 #: into the electrolyte (d > 0), where the space-charge layer grows.
 CATHODE, ELECTROLYTE = "LiCoO2", "Li6PS5Cl"
@@ -57,9 +64,8 @@ def run(args):
     print(format_comparison(outcomes))
     print()
     for name, outcome in outcomes.items():
-        print(f"{name}: acquisitions in {outcome['folder']}/, result {outcome['result']}")
-        print(f"  redo it by hand: dpcstem bias-series {outcome['folder']}/bias_*.h5 --reference "
-              f"{outcome['folder']}/vacuum.h5 --thickness-map {outcome['folder']}/thickness.h5 -o series.h5")
+        print(f"{name}: acquisitions in {outcome['folder']}/, result {outcome['result']}, table {outcome['table']}")
+        print(f"  the same by hand: {outcome['command']}")
     print("figures:", ", ".join(str(f) for f in figures))
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
@@ -70,8 +76,8 @@ def simulate_sample(thickness_nm, share, *, seed):
     from ..calibration import Calibration
     from ..simulate import Descan, MeanInnerPotential, MottSchottky, StepThickness, simulate_bias_series
 
-    cal = Calibration(kv=200, alpha_mrad=1.5, step_x_nm=STEP_NM, thickness_nm=thickness_nm, eps_r=12)
-    layer = MottSchottky(density_per_m3=1e25, eps_r=12, potential_drop_v=0.3, sheet_nm=1.5)
+    cal = Calibration(kv=200, alpha_mrad=1.5, step_x_nm=STEP_NM, thickness_nm=thickness_nm, eps_r=EPS_R)
+    layer = MottSchottky(density_per_m3=1e25, eps_r=EPS_R, potential_drop_v=0.3, sheet_nm=1.5)
     return simulate_bias_series(
         layer, cal, SCAN, share=share, point_nm=INTERFACE_POINT_NM, normal_deg=NORMAL_DEG,
         mip=MeanInnerPotential(18.0, 12.0, width_nm=4.0),
@@ -81,39 +87,66 @@ def simulate_sample(thickness_nm, share, *, seed):
         descan=Descan(linear_mrad=((0.002, -0.001), (0.0015, 0.0025))), dose=1.5e5, rng=seed)
 
 
+def sample_command(folder: Path, out: Path, name: str) -> str:
+    """The ``dpcstem bias-series`` command for one cathode: only what a user of the instrument has.
+
+    The dark offsets are those the instrument's black level was measured at (a user gives
+    them with --offsets, or a beam-blanked scan with --dark); the thickness map is the
+    EELS map written with the acquisitions; εr is the material's.
+    """
+    from ..bias import command_line
+    from ..interface import Interface
+
+    options = ["--reference", folder / "vacuum.h5", "--thickness-map", folder / "thickness.h5",
+               "--eps-r", repr(EPS_R), "--offsets", *(repr(o) for o in OFFSETS),
+               "--charge-method", "spectral", "--cutoff", repr(CHARGE_CUTOFF_PER_NM), "--bin", repr(BIN_NM),
+               "--overwrite"]
+    interface = Interface.from_normal(INTERFACE_POINT_NM, NORMAL_DEG, 80.0)
+    return command_line(folder, output=out / f"{name}_series.h5", interface=interface, half_range_nm=HALF_RANGE_NM,
+                        table=out / f"{name}_table.csv", options=options)
+
+
 def run_sample(name, thickness_nm, share, out: Path, *, seed):
-    """Simulate, write, read back, reconstruct and analyse one cathode's series."""
-    from ..bias import interface_table, reconstruct_series
+    """Simulate and write one cathode's series, run its command line through the workflow, compare with the truth."""
+    import shlex
+    from types import SimpleNamespace
+
+    import numpy as np
+
     from ..interface import Interface, layer_figures, profile_across
-    from ..io import read_segments, write_result
+    from ..io import load_result_arrays, read_segments
     from ..io.output import output_folder
-    from ..simulate.files import write_series
     from ..physics import field_v_per_m_from_deflection
+    from ..simulate.files import write_series
+    from ..workflows import series_acquisitions
+    from . import build_parser
+    from .bias_series import workflow_arguments
 
     sim = simulate_sample(thickness_nm, share, seed=seed)
     folder = output_folder(out / name)
-    files = write_series(sim, folder, overwrite=True, seed=seed)
-    acquisitions = [read_segments(f) for f in files[: len(sim.acquisitions)]]
-    vacuum = read_segments(folder / "vacuum.h5").segments
-    biases = [a.metadata["bias_v"] for a in acquisitions]
-    series = reconstruct_series([a.segments for a in acquisitions], biases, sim.calibration, vacuum=vacuum,
-                                offsets=OFFSETS, charge_method="spectral", cutoff=CHARGE_CUTOFF_PER_NM)
-    result = write_result(out / f"{name}_series.h5", series.file_maps(), series.file_attrs(),
-                          inputs=[p for a in acquisitions for p in a.paths], overwrite=True)
-    interface = Interface.from_normal(INTERFACE_POINT_NM, NORMAL_DEG, 80.0)
-    profile = dict(half_range_nm=20.0, bin_nm=1.0)
-    rows = interface_table(series, interface, **profile)
-    step = (sim.calibration.step_x_nm, sim.calibration.step_y_nm)
-    for i, row in enumerate(rows, start=1):
-        net = sim.net_truth(i)
+    write_series(sim, folder, overwrite=True, seed=seed)
+    command = sample_command(folder, out, name)
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    outcome = series_acquisitions(**workflow_arguments(args))
+    maps, attrs = load_result_arrays(outcome.result)
+    interface = Interface(tuple(args.interface[:2]), tuple(args.interface[2:]))
+    step = (float(attrs["step_x_nm"]), float(attrs["step_y_nm"]))
+    rows = outcome.rows
+    for row in rows:
+        net = sim.net_truth(row["index"])
         true_field = [field_v_per_m_from_deflection(net[c], sim.calibration.kv, sim.calibration.thickness_nm)
                       for c in ("deflection_x", "deflection_y")]
-        true_profile = profile_across(interface.normal_component(*true_field), interface, step, **profile)
+        true_profile = profile_across(interface.normal_component(*true_field), interface, step,
+                                      half_range_nm=row["half_range_nm"], bin_nm=args.bin)
         row["true"] = layer_figures(true_profile).as_dict()
         row["true_profile"] = true_profile
-    structure = acquisitions[series.reference_index].segments.astype(float).sum(axis=0)
-    return {"series": series, "rows": rows, "folder": folder, "result": result, "interface": interface,
-            "thickness_nm": thickness_nm, "share": share, "sim": sim, "structure": structure}
+    reference = int(attrs["reference_index"])
+    structure = read_segments(sorted(folder.glob("bias_*.h5"))[reference]).segments.astype(float).sum(axis=0)
+    net = [SimpleNamespace(**{q: maps[f"net_{q}"][0][i] for q in ("field_x", "field_y", "charge_density")})
+           for i in range(len(maps["bias"][0])) if i != reference]  # each bias against the reference
+    return {"biases": np.asarray(maps["bias"][0], float), "reference_index": reference, "net": net, "step": step,
+            "rows": rows, "folder": folder, "result": outcome.result, "table": args.table, "command": command,
+            "interface": interface, "thickness_nm": thickness_nm, "share": share, "structure": structure}
 
 
 def format_comparison(outcomes) -> str:
@@ -151,9 +184,9 @@ def draw_figures(outcomes, folder: Path) -> list:
     files = []
     # One colour scale per quantity for both cathodes, so they compare by eye.
     vmax_field = max(np.nanpercentile(np.abs(_normal_field(o, r)), 99.5) for o in outcomes.values()
-                     for r in o["series"].net[1:])
+                     for r in o["net"])
     vmax_charge = max(np.nanpercentile(np.abs(r.charge_density), 99.5) for o in outcomes.values()
-                      for r in o["series"].net[1:])
+                      for r in o["net"])
     for name, outcome in outcomes.items():
         files.append(_save(overview_figure(name, outcome, vmax_field=vmax_field, vmax_charge=vmax_charge),
                            folder / f"{name}_overview.png"))
@@ -183,11 +216,11 @@ def overview_figure(name, outcome, *, vmax_field=None, vmax_charge=None):
 
     from .. import plot
 
-    series = outcome["series"]
-    step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
-    top = int(np.argmax(series.biases_v))
-    net = series.net[top]
-    bias = plot.series._bias_text(series.biases_v[top])
+    step = outcome["step"]
+    biases = _net_biases(outcome)
+    top = int(np.argmax(biases))
+    net = outcome["net"][top]
+    bias = plot.series._bias_text(biases[top])
     fig, axes = plt.subplots(2, 2, figsize=(11.5, 10.5), layout="constrained")
     (a, b), (c, d) = axes
     plot.plot_scalar_map(outcome["structure"], ax=a, diverging=False, cmap="gray", step_nm=step, units="counts",
@@ -210,16 +243,15 @@ def bias_panel_figure(name, outcome, kind, *, vmax=None):
     """The net field along the normal (``kind="field"``) or the net charge density at every bias."""
     from .. import plot
 
-    series = outcome["series"]
-    step = (series.calibration.step_x_nm, series.calibration.step_y_nm)
-    biases = list(series.biases_v[1:])
+    step = outcome["step"]
+    biases = _net_biases(outcome)
     if kind == "field":
-        maps = [_normal_field(outcome, r) for r in series.net[1:]]
+        maps = [_normal_field(outcome, r) for r in outcome["net"]]
         fig = plot.plot_bias_panel(maps, biases, units="V/m", step_nm=step, ncols=4, vmax=vmax,
                                    quantity="net field along the interface normal n",
                                    title=f"{_sample_title(name, outcome)}: net field along the normal n, against 0 V")
     else:
-        maps = [r.charge_density for r in series.net[1:]]
+        maps = [r.charge_density for r in outcome["net"]]
         fig = plot.plot_bias_panel(maps, biases, units="C/m^3", step_nm=step, ncols=4, vmax=vmax,
                                    quantity="net charge density",
                                    title=f"{_sample_title(name, outcome)}: net charge density against 0 V "
@@ -282,6 +314,11 @@ def charge_vs_bias_figure(outcomes):
     fig.text(0.5, -0.01, "σ is the charge of the layer alone; the charge-density maps show the layer together "
              "with its countercharge at the interface (a dipole).", ha="center", va="top", fontsize=8, wrap=True)
     return fig
+
+
+def _net_biases(outcome):
+    """The bias of each net map (every acquisition but the reference), V."""
+    return [float(b) for i, b in enumerate(outcome["biases"]) if i != outcome["reference_index"]]
 
 
 def _normal_field(outcome, result):

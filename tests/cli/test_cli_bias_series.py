@@ -37,16 +37,25 @@ def dpcstem(*args, cwd=None):
 
 
 def make_series(folder, *, noise=True, drift=(0.0, 0.0), particles=0, adf=False, inner=None, biases=(0.0, 1.0, 2.0),
-                dose=1.5e5, seed=3):
-    """A series as files in ``folder`` (the layer through POINT, its side along NORMAL), and its truth."""
+                dose=1.5e5, seed=3, rotation=None, descan=None):
+    """A series as files in ``folder`` (the layer through POINT, its side along NORMAL), and its truth.
+
+    ``rotation`` (ψ in degrees, flip): the detector's, which the files then do not record.
+    """
     extra = {} if inner is None else {"collection_inner_mrad": inner, "collection_outer_mrad": ALPHA}
+    if rotation is not None:
+        extra.update(detector_rotation_deg=rotation[0], flip=rotation[1])
     cal = Calibration(kv=200, alpha_mrad=ALPHA, step_x_nm=STEP, thickness_nm=131, **extra)
     layer = MottSchottky(density_per_m3=1e25, eps_r=12, potential_drop_v=0.3, sheet_nm=1.5)
     sim = simulate_bias_series(layer, cal, SHAPE, biases=biases, share=0.5, point_nm=POINT, normal_deg=NORMAL,
                                drift_px=drift, dose=dose, noise=noise, rng=seed, particles=particles, adf=adf,
-                               vacuum=False, dtype=np.float32)
+                               vacuum=False, dtype=np.float32, descan=descan)
     folder.mkdir(parents=True, exist_ok=True)
-    write_series(sim, folder)
+    for path in write_series(sim, folder):
+        if rotation is not None:
+            with h5py.File(path, "r+") as f:  # an instrument that records no rotation
+                for name in ("detector_rotation_deg", "flip"):
+                    f.attrs.pop(name, None)
     return sim
 
 
@@ -249,3 +258,102 @@ def test_registration_on_a_dataset_the_user_names(tmp_path):
     np.testing.assert_allclose(got, sim.drifts_px, atol=0.05)
     run = dpcstem("bias-series", *files, "--registration-image", "nothing", "-o", tmp_path / "bad.h5")
     assert run.returncode == 2 and "no dataset 'nothing' (the registration image)" in run.stderr
+
+
+# The simulator's bias raises the potential of the side the normal points away from (d < 0):
+# electrons bend toward higher potential, so the net deflection along the normal is negative.
+SIMULATED_BIASED_SIDE = "-"
+
+
+def test_a_rotation_fitted_on_the_reference_is_settled_by_the_bias_polarity(tmp_path):
+    sim = make_series(tmp_path / "s", rotation=(200.0, True), dose=1e6)
+    # a layer varies along one direction only: it fixes the angle, not the flip, which the user gives
+    common = ["--fit-rotation", "--flip", "--interface", *POINTS, "--no-register"]
+    run = dpcstem("bias-series", tmp_path / "s", *common, "--biased-side", SIMULATED_BIASED_SIDE,
+                  "-o", tmp_path / "out.h5")
+    assert run.returncode == 0, run.stderr
+    assert "180° branch from the polarity of the bias" in run.stdout and "warning" not in run.stderr
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert abs((f.attrs["detector_rotation_deg"] - 200.0 + 180.0) % 360.0 - 180.0) < 1.0
+        assert bool(f.attrs["flip"]) and f.attrs["detector_rotation_deg_source"] == "fitted"
+        assert f.attrs["flip_source"] == "user"
+        assert f.attrs["rotation_fit_polarity"] == "bias" and f.attrs["rotation_bias_significance"] > 10
+    for i in (1, 2):
+        assert net_field_error(sim, tmp_path / "out.h5", i) < 0.05
+    # the other side stated: the other branch, the field inverted
+    run = dpcstem("bias-series", tmp_path / "s", *common, "--biased-side", "+", "-o", tmp_path / "other.h5")
+    assert run.returncode == 0, run.stderr
+    with h5py.File(tmp_path / "other.h5", "r") as f:
+        assert abs((f.attrs["detector_rotation_deg"] - 20.0 + 180.0) % 360.0 - 180.0) < 1.0
+    assert net_field_error(sim, tmp_path / "other.h5", 2) > 1.5
+
+
+def test_a_rotation_fitted_without_a_known_sign_is_warned_as_a_guess(tmp_path):
+    make_series(tmp_path / "s", rotation=(200.0, True), biases=(0.0, 2.0), dose=1e6)
+    run = dpcstem("bias-series", tmp_path / "s", "--fit-rotation", "--flip", "--no-register", "-o", tmp_path / "out.h5")
+    assert run.returncode == 0, run.stderr
+    assert "is a guess" in run.stderr and "--charge-sign-region" in run.stderr
+    assert "fitted on the reference acquisition, applied to all" in run.stdout
+    run = dpcstem("bias-series", tmp_path / "s", "--biased-side", "-", "-o", tmp_path / "bad.h5")
+    assert run.returncode == 2 and "--biased-side" in run.stderr and "--fit-rotation" in run.stderr
+
+
+def test_a_descan_region_on_the_reference_removes_the_descan_from_every_bias_and_leaves_the_net_maps(tmp_path):
+    from dpcstem.simulate import Descan
+
+    sim = make_series(tmp_path / "s", noise=False, descan=Descan(linear_mrad=((0.05, -0.03), (0.04, 0.06))))
+    # field-free at every bias: the far side of the scan from the layer
+    far = ["--descan-region", 0, 0, 8, SHAPE[0] * STEP]
+    plain = dpcstem("bias-series", tmp_path / "s", "--no-register", "--descan-order", 1, "-o", tmp_path / "plain.h5")
+    fitted = dpcstem("bias-series", tmp_path / "s", "--no-register", "--descan-order", 1, *far, "-o",
+                     tmp_path / "fitted.h5")
+    assert plain.returncode == 0 and fitted.returncode == 0, fitted.stderr
+    assert "fitted over the descan region of the reference acquisition" in fitted.stdout
+    with h5py.File(tmp_path / "plain.h5", "r") as a, h5py.File(tmp_path / "fitted.h5", "r") as b:
+        assert b.attrs["descan_source"] == "region" and a.attrs["descan_source"] == "none"
+        np.testing.assert_allclose(b["net_deflection_x"][2], a["net_deflection_x"][2], atol=1e-6)
+        removed = b["deflection_x"][0] - a["deflection_x"][0]  # minus the descan surface, the same for all
+        for i in (1, 2):
+            np.testing.assert_allclose(b["deflection_x"][i] - a["deflection_x"][i], removed, atol=1e-5)
+        # what was removed is the instrument's descan (a plane the simulator added), not field
+        descan_x, descan_y = sim.descan(SHAPE)
+        assert np.ptp(descan_x) > 0.05
+        np.testing.assert_allclose(-removed, descan_x, atol=0.02 * np.ptp(descan_x))
+        np.testing.assert_allclose(a["deflection_y"][1] - b["deflection_y"][1], descan_y, atol=0.02 * np.ptp(descan_y))
+
+
+def test_a_detector_that_collects_the_whole_disc_registers_on_its_whole_sum(tmp_path):
+    # The specimen's only bias-independent structure is at the interface (a thickness step that
+    # scatters). A detector with no hole and no outer edge collects the whole disc at any
+    # deflection, so its sum does not show the layer: leaving the interface band out of the
+    # registration (needed for an annular detector) would leave nothing to register on.
+    from dpcstem.simulate import StepThickness
+
+    cal = Calibration(kv=200, alpha_mrad=ALPHA, step_x_nm=STEP, thickness_nm=131)
+    layer = MottSchottky(density_per_m3=1e25, eps_r=12, potential_drop_v=0.3, sheet_nm=1.5)
+    drift = (0.3, -0.45)
+    sim = simulate_bias_series(layer, cal, SHAPE, biases=(0.0, 1.0, 2.0), share=0.5, point_nm=POINT,
+                               normal_deg=NORMAL, drift_px=drift, dose=1e6, rng=5, vacuum=False, dtype=np.float32,
+                               thickness=StepThickness(131.0, 171.0, width_nm=2.0, point_nm=POINT, normal_deg=NORMAL),
+                               scattering_mfp_nm=150.0)
+    (tmp_path / "s").mkdir()
+    write_series(sim, tmp_path / "s")
+    run = dpcstem("bias-series", tmp_path / "s", "--thickness", 131, "--interface", *POINTS, "-o", tmp_path / "out.h5")
+    assert run.returncode == 0, run.stderr
+    assert "the segment sum (whole: with no hole" in run.stdout
+    got, sources = shifts(tmp_path / "out.h5")
+    assert sources == ["reference", "measured", "measured"]
+    normal = np.array([np.sin(np.radians(NORMAL)), np.cos(np.radians(NORMAL))])  # (y, x)
+    # the structure runs along the interface: the shift is measured across it, as the drift's component there
+    np.testing.assert_allclose(got @ normal, sim.drifts_px @ normal, atol=0.05)
+
+
+def test_an_assumed_rotation_is_judged_by_the_curl_it_leaves_on_the_reference(tmp_path):
+    # noise-free: on a noisy 1-D layer the divergence's noise hides the curl an assumed rotation leaves
+    make_series(tmp_path / "s", rotation=(200.0, True), biases=(0.0, 1.0), noise=False)
+    run = dpcstem("bias-series", tmp_path / "s", "--no-register", "-o", tmp_path / "out.h5")
+    assert run.returncode == 0, run.stderr
+    assert "assumed detector rotation 0° and flip off (the file records none): rms curl/div" in run.stdout
+    assert "detector rotation: the assumed 0° leaves a curl" in run.stderr and "--fit-rotation" in run.stderr
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert f.attrs["rotation_curl_ratio"] > 3 * f.attrs["rotation_best_curl_ratio"]

@@ -162,13 +162,19 @@ def test_com_keeps_the_junction_field_by_default(layer, junction_4d, tmp_path):
     assert attrs["descan_source"] == "none"
 
 
-def test_the_series_refuses_a_descan_region_naming_the_reference(tmp_path, layer):
+def test_the_series_fits_a_descan_region_once_on_the_reference_acquisition(tmp_path, layer):
     _, (tx, ty) = layer
     cal = Calibration(kv=KV, alpha_mrad=ALPHA, step_x_nm=STEP)
-    for bias in (0.0, 1.0):
-        write_segments(tmp_path / f"b{bias}.h5", segments_from_deflection(tx, ty, cal), {"bias_v": bias})
-    refused(dpcstem("bias-series", tmp_path / "b0.0.h5", tmp_path / "b1.0.h5", *GIVEN, *NO_EDGES, "--descan-region",
-                    0, 0, 4, 12, "-o", tmp_path / "o.h5"), "--descan-region", "--reference")
+    for bias in (0.0, 1.0):  # a descan of 0.05 mrad along x in both
+        write_segments(tmp_path / f"b{bias}.h5", segments_from_deflection(tx + 0.05, ty, cal), {"bias_v": bias})
+    run = dpcstem("bias-series", tmp_path / "b0.0.h5", tmp_path / "b1.0.h5", *GIVEN, *NO_EDGES, "--no-register",
+                  "--descan-region", 0, 0, 4, 12, "--descan-order", 1, "-o", tmp_path / "o.h5")
+    assert run.returncode == 0, run.stderr
+    assert "fitted over the descan region of the reference acquisition" in run.stdout
+    attrs, (dx,) = attrs_and(tmp_path / "o.h5", "deflection_x")
+    assert attrs["descan_source"] == "region"
+    for i in (0, 1):
+        np.testing.assert_allclose(dx[i], tx, atol=0.02 * np.abs(tx).max())
 
 
 # -- 3. the 180° branch of the fitted rotation ------------------------------------------------

@@ -655,7 +655,8 @@ CASES = [
              prepare=_prepare_all(_save("a.npy", segments()), _text("b.h5"), _save("c.npy", segments()))), 2,
          r"bias series file 2 of 3: b\.h5: not a readable HDF5 file"),
     Case("bias-series", "an acquisition with no counts",
-         cli("bias-series", "a.npy", "b.npy", "--bias", "0", "1", *GOOD, "-o", "out.h5",
+         cli("bias-series", "a.npy", "b.npy", "--bias", "0", "1", *GOOD, "--detector-rotation", "0", "--no-flip", "-o",
+             "out.h5",
              prepare=_prepare_all(_save("a.npy", segments()), _save("b.npy", np.zeros((4, 8, 8))))), 2,
          r"b\.npy \(1 V\): no pixel could be reconstructed .*nothing was written"),
 
@@ -947,7 +948,8 @@ def test_bias_series_names_the_acquisition_that_cannot_be_reconstructed(tmp_path
     monkeypatch.chdir(tmp_path)
     np.save("a.npy", segments())
     np.save("b.npy", np.zeros((4, 8, 8)))
-    assert main(["bias-series", "a.npy", "b.npy", "--bias", "0", "1", *GOOD, "-o", "out.h5"]) == 2
+    assert main(["bias-series", "a.npy", "b.npy", "--bias", "0", "1", *GOOD, "--detector-rotation", "0", "--no-flip",
+                 "-o", "out.h5"]) == 2
     assert re.search(r"b\.npy|file 2 of 2|1(\.0)? V", capsys.readouterr().err.splitlines()[-1])
 
 

@@ -1,5 +1,6 @@
 """`dpcstem demo` end to end: the files it says it wrote, and its recovered figures."""
 
+import shlex
 import subprocess
 import sys
 
@@ -33,6 +34,22 @@ def test_demo_writes_results_figures_and_a_faithful_table(tmp_path):
     coated = [float(r[13]) for r in rows if r[0] == "coated"]
     assert all(abs(b) > 2 * abs(c) for b, c in zip(bare, coated))  # the coating weakens the layer
     assert str(tmp_path) in run.stdout  # it says where its files are
+    # the command it prints, run by hand, gives its table: the demo used nothing the command line cannot give
+    commands = [line.split("the same by hand: ", 1)[1] for line in run.stdout.splitlines() if "the same by hand: " in line]
+    assert len(commands) == 2
+    for name, command in zip(("bare", "coated"), commands):
+        words = shlex.split(command)
+        assert words[:2] == ["dpcstem", "bias-series"] and "--offsets" in words and "--reference" in words
+        table = tmp_path / f"{name}_table.csv"
+        demo_table = table.read_text()
+        table.unlink()
+        again = subprocess.run([sys.executable, "-m", "dpcstem", *words[1:]], capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert table.read_text() == demo_table
+        # and the figures the demo printed are the table's
+        printed = [float(r[13]) for r in rows if r[0] == name]
+        written = [float(line.split(",")[9]) * 1e3 for line in demo_table.splitlines()[1:]]
+        assert printed == [float(f"{v:.3f}") for v in written]
 
 
 @pytest.fixture(scope="module")
