@@ -110,6 +110,7 @@ def series_axes(biases_v, registrations) -> dict:
         "registration_structure_snr": (np.array([r.structure_snr for r in regs], np.float64), "1"),
         "registration_residual_before": (np.array([r.residual_before for r in regs], np.float64), "1"),
         "registration_residual_after": (np.array([r.residual_after for r in regs], np.float64), "1"),
+        "registration_shift_stderr": (np.array([r.shift_stderr_px for r in regs], np.float64), "px"),
     }
 
 

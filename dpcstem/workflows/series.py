@@ -399,7 +399,8 @@ def describe_registration(reg, names=None) -> str:
     if reg.source == "rejected":
         return f"no shift applied: {reg.reason}"
     note = " (along the interface normal only: the image has structure across it only)" if reg.constrained else ""
-    return (f"shift dy {reg.shift_px[0]:+.3f} px, dx {reg.shift_px[1]:+.3f} px{note}; {evidence}, residual "
+    error = "" if math.isnan(reg.shift_stderr_px) else f" ± {reg.shift_stderr_px:.3f}"
+    return (f"shift dy {reg.shift_px[0]:+.3f} px, dx {reg.shift_px[1]:+.3f} px{error}{note}; {evidence}, residual "
             f"{reg.residual_before:.2f} -> {reg.residual_after:.2f} x noise")
 
 

@@ -99,8 +99,12 @@ def test_drift_on_the_segment_sum_of_a_structured_specimen_is_recovered(tmp_path
     assert "registration on the segment sum" in run.stdout
     got, _ = shifts(tmp_path / "out.h5")
     np.testing.assert_allclose(got, sim.drifts_px, atol=0.05)
-    # the evidence, printed per acquisition
-    assert run.stdout.count("structure SNR") == 2 and "residual" in run.stdout
+    # the evidence, printed per acquisition and stored: the shift's standard error covers its error
+    assert run.stdout.count("structure SNR") == 2 and "residual" in run.stdout and run.stdout.count(" ± ") >= 2
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        stderr = f["registration_shift_stderr"][1:]
+    assert np.all((stderr > 0) & (stderr <= 0.1))
+    assert np.all(np.abs(got[1:] - np.asarray(sim.drifts_px)[1:]).max(axis=1) <= 4 * stderr)
 
 
 @pytest.mark.parametrize("noise", [False, True], ids=["noise-free", "noisy"])
