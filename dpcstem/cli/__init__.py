@@ -31,7 +31,8 @@ class OneLineParser(argparse.ArgumentParser):
     """Reports a bad option on one line (no usage block), like every other error of dpcstem."""
 
     def error(self, message):
-        self.exit(2, f"dpcstem: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        where = "" if self.prog == "dpcstem" else f"{self.prog}: "
+        self.exit(2, f"dpcstem: error: {where}{message} (see {self.prog} --help)\n")
 
 
 class Stopped(KeyboardInterrupt):

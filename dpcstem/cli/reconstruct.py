@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import InputDataError
 from ._common import (
     LENGTH_NM,
     OPTION_NAMES,
@@ -50,9 +51,11 @@ def add_parser(subparsers):
         "reconstruct", help="four segment images → deflection, field, charge density, potential",
         description="Reconstruct deflection (mrad), field (V/m), charge density (C/m^3) and potential (V) "
                     "from a four-segment acquisition. SEGMENTS: .npy (4, ny, nx); 4-page TIFF; HDF5 with "
-                    "dataset 'segments'; Velox .emd with DF4-A..D; or 'A.tif,B.tif,C.tif,D.tif'. Every value "
+                    "dataset 'segments'; Velox .emd with DF4-A..D; or four image files A B C D (or 'A.tif,B.tif,C.tif,D.tif'). "
+                    "Every value "
                     "the file does not record and no option gives is printed as assumed (docs/defaults.md).")
-    p.add_argument("segments", metavar="SEGMENTS", help="the acquisition (see above)")
+    p.add_argument("segments", metavar="SEGMENTS", nargs="+",
+                   help="the acquisition (see above): one file, or four image files, one per segment A, B, C, D")
     add_reconstruction_options(p)
     dose = add_dose_options(p)
     dose.add_argument("--counts-per-electron", type=number("detector counts per electron", 1e-6, 1e6), metavar="X",
@@ -72,6 +75,10 @@ def run(args):
     from ..io import write_result
     from ..workflows import reconstruct_acquisition
 
+    if len(args.segments) not in (1, 4):
+        raise InputDataError(f"SEGMENTS: give one acquisition file, or four image files (segments A, B, C, D), got "
+                             f"{len(args.segments)} files")
+    args.segments = ",".join(args.segments)
     output = check_output(args.output, args.overwrite, args=args)
     outcome = reconstruct_acquisition(
         args.segments, calibration=user_calibration(args), dataset=args.dataset, reference=args.reference,

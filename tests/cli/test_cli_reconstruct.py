@@ -105,6 +105,20 @@ def test_segments_of_different_shapes(tmp_path):
     one_line_error(dpcstem("reconstruct", files, *OPTIONS, "-o", tmp_path / "o.h5"), "shape")
 
 
+def test_four_image_files_given_as_four_arguments_are_the_four_segments(acquisition, tmp_path):
+    """`dpcstem reconstruct A.tif B.tif C.tif D.tif` (what a shell glob gives) reads as the comma form does."""
+    for name, image in zip("ABCD", acquisition[0]):
+        tifffile.imwrite(tmp_path / f"{name}.tif", image)
+    files = [tmp_path / f"{n}.tif" for n in "ABCD"]
+    spaced = dpcstem("reconstruct", *files, *OPTIONS, "-o", tmp_path / "spaced.h5")
+    commas = dpcstem("reconstruct", ",".join(map(str, files)), *OPTIONS, "-o", tmp_path / "commas.h5")
+    assert spaced.returncode == 0 and commas.returncode == 0, spaced.stderr + commas.stderr
+    with h5py.File(tmp_path / "spaced.h5", "r") as a, h5py.File(tmp_path / "commas.h5", "r") as b:
+        np.testing.assert_array_equal(a["field_x"][()], b["field_x"][()])
+    one_line_error(dpcstem("reconstruct", *files[:2], *OPTIONS, "-o", tmp_path / "two.h5"), "four image files",
+                   "got 2 files")
+
+
 def test_file_that_is_not_what_its_name_says(tmp_path):
     (tmp_path / "fake.npy").write_text("this is a text file\n")
     one_line_error(dpcstem("reconstruct", tmp_path / "fake.npy", *OPTIONS, "-o", tmp_path / "o.h5"), "fake.npy")
