@@ -822,7 +822,7 @@ CASES = [
          r"argument --mask-radius: expected a radius in detector pixels"),
         ("a missing option value (--kv at the end)", ["reconstruct", "seg.h5", "--kv"],
          r"dpcstem reconstruct: argument --kv: expected one argument \(see dpcstem reconstruct --help\)"),
-        ("an unknown subcommand", ["recon", "seg.h5"], r"dpcstem: argument COMMAND: invalid choice: 'recon'"),
+        ("an unknown subcommand", ["recon", "seg.h5"], r"dpcstem: error: argument COMMAND: invalid choice: 'recon'"),
     ]],
     Case("command line", "a bias series of 4 acquisitions of 64 x 64 with DPCSTEM_MEMORY_LIMIT=1M",
          _with_env("DPCSTEM_MEMORY_LIMIT", "1M", cli("bias-series", *[f"s{i}.npy" for i in range(4)], "--bias", "0", "1",
