@@ -117,12 +117,14 @@ def merge_calibration(file_values: dict | None, user: dict, *, source=None, name
     sources = {k: ("user" if k in user else "file") for k in values}
     if alpha_measured is not None and "alpha_mrad" not in values:
         values["alpha_mrad"], sources["alpha_mrad"] = alpha_measured, "measured"
-    for name in ("kv", "alpha_mrad", "step_x_nm"):
-        if values.get(name) is None:
-            raise CalibrationError(f"{names[FIELD_KEYS[name]]} is needed: {source or 'the input file'} does not "
-                                   f"record {name}")
     inner, outer = "collection_inner_mrad", "collection_outer_mrad"
     missing_geometry = geometry and inner not in values and outer not in values
+    missing = [name for name in ("kv", "alpha_mrad", "step_x_nm") if values.get(name) is None]
+    if missing:  # every missing value in one message, not one per run
+        options = [names[FIELD_KEYS[name]] for name in missing] + ([names["collection_form"]] * missing_geometry)
+        recorded = missing + (["the collection angles"] if missing_geometry else [])
+        raise CalibrationError(f"{', '.join(options)} {'is' if len(options) == 1 else 'are'} needed: "
+                               f"{source or 'the input file'} does not record {', '.join(recorded)}")
     if geometry:
         for name in (inner, outer):
             sources.setdefault(name, "default")

@@ -501,6 +501,9 @@ CASES = [
          r"--step takes one or two values \(x then y\) in nm, got 3"),
         ("no --kv and none recorded in the file", ["--alpha", "10", "--step", "1", "--thickness", "100", *EDGES],
          r"--kv is needed: seg\.npy does not record kv"),
+        ("nothing the file does not record given", ["--thickness", "100"],
+         r"--kv, --alpha, --step, --collection INNER OUTER are needed: seg\.npy does not record kv, alpha_mrad, "
+         r"step_x_nm, the collection angles"),
         ("no thickness", ["--kv", "200", "--alpha", "10", "--step", "1", *EDGES],
          r"thickness_nm is needed for the field and charge density \(give --thickness NM\)"),
         ("--thickness and --thickness-map both", [*GOOD, "--thickness-map", "seg.npy"],
