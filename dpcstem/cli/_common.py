@@ -32,6 +32,17 @@ def check_output(path: Path, overwrite: bool, *, args=None, suffixes=None, what=
 INPUT_ARGUMENTS = ("segments", "files", "data", "spectrum", "reference", "thickness_map", "response")
 
 
+def write_outcome(outcome, output: Path, overwrite: bool) -> int:
+    """Write a workflow's result file, print what it did, and give the exit status."""
+    from ..io import write_result
+
+    write_result(output, outcome.result.maps(), outcome.attrs, inputs=outcome.inputs, overwrite=overwrite)
+    for line in outcome.lines:
+        print(line)
+    print(f"wrote {output}")
+    return 0
+
+
 def input_arguments(args) -> list:
     """The files a command reads, from its parsed arguments (``--response exact`` names none)."""
     found = []

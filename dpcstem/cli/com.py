@@ -13,6 +13,7 @@ from ._common import (
     check_output,
     number,
     user_calibration,
+    write_outcome,
 )
 from .reconstruct import add_interface_options
 
@@ -68,7 +69,6 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from ..io import write_result
     from ..workflows import com_acquisition
 
     output = check_output(args.output, args.overwrite, args=args)
@@ -84,8 +84,4 @@ def run(args):
         charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
         potential_reference=args.potential_reference, dose=args.dose, interface=args.interface,
         half_range_nm=args.half_range, response=args.response, names=OPTION_NAMES)
-    write_result(output, outcome.result.maps(), outcome.attrs, inputs=outcome.inputs, overwrite=args.overwrite)
-    for line in outcome.lines:
-        print(line)
-    print(f"wrote {output}")
-    return 0
+    return write_outcome(outcome, output, args.overwrite)

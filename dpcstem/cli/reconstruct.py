@@ -14,6 +14,7 @@ from ._common import (
     check_output,
     number,
     user_calibration,
+    write_outcome,
 )
 
 
@@ -72,7 +73,6 @@ def add_interface_options(p):
 
 
 def run(args):
-    from ..io import write_result
     from ..workflows import reconstruct_acquisition
 
     if len(args.segments) not in (1, 4):
@@ -87,8 +87,4 @@ def run(args):
         charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
         potential_reference=args.potential_reference, dose=args.dose, counts_per_electron=args.counts_per_electron,
         interface=args.interface, half_range_nm=args.half_range, names=OPTION_NAMES)
-    write_result(output, outcome.result.maps(), outcome.attrs, inputs=outcome.inputs, overwrite=args.overwrite)
-    for line in outcome.lines:
-        print(line)
-    print(f"wrote {output}")
-    return 0
+    return write_outcome(outcome, output, args.overwrite)
