@@ -14,7 +14,6 @@ toward scan +y) and its +ky axis along ψ+90°, or ψ−90° with ``flip`` (DESI
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
@@ -110,66 +109,6 @@ def deflection_from_com(com_x, com_y, calibration: Calibration, *, mrad_per_px: 
                                      f"{com_x.shape}, got shape {r.shape}")
     # The detector's +kx, +ky axes are the frame's u, v axes.
     return calibration.to_scan_frame((com_x - ref_x) * mrad_per_px, (com_y - ref_y) * mrad_per_px)
-
-
-def undeflected_centre_lines(theta_x_mrad, theta_y_mrad, valid, calibration: Calibration, centre_px, names,
-                             attrs):
-    """The printed line of the default descan (none removed: the median centre of mass is the
-    undeflected centre), and a warning where the deflection holds a plane across the scan.
-
-    Parameters
-    ----------
-    theta_x_mrad, theta_y_mrad : ndarray
-        The deflection (mrad, scan frame) with the median centre removed.
-    valid : ndarray of bool
-    calibration : Calibration
-        kV and thickness, for the plane's size in V/m.
-    centre_px : (float, float)
-        The median centre of mass (column, row), pixels.
-    names : dict
-        How ``reference`` and ``descan_region`` are spelt (option names on the command line).
-    attrs : dict
-        The result's attributes: the plane's size is recorded as ``descan_plane_mrad`` and
-        ``descan_plane_field_v_per_m`` (the field it would make), where it was looked for.
-
-    Returns
-    -------
-    list of str
-        The lines to print.
-
-    Warns
-    -----
-    UserWarning
-        Where a significant robust plane (:func:`dpcstem.calibration.descan.check_plane`)
-        spans the scan: the field may be off by the plane's size, named in V/m and against
-        the field the rest of the map holds, with the options that remove a descan.
-    """
-    from .. import physics
-    from ..calibration.descan import check_plane
-
-    fix = f"{names['reference']} or {names['descan_region']} sets it"
-    lines = [f"descan: none removed; the undeflected pattern centre is the median centre of mass "
-             f"({centre_px[0]:.3f}, {centre_px[1]:.3f}) px, which leaves a field over less than half the scan as it "
-             f"is and takes a uniform one; {fix}"]
-    check = check_plane(theta_x_mrad, theta_y_mrad, valid=valid)
-    if check is None:
-        return lines
-    thickness = float(np.nanmedian(calibration.thickness_nm))
-    plane_field = abs(float(physics.field_v_per_m_from_deflection(check.plane_mrad, calibration.kv, thickness)))
-    attrs.update(descan_plane_mrad=check.plane_mrad, descan_plane_field_v_per_m=plane_field)
-    if check.holds_plane:
-        besides = np.hypot(*check.fit.subtract(theta_x_mrad, theta_y_mrad))[valid]
-        median, p95 = (abs(float(physics.field_v_per_m_from_deflection(np.percentile(besides, q), calibration.kv,
-                                                                        thickness))) for q in (50, 95))
-        warnings.warn(f"descan: the centre of mass holds a plane across the scan of up to {check.plane_mrad:.3g} mrad "
-                      f"({plane_field:.3g} V/m; the field besides it: median {median:.3g}, 95th percentile {p95:.3g} "
-                      f"V/m) that no descan removed: if it is descan, the field is off by up to {plane_field:.3g} V/m; "
-                      f"give {names['reference']} VACUUM (a vacuum scan) or {names['descan_region']} over a "
-                      "field-free region", stacklevel=3)
-    else:
-        lines.append(f"descan check: no plane across the scan that stands out (a robust fit: up to "
-                     f"{check.plane_mrad:.3g} mrad, {plane_field:.3g} V/m)")
-    return lines
 
 
 def pattern_centre(com_x, com_y):

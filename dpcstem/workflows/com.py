@@ -18,6 +18,7 @@ from .common import (
     _same,
     _to_scan_frame,
     describe_calibration,
+    descan_plane_lines,
     merge_calibration,
     response_from_name,
     scan_regions,
@@ -42,7 +43,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
     component, carried to the field and charge as uncertainty maps).
     """
     from ..fourd import bright_field_disc, centre_of_mass, disc_mask
-    from ..fourd.com import deflection_from_com, pattern_centre, undeflected_centre_lines
+    from ..fourd.com import deflection_from_com, pattern_centre
     from ..fourd.response import correct_com
     from ..calibration.descan import fit_descan
     from ..io.pixelated import open_pixelated
@@ -134,7 +135,10 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
                     f"({scale:.4g} mrad/px, bright-field disc radius {radius:.1f} px)")
     lines += describe_calibration(cal)
     if descan_source == "none":
-        lines += undeflected_centre_lines(tx, ty, valid, cal, ref, names, attrs)
+        lines.append(f"descan: none removed; the undeflected pattern centre is the median centre of mass "
+                     f"({ref[0]:.3f}, {ref[1]:.3f}) px, which leaves a field over less than half the scan as it is "
+                     f"and takes a uniform one; {names['reference']} or {names['descan_region']} sets it")
+        lines += descan_plane_lines(tx, ty, valid, cal, names, attrs)
     else:
         lines.append(_descan_line(descan_source, tx, ty, valid, names))
     return _outcome(result, cal, attrs, lines, inputs, interface, half_range_nm,

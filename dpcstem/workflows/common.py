@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import physics
 from ..calibration import Calibration
 from ..errors import CalibrationError, InputDataError
 from .defaults import FIELD_LIMIT_V_PER_M
@@ -218,7 +219,7 @@ def charge_sign(rectangle_and_sign, shape, calibration, name):
     if rectangle_and_sign is None:
         return None, None
     *rectangle, sign = rectangle_and_sign
-    signs = {"+": 1, "-": -1, "+1": 1, "-1": -1, 1: 1, -1: -1, 1.0: 1, -1.0: -1}
+    signs = {"+": 1, "-": -1, "+1": 1, "-1": -1, 1: 1, -1: -1}
     if len(rectangle) != 4 or sign not in signs:
         raise InputDataError(f"{name} takes a rectangle X0 Y0 X1 Y1 in nm and the sign of the charge inside it, "
                              f"+ or -, got {rectangle_and_sign!r}")
@@ -405,6 +406,41 @@ def _descan_line(source, tx, ty, valid, names):
     return (f"descan: none removed (no vacuum reference or field-free region given): a descan stays in the maps as a "
             f"uniform field; mean deflection ({mean_x:.3g}, {mean_y:.3g}) mrad; {names['reference']} or "
             f"{names['descan_region']} removes it")
+
+
+def descan_plane_lines(tx, ty, valid, calibration: Calibration, names, attrs) -> list:
+    """Where no descan was removed: look for a plane across the scan, warn where one stands out.
+
+    A descan moves the beam linearly with the scan position, so a significant robust plane
+    (:func:`dpcstem.calibration.descan.check_plane`) that is not small against the rest of
+    the map is most likely descan nothing removed: the warning gives its size in mrad and
+    V/m against the field the rest of the map holds, and the options that remove it. The
+    plane's size is recorded (``descan_plane_mrad``, ``descan_plane_field_v_per_m``) in
+    ``attrs`` wherever it was looked for. Returns the lines to print.
+    """
+    from ..calibration.descan import check_plane
+
+    check = check_plane(tx, ty, valid=valid)
+    if check is None or calibration.thickness_nm is None:
+        return []
+    thickness = float(np.nanmedian(calibration.thickness_nm))
+
+    def field(mrad):
+        return abs(float(physics.field_v_per_m_from_deflection(mrad, calibration.kv, thickness)))
+
+    plane_field = field(check.plane_mrad)
+    attrs.update(descan_plane_mrad=check.plane_mrad, descan_plane_field_v_per_m=plane_field)
+    if not check.holds_plane:
+        return [f"descan check: no plane across the scan that stands out (a robust fit: up to "
+                f"{check.plane_mrad:.3g} mrad, {plane_field:.3g} V/m)"]
+    besides = np.hypot(*check.fit.subtract(tx, ty))[valid]
+    median, p95 = (field(np.percentile(besides, q)) for q in (50, 95))
+    warnings.warn(f"descan: the deflection holds a plane across the scan of up to {check.plane_mrad:.3g} mrad "
+                  f"({plane_field:.3g} V/m; the field besides it: median {median:.3g}, 95th percentile {p95:.3g} "
+                  f"V/m) that no descan removed: if it is descan, the field is off by up to {plane_field:.3g} V/m; "
+                  f"give {names['reference']} VACUUM (a vacuum scan) or {names['descan_region']} over a "
+                  "field-free region", stacklevel=3)
+    return []
 
 
 def interface_summary(result, points, half_range_nm):

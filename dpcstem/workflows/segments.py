@@ -15,6 +15,7 @@ from .common import (
     check_reference,
     checked_response,
     describe_calibration,
+    descan_plane_lines,
     read_reference,
     scan_regions,
     segment_calibration,
@@ -133,6 +134,8 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         attrs.update(response.attrs())
     lines += describe_calibration(cal)
     lines.append(_descan_line(descan_source, tx, ty, valid, names))
+    if descan_source == "none":
+        lines += descan_plane_lines(tx, ty, valid, cal, names, attrs)
     if offsets_source == "default":
         lines.append(f"segment offsets: 0 counts assumed (a black level lowers the field in proportion; "
                      f"{names['offsets']} or {names['dark']} sets them)")

@@ -144,6 +144,25 @@ def test_reconstruct_says_no_descan_was_removed_and_a_region_removes_it(layer, t
     assert peak_error(tmp_path / "region.h5", truth) < 0.02
 
 
+def test_reconstruct_warns_of_a_plane_across_the_scan_that_no_descan_removed(layer, tmp_path):
+    """A linear descan (the beam walking with the scan position) left in the map is warned, with the
+    field it makes in V/m; the same layer without it is not."""
+    truth, (tx, ty) = layer
+    cal = Calibration(kv=KV, alpha_mrad=ALPHA, step_x_nm=STEP)
+    yy, xx = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    walk = 0.6 * np.abs(tx).max() * (xx / SHAPE[1] + 0.5 * yy / SHAPE[0])
+    np.save(tmp_path / "walk.npy", segments_from_deflection(tx + walk, ty - 0.5 * walk, cal))
+    run = dpcstem("reconstruct", tmp_path / "walk.npy", *GIVEN, *NO_EDGES, "-o", tmp_path / "walk.h5")
+    warned(run, "descan: the deflection holds a plane across the scan", "V/m", "--reference", "--descan-region")
+    attrs, (fx, fy) = attrs_and(tmp_path / "walk.h5", "field_x", "field_y")
+    error = np.nanmax(np.hypot(fx - truth.field_x, fy - truth.field_y))
+    assert 0.5 * attrs["descan_plane_field_v_per_m"] < error < 1.5 * attrs["descan_plane_field_v_per_m"]
+    np.save(tmp_path / "still.npy", segments_from_deflection(tx, ty, cal))
+    run = dpcstem("reconstruct", tmp_path / "still.npy", *GIVEN, *NO_EDGES, "-o", tmp_path / "still.h5")
+    assert run.returncode == 0 and "descan: the deflection holds a plane" not in run.stderr, run.stderr
+    assert "descan check: no plane across the scan that stands out" in run.stdout
+
+
 @pytest.fixture(scope="module")
 def junction_4d(layer, tmp_path_factory):
     _, (tx, ty) = layer

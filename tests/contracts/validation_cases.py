@@ -224,7 +224,7 @@ CASES = [
          "several times the junction's deflection); defaults: no descan removed (the median centre of mass), α from the "
          "disc; right within the camera's pixel limit (4d_vacuum), or warned with how far off and the fix",
          ("com", J4, "--thickness", 50), f"{JUNCTION_FIGURE}, ≥ 3 nm from the MIP steps", 0.025,
-         _junction_field(3), warns=("warning: descan: the centre of mass holds a plane across the scan",
+         _junction_field(3), warns=("warning: descan: the deflection holds a plane across the scan",
                                     "--reference VACUUM", "--descan-region")),
     Case("4d_vacuum", "junction_4d.h5",
          "the same with the vacuum scan as the descan reference, ≥ 3 nm from the MIP steps; the camera's "
