@@ -10,14 +10,17 @@ the detector's full scale (``saturation``), with |dA| or |dB| above 1 (no counts
 give that), or whose signals fall outside the response's range, is written as NaN with
 ``valid = 0``.
 
-The arithmetic is float64; only the outputs and the interpolation coefficients are
-float32. float32 arithmetic does not hold the precision: the rounding of A and C is a few
-ulps of the sum S, so dA = (A − C)/S carries an error of about 10⁻⁷ absolute, which is
-10⁻³ of a small deflection (dA ≈ 10⁻⁴, a 1 µrad beam tilt at α = 10 mrad), and the table
-coordinate of such a signal loses as much. The loops have no branches (invalid pixels are
-selected, not skipped), so the compiler vectorises the normalisation; the exact response's
-bilinear lookup reads one 32-byte record of interpolation coefficients per pixel (a gather
-the compiler does not vectorise), in a second pass over each row.
+The normalisation is float64 arithmetic: in float32 the rounding of A and C is a few ulps
+of the sum S, so dA = (A − C)/S would carry an error of about 10⁻⁷ absolute, which is 10⁻³
+of a small deflection (dA ≈ 10⁻⁴, a 1 µrad beam tilt at α = 10 mrad). The loops have no
+branches (invalid pixels are selected, not skipped), so the compiler vectorises them.
+
+The exact response is inverted, where the signals are small enough (in practice nearly every
+pixel), by a polynomial u = dA·P(dA², dB²) evaluated in float32 from the float64 signals: a
+relative error of a few float32 ulps of the shift, whatever its size, and a vectorised pass
+(:data:`POLY_TERMS`). Beyond its reach, and for a response given only as a table (empirical),
+a bilinear lookup reads one 32-byte record of interpolation coefficients per pixel (a gather
+the compiler does not vectorise, about four times the cost), in a separate pass over each row.
 """
 
 import numba

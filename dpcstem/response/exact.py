@@ -143,16 +143,21 @@ def _inverse_polynomial(inner, outer):
     # A fold (two shifts, one signal) inside a disc, or a kink, shows as a fit that misses there.
     for reach_s in POLY_SHIFT_REACHES:
         # fit on a polar grid with points on the rim; check on random shifts and a finer rim
-        s, p = np.meshgrid(reach_s * np.sqrt(np.linspace(0, 1, 32)), np.linspace(0, 2 * np.pi, 121)[:-1])
+        s, p = np.meshgrid(reach_s * np.sqrt(np.linspace(0, 1, 24)), np.linspace(0, 2 * np.pi, 97)[:-1])
         fit_u, fit_v = (s * np.cos(p)).ravel(), (s * np.sin(p)).ravel()
         s_check = reach_s * np.concatenate([np.sqrt(rng.uniform(0, 1, 6000)), np.ones(phi_rim.size)])
         p_check = np.concatenate([rng.uniform(0, 2 * np.pi, 6000), phi_rim])
         check_u, check_v = s_check * np.cos(p_check), s_check * np.sin(p_check)
         d_a, d_b, _ = response.signals(fit_u, fit_v)
         x, y = d_a * d_a, d_b * d_b
-        design = np.vstack([d_a[:, None] * np.column_stack([x**i * y**j for i, j in POLY_TERMS]),
-                            d_b[:, None] * np.column_stack([y**i * x**j for i, j in POLY_TERMS])])
-        coefficients = np.linalg.lstsq(design, np.concatenate([fit_u, fit_v]), rcond=None)[0]
+        # u alone: the grid is symmetric under A ↔ B, so v = dB·P(dB², dA²) is fitted as well. The
+        # normal equations of the scaled columns by einsum: a multithreaded BLAS least-squares call
+        # of this size takes 100× longer on a shared machine, and the check below judges the fit.
+        design = d_a[:, None] * np.column_stack([x**i * y**j for i, j in POLY_TERMS])
+        norm = np.sqrt(np.einsum("ki,ki->i", design, design))
+        design /= norm
+        coefficients = np.linalg.solve(np.einsum("ki,kj->ij", design, design),
+                                       np.einsum("ki,k->i", design, fit_u)) / norm
         c_a, c_b, _ = response.signals(check_u, check_v)
         cx, cy = c_a * c_a, c_b * c_b
         error = float(np.max(np.hypot(c_a * polynomial_value(coefficients, cx, cy) - check_u,
