@@ -122,7 +122,22 @@ class InversePolynomial:
 
 
 def polynomial_value(coefficients, x, y):
-    """Σ c_k x^i y^j over :data:`dpcstem.kernels.segments.POLY_TERMS` (NumPy, any dtype of x and y)."""
+    """Σ c_k x^i y^j over :data:`dpcstem.kernels.segments.POLY_TERMS` (NumPy arrays x and y), by
+    Horner's rule in y for each power of x, then in x (as the kernel does it)."""
     from ..kernels.segments import POLY_TERMS
 
-    return sum(c * x**i * y**j for c, (i, j) in zip(coefficients, POLY_TERMS))
+    degree = max(i for i, _ in POLY_TERMS)
+    rows = {i: [c for c, (k, _) in zip(coefficients, POLY_TERMS) if k == i] for i in range(degree + 1)}
+
+    def in_y(row):
+        value = np.full(np.shape(y), row[-1])
+        for c in reversed(row[:-1]):
+            value *= y
+            value += c
+        return value
+
+    total = in_y(rows[degree])
+    for i in range(degree - 1, -1, -1):
+        total *= x
+        total += in_y(rows[i])
+    return total
