@@ -296,7 +296,7 @@ class _FileDigest:
     def __init__(self, path, offset, frame_bytes, stat):
         self.path, self.offset, self.frame_bytes, self.stat = path, offset, frame_bytes, stat
         self.hasher = hashlib.sha256()
-        self.buffer = bytearray(self.CHUNK)
+        self.buffer = np.empty(self.CHUNK, np.uint8)  # not zero-filled: only the pages a read fills are resident
         self.position = 0
         self.file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finish()
         if hasattr(os, "posix_fadvise"):
