@@ -97,8 +97,10 @@ def segment_deflection(segments, calibration: Calibration, *, options: Reconstru
         deflection_linear(*common, model.slope, axes, calibration.alpha_mrad, *outputs, full_scale)
     else:
         table = model.inverse_table()
+        poly = model.inverse_polynomial() if hasattr(model, "inverse_polynomial") else None
+        near = () if poly is None or poly.reach == 0 else (poly.kernel_coefficients(), poly.reach)
         deflection_table(*common, table.u, table.v, table.origin, table.step, axes, calibration.alpha_mrad,
-                         *outputs, full_scale)
+                         *outputs, full_scale, *near)
     return theta_x, theta_y, total, valid.view(bool)
 
 

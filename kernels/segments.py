@@ -10,14 +10,17 @@ the detector's full scale (``saturation``), with |dA| or |dB| above 1 (no counts
 give that), or whose signals fall outside the response's range, is written as NaN with
 ``valid = 0``.
 
-The arithmetic is float64; only the outputs and the interpolation coefficients are
-float32. float32 arithmetic does not hold the precision: the rounding of A and C is a few
-ulps of the sum S, so dA = (A − C)/S carries an error of about 10⁻⁷ absolute, which is
-10⁻³ of a small deflection (dA ≈ 10⁻⁴, a 1 µrad beam tilt at α = 10 mrad), and the table
-coordinate of such a signal loses as much. The loops have no branches (invalid pixels are
-selected, not skipped), so the compiler vectorises the normalisation; the exact response's
-bilinear lookup reads one 32-byte record of interpolation coefficients per pixel (a gather
-the compiler does not vectorise), in a second pass over each row.
+The normalisation is float64 arithmetic: in float32 the rounding of A and C is a few ulps
+of the sum S, so dA = (A − C)/S would carry an error of about 10⁻⁷ absolute, which is 10⁻³
+of a small deflection (dA ≈ 10⁻⁴, a 1 µrad beam tilt at α = 10 mrad). The loops have no
+branches (invalid pixels are selected, not skipped), so the compiler vectorises them.
+
+The exact response is inverted, where the signals are small enough (in practice nearly every
+pixel), by a polynomial u = dA·P(dA², dB²) evaluated in float32 from the float64 signals: a
+relative error of a few float32 ulps of the shift, whatever its size, and a vectorised pass
+(:data:`POLY_TERMS`). Beyond its reach, and for a response given only as a table (empirical),
+a bilinear lookup reads one 32-byte record of interpolation coefficients per pixel (a gather
+the compiler does not vectorise, about four times the cost), in a separate pass over each row.
 """
 
 import numba
@@ -110,14 +113,41 @@ def bilinear_coefficients(table_u, table_v):
     return out
 
 
+#: Exponents (i, j) of the terms x^i·y^j of the inverse polynomial P, in the order of its
+#: coefficients: total degree ≤ 6, i outer (the order :func:`_inverse_polynomial` evaluates).
+POLY_TERMS = tuple((i, j) for i in range(7) for j in range(7 - i))
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _inverse_polynomial(c, x, y):
+    """P(x, y) = Σ c_k x^i y^j over :data:`POLY_TERMS`, by Horner's rule in y, then in x (float32)."""
+    q0 = c[0] + y * (c[1] + y * (c[2] + y * (c[3] + y * (c[4] + y * (c[5] + y * c[6])))))
+    q1 = c[7] + y * (c[8] + y * (c[9] + y * (c[10] + y * (c[11] + y * c[12]))))
+    q2 = c[13] + y * (c[14] + y * (c[15] + y * (c[16] + y * c[17])))
+    q3 = c[18] + y * (c[19] + y * (c[20] + y * c[21]))
+    q4 = c[22] + y * (c[23] + y * c[24])
+    q5 = c[25] + y * c[26]
+    return q0 + x * (q1 + x * (q2 + x * (q3 + x * (q4 + x * (q5 + x * c[27])))))
+
+
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
 def deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step, axes, alpha,
-                     theta_x, theta_y, total_out, valid, saturation=np.inf):
-    """Deflection with an inverse response given as a lookup table (bilinear interpolation).
+                     theta_x, theta_y, total_out, valid, saturation=np.inf, poly=None, poly_reach=0.0):
+    """Deflection with an inverse response given as a lookup table (bilinear interpolation), or
+    as a polynomial near the centre with the table beyond.
 
     ``table_u[i, j]``, ``table_v[i, j]`` hold the shift for dA = origin + j·step and
     dB = origin + i·step; NaN entries mark signals no shift produces. Other parameters as in
     :func:`deflection_linear` (``total_out`` may be None).
+
+    poly : tuple of 28 float32, optional
+        Coefficients of P over :data:`POLY_TERMS` (a tuple: the compiler keeps them in
+        registers). Where dA² + dB² < ``poly_reach``², the shift is u = dA·P(dA², dB²),
+        v = dB·P(dB², dA²) (a response symmetric under A ↔ C and A ↔ B), evaluated in float32
+        from the float64 signals (relative error a few float32 ulps); the table elsewhere.
+        Without it, the table everywhere.
+    poly_reach : float
+        Radius in (dA, dB) inside which the polynomial is used.
     """
     ny, nx = segments.shape[1], segments.shape[2]
     m = table_u.shape[0] - 1
@@ -126,36 +156,84 @@ def deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step,
     last = float(m)
     ax, ay = alpha * axes[0, 0], alpha * axes[0, 1]
     bx, by = alpha * axes[1, 0], alpha * axes[1, 1]
+    ax32, ay32, bx32, by32 = np.float32(ax), np.float32(ay), np.float32(bx), np.float32(by)
+    reach2 = poly_reach * poly_reach
     nan = np.nan
+    nan32 = np.float32(np.nan)
     zero = 0.0
     for iy in numba.prange(ny):
-        # Pass 1 (vectorised): signals → fractional table coordinates, or (0, 0) where refused.
-        col = np.empty(nx)
-        row = np.empty(nx)
-        inside = np.empty(nx, np.bool_)
-        for ix in range(nx):
-            da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain, saturation)
-            fj = (da - origin) * inv_step
-            fi = (db - origin) * inv_step
-            ok &= (fj >= 0) & (fi >= 0) & (fj < last) & (fi < last)
-            col[ix] = fj if ok else zero
-            row[ix] = fi if ok else zero
-            inside[ix] = ok
-            if total_out is not None:
-                total_out[iy, ix] = total
-        # Pass 2: one coefficient record per pixel, then the rotation into the scan frame.
-        for ix in range(nx):
-            fj = col[ix]
-            fi = row[ix]
-            i = np.int32(fi)
-            j = np.int32(fj)
-            wx = fj - j
-            wy = fi - i
-            wxy = wx * wy
-            k = i * m + j
-            u = coef[k, 0] + coef[k, 1] * wx + coef[k, 2] * wy + coef[k, 3] * wxy
-            v = coef[k, 4] + coef[k, 5] * wx + coef[k, 6] * wy + coef[k, 7] * wxy
-            ok = inside[ix] & (u == u) & (v == v)
-            theta_x[iy, ix] = (u * ax + v * bx) if ok else nan
-            theta_y[iy, ix] = (u * ay + v * by) if ok else nan
-            valid[iy, ix] = ok
+        if poly is None:
+            # Pass 1 (vectorised): signals → fractional table coordinates, or (0, 0) where refused.
+            col = np.empty(nx)
+            row = np.empty(nx)
+            inside = np.empty(nx, np.bool_)
+            for ix in range(nx):
+                da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain, saturation)
+                fj = (da - origin) * inv_step
+                fi = (db - origin) * inv_step
+                ok &= (fj >= 0) & (fi >= 0) & (fj < last) & (fi < last)
+                col[ix] = fj if ok else zero
+                row[ix] = fi if ok else zero
+                inside[ix] = ok
+                if total_out is not None:
+                    total_out[iy, ix] = total
+            # Pass 2: one coefficient record per pixel, then the rotation into the scan frame.
+            for ix in range(nx):
+                u, v = _bilinear(coef, m, col[ix], row[ix])
+                ok = inside[ix] & (u == u) & (v == v)
+                theta_x[iy, ix] = (u * ax + v * bx) if ok else nan
+                theta_y[iy, ix] = (u * ay + v * by) if ok else nan
+                valid[iy, ix] = ok
+        else:
+            # Pass 1 (vectorised): the signals of the pixels inside the polynomial's reach
+            # (NaN elsewhere), and which valid pixels lie beyond it ("rim").
+            da32 = np.empty(nx, np.float32)
+            db32 = np.empty(nx, np.float32)
+            sum32 = np.empty(nx, np.float32)
+            rim = np.empty(nx, np.bool_)
+            for ix in range(nx):
+                da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain, saturation)
+                near = ok & (da * da + db * db < reach2)
+                da32[ix] = np.float32(da) if near else nan32
+                db32[ix] = np.float32(db) if near else nan32
+                sum32[ix] = total
+                valid[iy, ix] = near
+                rim[ix] = ok & ~near
+            if total_out is not None:  # from a row buffer: a fifth output stream stops the loop's vectorising
+                total_out[iy, :] = sum32
+            # Pass 2 (vectorised, float32): the polynomial, NaN where it does not apply.
+            for ix in range(nx):
+                da = da32[ix]
+                db = db32[ix]
+                x = da * da
+                y = db * db
+                u = da * _inverse_polynomial(poly, x, y)
+                v = db * _inverse_polynomial(poly, y, x)
+                theta_x[iy, ix] = u * ax32 + v * bx32
+                theta_y[iy, ix] = u * ay32 + v * by32
+            # Pass 3: the few pixels beyond the reach, through the table.
+            for ix in range(nx):
+                if rim[ix]:
+                    da, db, total, ok = _normalised(segments, iy, ix, offset, inv_gain, saturation)
+                    fj = (da - origin) * inv_step
+                    fi = (db - origin) * inv_step
+                    ok &= (fj >= 0) & (fi >= 0) & (fj < last) & (fi < last)
+                    u, v = _bilinear(coef, m, fj if ok else zero, fi if ok else zero)
+                    ok &= (u == u) & (v == v)
+                    theta_x[iy, ix] = (u * ax + v * bx) if ok else nan
+                    theta_y[iy, ix] = (u * ay + v * by) if ok else nan
+                    valid[iy, ix] = ok
+
+
+@numba.njit(inline="always", fastmath=_FAST)
+def _bilinear(coef, m, fj, fi):
+    """(u, v) at fractional table column ``fj`` and row ``fi`` from the coefficient records."""
+    i = np.int32(fi)
+    j = np.int32(fj)
+    wx = fj - j
+    wy = fi - i
+    wxy = wx * wy
+    k = i * m + j
+    u = coef[k, 0] + coef[k, 1] * wx + coef[k, 2] * wy + coef[k, 3] * wxy
+    v = coef[k, 4] + coef[k, 5] * wx + coef[k, 6] * wy + coef[k, 7] * wxy
+    return u, v

@@ -73,12 +73,32 @@ def table_shift(da, db, table_u, table_v, origin, step):
     return None if (math.isnan(u) or math.isnan(v)) else (u, v)
 
 
+def polynomial(coefficients, x, y):
+    """Σ c_k x^i y^j over the terms of total degree ≤ 6, i outer, j inner (the kernel's order)."""
+    terms = [(i, j) for i in range(7) for j in range(7 - i)]
+    total = 0.0
+    for c, (i, j) in zip(coefficients, terms):
+        total += float(c) * x**i * y**j
+    return total
+
+
 def deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step, axes, alpha,
-                     saturation=math.inf):
-    """Oracle of :func:`dpcstem.kernels.deflection_table`: (θx, θy, total, valid), NaN where invalid."""
+                     saturation=math.inf, poly=None, poly_reach=0.0):
+    """Oracle of :func:`dpcstem.kernels.deflection_table`: (θx, θy, total, valid), NaN where invalid.
+
+    With ``poly``: u = dA·P(dA², dB²), v = dB·P(dB², dA²) where dA² + dB² < ``poly_reach``²
+    (and the signals lie on the table's grid), the table elsewhere.
+    """
+    n = len(table_u)
+
     def shift(iy, ix):
         da, db, total = _normalised(segments, iy, ix, offset, inv_gain, saturation)
-        return (None if da is None else table_shift(da, db, table_u, table_v, origin, step)), total
+        if da is None:
+            return None, total
+        on_grid = 0 <= (da - origin) / step < n - 1 and 0 <= (db - origin) / step < n - 1
+        if poly is not None and on_grid and da * da + db * db < poly_reach**2:
+            return (da * polynomial(poly, da * da, db * db), db * polynomial(poly, db * db, da * da)), total
+        return table_shift(da, db, table_u, table_v, origin, step), total
 
     return _segment_loop(segments, shift, axes, alpha)
 

@@ -41,8 +41,9 @@ def numpy_deflection_linear(segments, offset, inv_gain, slope, axes, alpha, satu
 
 
 def numpy_deflection_table(segments, offset, inv_gain, table_u, table_v, origin, step, axes, alpha,
-                           saturation=np.inf):
-    """NumPy version of :func:`dpcstem.kernels.deflection_table`: a vectorised bilinear lookup."""
+                           saturation=np.inf, poly=None, poly_reach=0.0):
+    """NumPy version of :func:`dpcstem.kernels.deflection_table`: a vectorised bilinear lookup, and
+    with ``poly`` (the coefficients) the inverse polynomial inside ``poly_reach``."""
     d_a, d_b, total, ok = _normalised(segments, offset, inv_gain, saturation)
     n = table_u.shape[0]
     with np.errstate(invalid="ignore"):
@@ -64,6 +65,13 @@ def numpy_deflection_table(segments, offset, inv_gain, table_u, table_v, origin,
 
     u = lookup(table_u)
     v = lookup(table_v)
+    if poly is not None:
+        from ..response.table import polynomial_value
+
+        x, y = d_a * d_a, d_b * d_b
+        near = inside & (x + y < poly_reach**2)
+        u = np.where(near, d_a * polynomial_value(poly, x, y), u)
+        v = np.where(near, d_b * polynomial_value(poly, y, x), v)
     ok = inside & ~np.isnan(u) & ~np.isnan(v)
     return _rotate(u, v, ok, total, axes, alpha)
 

@@ -207,6 +207,7 @@ def _segments(s: Spec, config) -> Case:
     n, dtype, kind = s["n"], s["dtype"], s["response"]
     response = QuadrantResponse()
     table = response.inverse_table()
+    poly = response.inverse_polynomial()  # as reconstruct passes it: the polynomial, the table at the rim
     slope = response.linear_slope
     axes = np.ascontiguousarray(Calibration(kv=200, alpha_mrad=10, step_x_nm=1, detector_rotation_deg=30).frame_matrix.T)
     alpha = 10.0
@@ -220,13 +221,13 @@ def _segments(s: Spec, config) -> Case:
         if kind == "linear":
             return lambda: (deflection_linear(seg, offset, inv_gain, slope, axes, alpha, *out, full), out)[1]
         return lambda: (deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes,
-                                         alpha, *out, full), out)[1]
+                                         alpha, *out, full, poly.kernel_coefficients(), poly.reach), out)[1]
 
     def numpy():
         if kind == "linear":
             return lambda: npb.numpy_deflection_linear(seg, offset, inv_gain, slope, axes, alpha, full)
         return lambda: npb.numpy_deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin,
-                                                  table.step, axes, alpha, full)
+                                                  table.step, axes, alpha, full, poly.coefficients, poly.reach)
 
     return Case(s.name, seg.shape, dtype, n * n, seg.nbytes, n * n * 13, kernel, numpy, check_deflection)
 

@@ -19,9 +19,9 @@ Reported:
   as many bytes as the result file holds to a new file in the same folder (no fsync, as the
   command does none); ``ratio_vs_io`` = median_s / (cold read + write);
 * ``peak_rss_mb``: the command's peak resident memory (its own VmHWM, see :func:`run_command`);
-* ``stages``: the same work in this process, stage by stage (read, the segment kernel, field,
-  charge and potential, the SHA-256 of the input, the HDF5 write with the default
-  compression), and the result file written with each compression offered
+* ``stages``: the same work in this process, stage by stage (read, the segment kernel, the
+  rotation check the command makes when the file records no detector rotation, field, charge
+  and potential, the SHA-256 of the input, the HDF5 write with the default compression), and the result file written with each compression offered
   (``compression``: seconds and MB), which is how the default was chosen.
 
 The command runs cold first (the input evicted from the page cache), then warm.
@@ -154,6 +154,8 @@ def _stages(path: Path, folder: Path, log) -> tuple[dict, dict]:
 
     acquisition = timed("read", lambda: read_segments(path))
     tx, ty, _, valid = timed("segment kernel", lambda: segment_deflection(acquisition.segments, cal))
+    timed("rotation check (the curl the default rotation leaves, and the best one's)",
+          lambda: _rotation_check(tx, ty, cal, valid))
     result = timed("field, charge, potential", lambda: reconstruct_deflection(tx, ty, cal, valid=valid))
     timed("sha256 of the input", lambda: sha256_file(path))
     maps = result.maps()
@@ -175,6 +177,18 @@ def _stages(path: Path, folder: Path, log) -> tuple[dict, dict]:
         log(f"  compression {method}: {seconds:.2f} s, {compression[str(method)]['mb']:.0f} MB")
         target.unlink()
     return stages, compression
+
+
+def _rotation_check(tx, ty, cal, valid):
+    """What the command does when the file records no detector rotation: the curl of the assumed
+    rotation and of the best one (``workflows``' rotation lines)."""
+    import warnings
+
+    from ..calibration.rotation import curl_ratio, find_rotation
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return curl_ratio(tx, ty, cal, valid=valid), find_rotation(tx, ty, cal, valid=valid)
 
 
 def _reconstruct_job(spec: Spec, folder: Path):

@@ -18,11 +18,13 @@ and every path gives the same numbers. Frames are (scan_y, scan_x, ky, kx): scan
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import mmap
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,24 +259,97 @@ def _reduce_local(array, kind, mask, labels, boxes, n_seg, block_bytes, progress
     out = np.empty((sy, sx, 3 + n_seg))
     stored = getattr(array, "chunks", None) if kind == "hdf5" else None
     blocks = list(_blocks(array.shape, np.dtype(array.dtype).itemsize, block_bytes, stored))
+    digest = _FileDigest.of(array) if kind == "memory" else None
     start = time.perf_counter()
-    with _progress_bar(progress, sy * sx, "frames") as bar, ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(_read_block, array, kind, *blocks[0])
+    # (the reader thread is joined before the digest's file is closed)
+    with _progress_bar(progress, sy * sx, "frames") as bar, (digest.file if digest is not None else nullcontext()), \
+            ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(_read_block, array, kind, *blocks[0], digest)
         for index, (rows, cols) in enumerate(blocks):
             block = pending.result()
             if index + 1 < len(blocks):
-                pending = reader.submit(_read_block, array, kind, *blocks[index + 1])
+                pending = reader.submit(_read_block, array, kind, *blocks[index + 1], digest)
             out[rows, cols] = _reduce_block(block, mask, labels, boxes, n_seg, True)
             if kind == "memory":
                 _release_pages(block)
             del block
             bar.update((rows.stop - rows.start) * (cols.stop - cols.start))
+        if digest is not None:
+            digest.finish()
     _stage_line(progress, f"{sy * sx} frames ({array.nbytes / 1e9:.2f} GB)", time.perf_counter() - start)
     return out[..., :3], out[..., 3:]
 
 
-def _read_block(array, kind, rows, cols):
-    """One block in memory: read from an HDF5 dataset, or a memory-mapped view with its pages touched."""
+class _FileDigest:
+    """The SHA-256 of the file behind a memory-mapped array, taken on the reader thread as the
+    blocks are read: the file is read once, in order, for the reduction and its checksum alike.
+
+    Each block's bytes are read from the file with ``read`` (which also brings them into the
+    page cache for the memory map) and hashed (hashlib releases the GIL); at the end the rest
+    of the file is hashed and the digest is recorded for the result writer
+    (:func:`dpcstem.io.results.remember_sha256`) under the file's identity as it was before the
+    reading, so a file changed meanwhile is hashed again there.
+    """
+
+    CHUNK = 16 << 20
+
+    def __init__(self, path, offset, frame_bytes, stat):
+        self.path, self.offset, self.frame_bytes, self.stat = path, offset, frame_bytes, stat
+        self.hasher = hashlib.sha256()
+        self.buffer = np.empty(self.CHUNK, np.uint8)  # not zero-filled: only the pages a read fills are resident
+        self.position = 0
+        self.file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finish()
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+    @classmethod
+    def of(cls, array):
+        """For a read-only memory map that is its file's data from ``offset`` on, in C order; else None."""
+        if not isinstance(array, np.memmap) or array.mode != "r" or not array.flags.c_contiguous:
+            return None
+        path, offset = getattr(array, "filename", None), getattr(array, "offset", None)
+        mm = getattr(array, "_mmap", None)
+        if path is None or offset is None or mm is None:
+            return None
+        try:
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY
+            if array.ctypes.data != np.frombuffer(mm, np.uint8).ctypes.data + (offset - start):
+                return None  # a view that starts elsewhere in the file
+            stat = os.stat(path)
+        except (OSError, ValueError, TypeError):
+            return None
+        return cls(path, offset, array.nbytes // max(array.shape[0] * array.shape[1], 1), stat)
+
+    def through(self, rows, cols, scan_x):
+        """Read and hash the file up to the end of the block (rows, cols) of the scan."""
+        end = self.offset + ((rows.stop - 1) * scan_x + cols.stop) * self.frame_bytes
+        self._advance(end)
+
+    def _advance(self, end):
+        view = memoryview(self.buffer)
+        while self.position < end:
+            n = self.file.readinto(view[:min(self.CHUNK, end - self.position)])
+            if not n:
+                break
+            self.hasher.update(view[:n])
+            self.position += n
+
+    def finish(self):
+        """Hash the rest of the file and record the digest (if the file did not change meanwhile)."""
+        from ..io.results import remember_sha256
+
+        with self.file:
+            now = os.fstat(self.file.fileno())
+            self._advance(now.st_size)
+        if (now.st_size, now.st_mtime_ns) == (self.stat.st_size, self.stat.st_mtime_ns):
+            remember_sha256(self.stat, self.hasher.hexdigest())
+
+
+def _read_block(array, kind, rows, cols, digest=None):
+    """One block in memory: read from an HDF5 dataset, or a memory-mapped view with its pages touched
+    (read through the file first, and hashed, when ``digest`` is given)."""
+    if digest is not None:
+        digest.through(rows, cols, array.shape[1])
     block = array[rows, cols]
     if isinstance(block, np.memmap) and block.flags.c_contiguous and block.size:
         # ask for the whole block at once, then fault its pages in on this thread (one byte

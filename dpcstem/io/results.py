@@ -8,6 +8,7 @@ streamed bias series (:mod:`~dpcstem.io.series`) uses too. Also a thickness map 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import h5py
@@ -19,8 +20,26 @@ from .hyperspy_view import write_hyperspy_view
 from .npy import load_npy
 from .output import atomic_output
 
+#: Digests already taken in this process, by file identity (device, inode, size, modification time):
+#: a reader that hashed a file's bytes as it streamed them (:func:`remember_sha256`) spares the
+#: result writer a second pass over a file that may be larger than memory.
+_KNOWN_SHA256: dict = {}
+
+
+def _identity(stat) -> tuple:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def remember_sha256(stat, hexdigest: str) -> None:
+    """Record the SHA-256 of the file whose ``os.stat`` (taken before it was read) is ``stat``."""
+    _KNOWN_SHA256[_identity(stat)] = hexdigest
+
+
 def sha256_file(path, *, block=1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in blocks."""
+    """SHA-256 hex digest of a file, read in blocks (or as hashed while it was read, if it has not changed since)."""
+    known = _KNOWN_SHA256.get(_identity(os.stat(path)))
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(block):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import S_MAX, shift_signals
-from .table import TABLE_SIZE, InverseTable
+from .table import TABLE_SIZE, InversePolynomial, InverseTable, polynomial_value
 
 @dataclass(frozen=True)
 class QuadrantResponse:
@@ -47,6 +47,11 @@ class QuadrantResponse:
     def inverse_table(self) -> InverseTable:
         """The lookup table that inverts both signals together (built once per geometry)."""
         return _inverse_table(self.inner, self.outer)
+
+    def inverse_polynomial(self) -> InversePolynomial:
+        """The polynomial the kernel evaluates near the centre, closer to the exact inverse than the table
+        (within :data:`POLY_TOLERANCE`); fitted once per geometry."""
+        return _inverse_polynomial(self.inner, self.outer)
 
     def invert(self, d_a, d_b):
         """Shifts (u, v) in units of α from difference signals, to full precision (not for images).
@@ -115,6 +120,54 @@ def _project(u, v, radius):
     s = np.hypot(u, v)
     scale = np.where(s > radius, radius / np.maximum(s, 1e-300), 1.0)
     return u * scale, v * scale
+
+
+#: Largest error (units of α) of the inverse polynomial against the exact inverse over the shifts
+#: it covers: below the table's own interpolation error (10⁻⁵–10⁻⁴ α), 10⁻⁵ mrad at α = 10 mrad.
+POLY_TOLERANCE = 1e-6
+#: Shift radii (units of α) tried for the polynomial, largest first: the first whose fit keeps
+#: within POLY_TOLERANCE is used (the response has a kink where the disc edge meets a collection
+#: edge, and a fold near the rim, where no polynomial holds).
+POLY_SHIFT_REACHES = (0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+
+
+@functools.lru_cache(maxsize=8)
+def _inverse_polynomial(inner, outer):
+    """Fit u = dA·P(dA², dB²) (and v by the A ↔ B symmetry) to the exact response over the largest
+    disc of shifts of :data:`POLY_SHIFT_REACHES` where it holds to :data:`POLY_TOLERANCE`."""
+    from ..kernels.segments import POLY_TERMS
+
+    response = QuadrantResponse(inner, outer)
+    rng = np.random.default_rng(0)
+    phi_rim = np.linspace(0, 2 * np.pi, 721)
+    # A fold (two shifts, one signal) inside a disc, or a kink, shows as a fit that misses there.
+    for reach_s in POLY_SHIFT_REACHES:
+        # fit on a polar grid with points on the rim; check on random shifts and a finer rim
+        s, p = np.meshgrid(reach_s * np.sqrt(np.linspace(0, 1, 24)), np.linspace(0, 2 * np.pi, 97)[:-1])
+        fit_u, fit_v = (s * np.cos(p)).ravel(), (s * np.sin(p)).ravel()
+        s_check = reach_s * np.concatenate([np.sqrt(rng.uniform(0, 1, 6000)), np.ones(phi_rim.size)])
+        p_check = np.concatenate([rng.uniform(0, 2 * np.pi, 6000), phi_rim])
+        check_u, check_v = s_check * np.cos(p_check), s_check * np.sin(p_check)
+        d_a, d_b, _ = response.signals(fit_u, fit_v)
+        x, y = d_a * d_a, d_b * d_b
+        # u alone: the grid is symmetric under A ↔ B, so v = dB·P(dB², dA²) is fitted as well. The
+        # normal equations of the scaled columns by einsum: a multithreaded BLAS least-squares call
+        # of this size takes 100× longer on a shared machine, and the check below judges the fit.
+        design = d_a[:, None] * np.column_stack([x**i * y**j for i, j in POLY_TERMS])
+        norm = np.sqrt(np.einsum("ki,ki->i", design, design))
+        design /= norm
+        coefficients = np.linalg.solve(np.einsum("ki,kj->ij", design, design),
+                                       np.einsum("ki,k->i", design, fit_u)) / norm
+        c_a, c_b, _ = response.signals(check_u, check_v)
+        cx, cy = c_a * c_a, c_b * c_b
+        error = float(np.max(np.hypot(c_a * polynomial_value(coefficients, cx, cy) - check_u,
+                                      c_b * polynomial_value(coefficients, cy, cx) - check_v)))
+        if error <= POLY_TOLERANCE:
+            rim_a, rim_b = c_a[-phi_rim.size:], c_b[-phi_rim.size:]
+            # every signal inside this radius comes from a shift inside reach_s (the map is one-to-one)
+            reach = 0.999 * float(np.min(np.hypot(rim_a, rim_b)))
+            return InversePolynomial(coefficients=coefficients, reach=reach, shift_reach=reach_s, max_error=error)
+    return InversePolynomial(coefficients=np.zeros(len(POLY_TERMS)), reach=0.0, shift_reach=0.0, max_error=0.0)
 
 
 #: A shift is in the folding zone when the response's Jacobian determinant there is below

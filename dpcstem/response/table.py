@@ -88,3 +88,56 @@ def _derivative(t, step, axis):
     backward[1:] = (t[1:] - t[:-1]) / step
     out = np.where(np.isfinite(out), out, np.where(np.isfinite(forward), forward, backward))
     return np.moveaxis(out, 0, axis)
+
+
+@dataclass(frozen=True)
+class InversePolynomial:
+    """The inverse response near the centre as one polynomial, for a response symmetric under
+    A ↔ C and A ↔ B: u = dA·P(dA², dB²), v = dB·P(dB², dA²) where dA² + dB² < ``reach``².
+
+    ``coefficients`` multiply the terms x^i·y^j of :data:`dpcstem.kernels.segments.POLY_TERMS`
+    (total degree ≤ 6); ``shift_reach`` is the shift (units of α) the fit covered, every signal
+    inside ``reach`` coming from a shift inside it; ``max_error`` the largest |Δ(u, v)| (units
+    of α) from the exact inverse measured over it when it was fitted. Beyond ``reach`` the
+    kernel reads the table.
+    """
+
+    coefficients: np.ndarray
+    reach: float
+    shift_reach: float
+    max_error: float
+
+    def kernel_coefficients(self) -> tuple:
+        """The coefficients as the kernel takes them (a tuple of float32)."""
+        return tuple(np.float32(c) for c in self.coefficients)
+
+    def evaluate(self, d_a, d_b):
+        """(u, v) at signals (d_a, d_b) by the polynomial, NaN outside ``reach`` (float64 here)."""
+        d_a, d_b = np.broadcast_arrays(np.asarray(d_a, float), np.asarray(d_b, float))
+        x, y = d_a * d_a, d_b * d_b
+        inside = x + y < self.reach**2
+        u = d_a * polynomial_value(self.coefficients, x, y)
+        v = d_b * polynomial_value(self.coefficients, y, x)
+        return np.where(inside, u, np.nan), np.where(inside, v, np.nan)
+
+
+def polynomial_value(coefficients, x, y):
+    """Σ c_k x^i y^j over :data:`dpcstem.kernels.segments.POLY_TERMS` (NumPy arrays x and y), by
+    Horner's rule in y for each power of x, then in x (as the kernel does it)."""
+    from ..kernels.segments import POLY_TERMS
+
+    degree = max(i for i, _ in POLY_TERMS)
+    rows = {i: [c for c, (k, _) in zip(coefficients, POLY_TERMS) if k == i] for i in range(degree + 1)}
+
+    def in_y(row):
+        value = np.full(np.shape(y), row[-1])
+        for c in reversed(row[:-1]):
+            value *= y
+            value += c
+        return value
+
+    total = in_y(rows[degree])
+    for i in range(degree - 1, -1, -1):
+        total *= x
+        total += in_y(rows[i])
+    return total

@@ -43,3 +43,47 @@ def test_a_short_reduction_is_silent(tmp_path, capsys):
     _, memmap = _file(tmp_path, (3, 3, 8, 8))
     frame_sums(memmap)
     assert capsys.readouterr().err == ""
+
+
+def _sha256(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_file_is_hashed_on_the_reader_thread_in_the_same_pass(tmp_path, monkeypatch):
+    """The reduction of a memory-mapped file records its SHA-256 (header and all), and the result
+    writer then takes it without reading the file again."""
+    from dpcstem.io import results
+
+    frames, memmap = _file(tmp_path)
+    path = tmp_path / "f.npy"
+    frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 5)  # 13 blocks, the last one short
+    reads = []
+    monkeypatch.setattr(results, "open", lambda *a, **k: reads.append(a) or open(*a, **k), raising=False)
+    assert results.sha256_file(path) == _sha256(path)
+    assert reads == []  # taken from the reduction's pass
+
+
+def test_a_file_changed_after_its_reduction_is_hashed_again(tmp_path):
+    from dpcstem.io import results
+
+    frames, memmap = _file(tmp_path, (3, 4, 8, 8))
+    path = tmp_path / "f.npy"
+    frame_sums(memmap)
+    with open(path, "r+b") as fh:  # the same size, other bytes, a later modification time
+        fh.seek(-4, 2)
+        fh.write(b"\x01\x02\x03\x04")
+    import os
+
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+    assert results.sha256_file(path) == _sha256(path)
+
+
+def test_a_view_of_part_of_a_file_records_no_digest(tmp_path):
+    from dpcstem.io import results
+
+    frames, memmap = _file(tmp_path, (4, 4, 8, 8))
+    before = dict(results._KNOWN_SHA256)
+    frame_sums(memmap[1:])  # starts one scan row into the data: not the file's bytes in order
+    assert results._KNOWN_SHA256 == before

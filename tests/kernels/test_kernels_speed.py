@@ -1,5 +1,6 @@
-"""The fast segment kernels (float32 arithmetic, branch-free, coefficient records) against
-the naive loop oracles of ``tests/naive.py`` (float64, one pixel at a time), and the optional sum."""
+"""The fast segment kernels (branch-free, coefficient records, the float32 inverse polynomial)
+against the naive loop oracles of ``tests/naive.py`` (float64, one pixel at a time), the optional
+sum, and the polynomial against the exact inverse."""
 
 import math
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from dpcstem.response import QuadrantResponse
+from dpcstem.response.exact import POLY_TOLERANCE
 from dpcstem.kernels import deflection_linear, deflection_table
 from dpcstem.kernels.segments import bilinear_coefficients
 
@@ -15,20 +17,29 @@ from helpers import assert_equal_to_float32_rounding, segments_with_faults
 
 
 
-def naive_deflection(seg, offset, inv_gain, axes, alpha, saturation=math.inf, *, slope=None, table=None):
-    """The loop oracle of the linear kernel with ``slope``, else of the table kernel with ``table``."""
+def naive_deflection(seg, offset, inv_gain, axes, alpha, saturation=math.inf, *, slope=None, table=None,
+                     poly=None):
+    """The loop oracle of the linear kernel with ``slope``, else of the table kernel with ``table``
+    (and the inverse polynomial ``poly``)."""
     if table is None:
         return naive.deflection_linear(seg, offset, inv_gain, slope, axes, alpha, saturation)
+    near = () if poly is None else (poly.coefficients, poly.reach)
     return naive.deflection_table(seg, offset, inv_gain, table.u, table.v, table.origin, table.step, axes, alpha,
-                                  saturation)
+                                  saturation, *near)
 
 
-def run(kernel, seg, *args, with_total=True):
+def poly_args(poly):
+    """The kernel's trailing arguments for the inverse polynomial."""
+    return (poly.kernel_coefficients(), poly.reach)
+
+
+def run(kernel, seg, *args, with_total=True, poly=()):
+    """The kernel with ``args`` (the last one the saturation) and the polynomial's arguments ``poly``."""
     ny, nx = seg.shape[1:]
     tx, ty = np.empty((ny, nx), np.float32), np.empty((ny, nx), np.float32)
     total = np.empty((ny, nx), np.float32) if with_total else None
     valid = np.empty((ny, nx), np.uint8)
-    kernel(seg, *args[:-1], tx, ty, total, valid, args[-1])
+    kernel(seg, *args[:-1], tx, ty, total, valid, args[-1], *poly)
     return tx, ty, total, valid
 
 
@@ -62,6 +73,62 @@ def test_table_kernel_equals_the_loop_oracle(dtype, geometry):
     assert want[3].sum() > 0
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "float64"])
+@pytest.mark.parametrize("geometry", [(0.0, 10.0), (0.2, 2.0), (0.58, 3.0), (0.0, 1.5)])
+def test_polynomial_kernel_equals_the_loop_oracle(dtype, geometry):
+    """The float32 polynomial inside its reach and the table beyond, both to float32 rounding."""
+    rng = np.random.default_rng([6, np.dtype(dtype).num, int(100 * geometry[0]), int(10 * geometry[1])])
+    shape = (23, 41)
+    # signals spread over the polynomial's reach and beyond (|dA|, |dB| ≤ 0.5), then the faults
+    da, db = rng.uniform(-0.5, 0.5, shape), rng.uniform(-0.5, 0.5, shape)
+    total = rng.uniform(400, 4000, shape)
+    seg = np.stack([total * (0.25 + da / 2), total * (0.25 + db / 2), total * (0.25 - da / 2), total * (0.25 - db / 2)])
+    seg = (np.rint(seg) if np.dtype(dtype).kind == "u" else seg).astype(dtype)
+    faults = segments_with_faults(rng, shape, dtype)
+    for iy, ix in ((0, 0), (-1, -1), (0, 1), (1, 0), (1, 1)):
+        seg[:, iy, ix] = faults[:, iy, ix]
+    offset, inv_gain = rng.uniform(0, 20, 4), 1 / rng.uniform(0.9, 1.1, 4)
+    response = QuadrantResponse(*geometry)
+    table, poly = response.inverse_table(), response.inverse_polynomial()
+    args = (offset, inv_gain, table.u, table.v, table.origin, table.step, AXES, 4.0, 65535.0)
+    got = run(deflection_table, seg, *args, poly=poly_args(poly))
+    want = naive_deflection(seg, offset, inv_gain, AXES, 4.0, 65535.0, table=table, poly=poly)
+    assert_equal_to_float32_rounding(got, want, 4.0)
+    # both ways were taken: pixels inside the polynomial's reach and valid pixels beyond it
+    a, b, c, d = ((seg[k].astype(float) - offset[k]) * inv_gain[k] for k in range(4))
+    with np.errstate(invalid="ignore"):  # the faulty pixels
+        radius = np.hypot(a - c, b - d) / (a + b + c + d)
+    valid = want[3].astype(bool)
+    assert poly.reach > 0.1
+    assert (valid & (radius < 0.9 * poly.reach)).sum() > 50 and (valid & (radius > 1.1 * poly.reach)).sum() > 5
+
+
+@pytest.mark.parametrize("geometry", [(0.0, math.inf), (0.0, 2.0), (0.2, 2.0), (0.58, 3.0), (0.0, 1.5), (0.3, 1.2)])
+def test_the_inverse_polynomial_is_closer_to_the_exact_inverse_than_the_table(geometry):
+    """Over every shift inside its reach, the polynomial is within POLY_TOLERANCE of the exact
+    inverse (Newton's method on the closed form), and no farther than the table it replaces."""
+    response = QuadrantResponse(*geometry)
+    poly, table = response.inverse_polynomial(), response.inverse_table()
+    rng = np.random.default_rng(7)
+    s = poly.shift_reach * np.sqrt(rng.uniform(0, 1, 4000))
+    phi = rng.uniform(0, 2 * np.pi, 4000)
+    d_a, d_b, _ = response.signals(s * np.cos(phi), s * np.sin(phi))
+    inside = np.hypot(d_a, d_b) < poly.reach
+    assert inside.mean() > 0.5
+    exact_u, exact_v = response.invert(d_a[inside], d_b[inside])
+    poly_u, poly_v = poly.evaluate(d_a[inside], d_b[inside])
+    table_u, table_v = table.lookup(d_a[inside], d_b[inside])
+    poly_error = np.hypot(poly_u - exact_u, poly_v - exact_v)
+    table_error = np.hypot(table_u - exact_u, table_v - exact_v)
+    assert poly_error.max() <= POLY_TOLERANCE
+    assert poly_error.max() <= table_error.max()
+
+
+def test_a_detector_edge_at_the_disc_edge_has_no_polynomial():
+    """With the outer edge at α the response has a kink at zero shift: no polynomial holds, the table does it all."""
+    assert QuadrantResponse(0.0, 1.0).inverse_polynomial().reach == 0
+
+
 def test_table_kernel_over_the_whole_table_range_and_beyond():
     """Signals spread over and past the table, NaN cells (where no shift, or two, give them) included."""
     table = QuadrantResponse(0.58, 3.0).inverse_table()
@@ -80,7 +147,7 @@ def test_table_kernel_over_the_whole_table_range_and_beyond():
     assert 0 < want[3].mean() < 1
 
 
-@pytest.mark.parametrize("kernel", ["linear", "table"])
+@pytest.mark.parametrize("kernel", ["linear", "table", "polynomial"])
 def test_without_the_sum_the_deflection_is_the_same(kernel):
     rng = np.random.default_rng(4)
     seg = segments_with_faults(rng, (9, 33), "uint16")
@@ -90,8 +157,9 @@ def test_without_the_sum_the_deflection_is_the_same(kernel):
     else:
         fn, args = deflection_table, (np.zeros(4), np.ones(4), table.u, table.v, table.origin, table.step, AXES, 2.0,
                                       65535.0)
-    full = run(fn, seg, *args)
-    bare = run(fn, seg, *args, with_total=False)
+    poly = poly_args(QuadrantResponse().inverse_polynomial()) if kernel == "polynomial" else ()
+    full = run(fn, seg, *args, poly=poly)
+    bare = run(fn, seg, *args, with_total=False, poly=poly)
     assert bare[2] is None
     for a, b in zip(full[:2] + full[3:], bare[:2] + bare[3:]):
         np.testing.assert_array_equal(a, b)
@@ -111,7 +179,7 @@ def test_bilinear_coefficients_give_the_corners_and_the_centre_of_each_cell():
         np.testing.assert_allclose(c0 + (cx + cy) / 2 + cxy / 4, centre, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("kernel", ["linear", "table"])
+@pytest.mark.parametrize("kernel", ["linear", "table", "polynomial"])
 def test_a_small_deflection_keeps_its_relative_precision(kernel):
     """dA ≈ 10⁻⁴ on 4000 counts a segment (1 µrad at α = 10 mrad): float32 arithmetic of A − C
     would lose 10⁻³ of it; the kernels hold it to float32 rounding of the result."""
@@ -126,7 +194,11 @@ def test_a_small_deflection_keeps_its_relative_precision(kernel):
     else:
         fn, extra = deflection_table, {"table": table}
         args = (np.zeros(4), np.ones(4), table.u, table.v, table.origin, table.step, AXES, 10.0, np.inf)
-    got = run(fn, seg, *args)
+    tail = ()
+    if kernel == "polynomial":
+        poly = QuadrantResponse().inverse_polynomial()
+        tail, extra = poly_args(poly), {"table": table, "poly": poly}
+    got = run(fn, seg, *args, poly=tail)
     want = naive_deflection(seg, np.zeros(4), np.ones(4), AXES, 10.0, **extra)
     assert want[3].all()
     for g, w in zip(got[:2], want[:2]):
