@@ -20,6 +20,10 @@ from .defaults import FIELD_LIMIT_V_PER_M
 #: Pixels the curl and divergence must be measured on before an assumed rotation is warned
 #: against (on fewer, the best rotation's curl is noise).
 ROTATION_WARNING_PIXELS = 64
+#: An assumed rotation is judged on block means of the deflection at most this many pixels a
+#: side: the curl a wrong rotation leaves is a property of the whole map, and judging it at
+#: full resolution was the largest stage of a 2048² reconstruction (seconds, for one line).
+ROTATION_CHECK_SIDE = 512
 
 #: How each input is spelt in messages: key → (Python keyword, command-line option). The one
 #: table both spellings come from (:data:`PYTHON_NAMES`, :data:`OPTION_NAMES`).
@@ -323,11 +327,12 @@ def _rotation_lines(tx, ty, calibration, valid, *, names):
     s = calibration.sources
     if s.get("detector_rotation_deg") != "default" and s.get("flip") != "default":
         return [], {}
+    tx, ty, valid, judged = _block_means(tx, ty, valid, calibration)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            assumed = curl_ratio(tx, ty, calibration, valid=valid)
-            best = find_rotation(tx, ty, calibration, valid=valid,
+            assumed = curl_ratio(tx, ty, judged, valid=valid)
+            best = find_rotation(tx, ty, judged, valid=valid,
                                  flip=None if s.get("flip") == "default" else calibration.flip)
         except InputDataError:  # a uniform deflection, too few pixels: nothing to judge it by
             assumed, best = math.nan, None
@@ -339,14 +344,33 @@ def _rotation_lines(tx, ty, calibration, valid, *, names):
     line = f"assumed {' and '.join(what)} (the file records none): rms curl/div of the result {assumed:.3g}"
     attrs = {"rotation_curl_ratio": assumed}
     if best is not None:
-        line += f"; the best rotation ({best.rotation_deg:.1f}°, flip {best.flip}) would leave {best.curl_ratio:.3g}"
+        best_deg = round(best.rotation_deg, 1) % 360.0  # 359.96° reads 0.0°, not 360.0°
+        line += f"; the best rotation ({best_deg:.1f}°, flip {best.flip}) would leave {best.curl_ratio:.3g}"
         attrs["rotation_best_curl_ratio"] = best.curl_ratio
         if assumed > 3 * best.curl_ratio + 0.05 and best.n_pixels >= ROTATION_WARNING_PIXELS:
             warnings.warn(f"detector rotation: the assumed {calibration.detector_rotation_deg:g}° leaves a curl of "
-                          f"{assumed:.2g} x the divergence where {best.rotation_deg:.1f}° leaves {best.curl_ratio:.2g}: "
+                          f"{assumed:.2g} x the divergence where {best_deg:.1f}° leaves {best.curl_ratio:.2g}: "
                           f"field and charge may be rotated; give {names['detector_rotation']} or "
                           f"{names['fit_rotation']}", stacklevel=3)
     return [line + f" ({names['detector_rotation']} or {names['fit_rotation']} sets it)"], attrs
+
+
+def _block_means(tx, ty, valid, calibration, side=ROTATION_CHECK_SIDE):
+    """The deflection as means over blocks of k × k pixels, k the least that brings it to ``side``
+    pixels a side, with the calibration of the coarser scan; a block is valid when all its pixels are."""
+    k = max(1, math.ceil(max(tx.shape) / side))
+    if k == 1:
+        return tx, ty, valid, calibration
+    ny, nx = (n // k * k for n in tx.shape)
+
+    def blocks(a):
+        return a[:ny, :nx].reshape(ny // k, k, nx // k, k)
+
+    ok = blocks(np.asarray(valid, bool)).all(axis=(1, 3))
+    means = [blocks(np.where(valid, t, 0.0)).mean(axis=(1, 3)) for t in (tx, ty)]
+    coarse = calibration.replace(step_x_nm=calibration.step_x_nm * k, step_y_nm=calibration.step_y_nm * k,
+                                 thickness_nm=None)
+    return means[0], means[1], ok, coarse
 
 
 def _fit_rotation(wx, wy, raw, valid, *, flip, sign_region, names):
