@@ -20,10 +20,11 @@ from .defaults import FIELD_LIMIT_V_PER_M
 #: Pixels the curl and divergence must be measured on before an assumed rotation is warned
 #: against (on fewer, the best rotation's curl is noise).
 ROTATION_WARNING_PIXELS = 64
-#: An assumed rotation is judged on block means of the deflection at most this many pixels a
-#: side: the curl a wrong rotation leaves is a property of the whole map, and judging it at
-#: full resolution was the largest stage of a 2048² reconstruction (seconds, for one line).
-ROTATION_CHECK_SIDE = 512
+#: An assumed rotation, and a plane no descan removed, are judged on block means of the
+#: deflection at most this many pixels a side: both are properties of the whole map, and
+#: judging them at full resolution was the largest stage of a 2048² reconstruction (seconds,
+#: for one printed line each).
+CHECK_SIDE = 512
 
 #: How each input is spelt in messages: key → (Python keyword, command-line option). The one
 #: table both spellings come from (:data:`PYTHON_NAMES`, :data:`OPTION_NAMES`).
@@ -355,7 +356,7 @@ def _rotation_lines(tx, ty, calibration, valid, *, names):
     return [line + f" ({names['detector_rotation']} or {names['fit_rotation']} sets it)"], attrs
 
 
-def _block_means(tx, ty, valid, calibration, side=ROTATION_CHECK_SIDE):
+def _block_means(tx, ty, valid, calibration, side=CHECK_SIDE):
     """The deflection as means over blocks of k × k pixels, k the least that brings it to ``side``
     pixels a side, with the calibration of the coarser scan; a block is valid when all its pixels are."""
     k = max(1, math.ceil(max(tx.shape) / side))
@@ -440,10 +441,12 @@ def descan_plane_lines(tx, ty, valid, calibration: Calibration, names, attrs) ->
     the map is most likely descan nothing removed: the warning gives its size in mrad and
     V/m against the field the rest of the map holds, and the options that remove it. The
     plane's size is recorded (``descan_plane_mrad``, ``descan_plane_field_v_per_m``) in
-    ``attrs`` wherever it was looked for. Returns the lines to print.
+    ``attrs`` wherever it was looked for. A large map is judged on its block means
+    (:func:`_block_means`). Returns the lines to print.
     """
     from ..calibration.descan import check_plane
 
+    tx, ty, valid, _ = _block_means(tx, ty, valid, calibration)  # a plane spans the scan: block means hold it
     check = check_plane(tx, ty, valid=valid)
     if check is None or calibration.thickness_nm is None:
         return []

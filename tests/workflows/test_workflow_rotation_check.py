@@ -7,7 +7,7 @@ import pytest
 
 from dpcstem import Calibration
 from dpcstem.calibration.rotation import curl_ratio, find_rotation
-from dpcstem.workflows.common import PYTHON_NAMES, ROTATION_CHECK_SIDE, _block_means, _rotation_lines
+from dpcstem.workflows.common import PYTHON_NAMES, CHECK_SIDE, _block_means, _rotation_lines
 
 ASSUMED = {"detector_rotation_deg": "default", "flip": "default"}
 
@@ -23,7 +23,7 @@ def charges(n, rotation_deg):
 
 def test_block_means_keep_whole_blocks_and_scale_the_step():
     cal = Calibration(kv=200, alpha_mrad=1, step_x_nm=0.5, step_y_nm=0.7, thickness_nm=50)
-    n = 2 * ROTATION_CHECK_SIDE + 3  # k = 3; the last rows and columns that fill no block are dropped
+    n = 2 * CHECK_SIDE + 3  # k = 3; the last rows and columns that fill no block are dropped
     tx = np.arange(n * n, dtype=float).reshape(n, n)
     valid = np.ones((n, n), bool)
     valid[4, 7] = False
