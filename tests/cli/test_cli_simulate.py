@@ -129,7 +129,7 @@ def test_existing_output_is_not_replaced_without_overwrite(tmp_path, capsys):
     (["--mip", "40", "10", "--interface-width", "0.2", "--no-probe"], "beyond alpha = 1 mrad"),
     (["--thickness", "1", "2", "3"], "--thickness takes one value or two"),
     (["--thickness", "0"], "thickness_nm must be positive"),
-    (["--gains", "1", "1", "1", "0"], "gains must be positive"),
+    (["--gains", "1", "1", "1", "0"], "gains must be 4 positive numbers"),
     (["--collection", "2", "3"], "collection_inner_mrad 2.0 must be smaller than alpha_mrad 1.0"),
     (["--layer", "gouy-chapman", "--counter-density", "1e25"], "--counter-density makes a two-sided"),
     (["--density", "-1"], "density_per_m3 must be positive"),
