@@ -1,5 +1,6 @@
 """The defaults' table and the Python API's side of "never silently wrong"."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +72,14 @@ def test_each_acquisition_passes_the_segment_kernel_once(tmp_path, monkeypatch):
         return kernel(*args)
 
     monkeypatch.setattr(dpcstem.reconstruct, "deflection_table", counted)
-    with pytest.warns(UserWarning, match="180° branch"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         outcome = workflows.reconstruct_acquisition(
             tmp_path / "s.npy", calibration={"kv": 200, "alpha_mrad": 1.0, "step_x_nm": 0.5, "thickness_nm": 100,
                                              "collection_inner_mrad": 0, "collection_outer_mrad": np.inf},
             fit_rotation=True, dose=1e6)
+    # the guessed branch is warned; so is the charge's field, which spans this small scan like a plane would
+    assert any("180° branch" in str(w.message) for w in caught)
     assert len(calls) == 1
     assert outcome.attrs["detector_rotation_deg"] == pytest.approx(35.0, abs=1.0)
     assert "deflection_x_uncertainty" in outcome.result.extra
