@@ -135,7 +135,7 @@ def test_existing_output_is_not_replaced_without_overwrite(tmp_path, capsys):
     (["--density", "-1"], "density_per_m3 must be positive"),
     (["--shape", "0", "5"], "--shape must be two positive numbers"),
     (["--dose", "5e5"], "beyond the uint16 range"),
-    (["--oversample", "0"], "oversample must be a positive integer"),
+    (["--oversample", "0"], "oversample must be a whole number of at least 1"),
     (["--edge-blur", "-0.1"], "edge blur must be zero or positive"),
 ])
 def test_bad_values_give_one_line(options, message, tmp_path, capsys):
