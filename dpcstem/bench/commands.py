@@ -20,7 +20,7 @@ Reported:
   command does none); ``ratio_vs_io`` = median_s / (cold read + write);
 * ``peak_rss_mb``: the command's peak resident memory (its own VmHWM, see :func:`run_command`);
 * ``stages``: the same work in this process, stage by stage (read, the segment kernel, the
-  rotation check the command makes when the file records no detector rotation, field, charge
+  checks of the defaults the command makes (rotation, descan plane), field, charge
   and potential, the SHA-256 of the input, the HDF5 write with the default compression), and the result file written with each compression offered
   (``compression``: seconds and MB), which is how the default was chosen.
 
@@ -142,7 +142,7 @@ def _stages(path: Path, folder: Path, log) -> tuple[dict, dict]:
     from ..reconstruct import reconstruct_deflection, segment_deflection
 
     cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=0.5, thickness_nm=100, collection_inner_mrad=0,
-                      collection_outer_mrad=20)
+                      collection_outer_mrad=20, sources={"detector_rotation_deg": "default", "flip": "default"})
     stages = {}
 
     def timed(name, call):
@@ -154,8 +154,7 @@ def _stages(path: Path, folder: Path, log) -> tuple[dict, dict]:
 
     acquisition = timed("read", lambda: read_segments(path))
     tx, ty, _, valid = timed("segment kernel", lambda: segment_deflection(acquisition.segments, cal))
-    timed("rotation check (the curl the default rotation leaves, and the best one's)",
-          lambda: _rotation_check(tx, ty, cal, valid))
+    timed("checks of the defaults (rotation, descan plane)", lambda: _default_checks(tx, ty, cal, valid))
     result = timed("field, charge, potential", lambda: reconstruct_deflection(tx, ty, cal, valid=valid))
     timed("sha256 of the input", lambda: sha256_file(path))
     maps = result.maps()
@@ -179,16 +178,17 @@ def _stages(path: Path, folder: Path, log) -> tuple[dict, dict]:
     return stages, compression
 
 
-def _rotation_check(tx, ty, cal, valid):
-    """What the command does when the file records no detector rotation: the curl of the assumed
-    rotation and of the best one (``workflows``' rotation lines)."""
+def _default_checks(tx, ty, cal, valid):
+    """What the command does for what the file does not record: the rotation check (the curl of
+    the assumed rotation and of the best one) and the descan plane check, as ``workflows`` runs them."""
     import warnings
 
-    from ..calibration.rotation import curl_ratio, find_rotation
+    from ..workflows.common import PYTHON_NAMES, _rotation_lines, descan_plane_lines
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return curl_ratio(tx, ty, cal, valid=valid), find_rotation(tx, ty, cal, valid=valid)
+        return _rotation_lines(tx, ty, cal, valid, names=PYTHON_NAMES), descan_plane_lines(tx, ty, valid, cal,
+                                                                                          PYTHON_NAMES, {})
 
 
 def _reconstruct_job(spec: Spec, folder: Path):
