@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _validate
 from ..errors import InputDataError
 from ..kernels.com import FRAME_DTYPES, bounding_box, reduce_frames, reduce_frames_serial
 
@@ -491,9 +492,7 @@ def _client(scheduler, workers):
         with client:
             yield client
         return
-    workers = int(workers)
-    if workers < 1:
-        raise InputDataError(f"workers must be a positive number of processes, got {workers}")
+    workers = _validate.whole("workers", workers)
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         yield client

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from ..calibration import Calibration
+from .. import _validate
 from ..errors import InputDataError
 from ..response.empirical import EmpiricalResponse, fit_response
 
@@ -53,8 +54,7 @@ def fit_com_response(tilt_x_mrad, tilt_y_mrad, com_x_px, com_y_px, calibration: 
     cx, cy = (float(c) for c in centre_px)
     if not (np.isfinite(cx) and np.isfinite(cy)):
         raise InputDataError(f"centre_px must be two finite pixel coordinates, got {centre_px!r}")
-    if not (np.isfinite(mrad_per_px) and mrad_per_px > 0):
-        raise InputDataError(f"mrad_per_px must be a positive number of mrad per camera pixel, got {mrad_per_px!r}")
+    mrad_per_px = _validate.positive("mrad_per_px", mrad_per_px, what="mrad per camera pixel")
     scale = mrad_per_px / calibration.alpha_mrad
     d_a = (np.asarray(com_x_px, dtype=np.float64) - cx) * scale
     d_b = (np.asarray(com_y_px, dtype=np.float64) - cy) * scale

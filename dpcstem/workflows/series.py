@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _validate
 from ..errors import CalibrationError, DPCError, InputDataError
 from .common import (
     FIELD_KEYS,
@@ -210,8 +211,7 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
         layer_interface = Interface((x1, y1), (x2, y2))
         layer_interface.check_inside(shape, (cal.step_x_nm, cal.step_y_nm), name=names["interface"])
         for key, value in (("half_range", half_range_nm), ("bin", bin_nm)):
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise InputDataError(f"{names[key]} must be a positive distance in nm, got {value!r}")
+            _validate.positive(names[key], value, what="a distance in nm", allow_none=True)
     images, channel, exclude = registration_channel(records, shape, cal, layer_interface, registration_image,
                                                     registration_exclude, half_range_nm, names)
     clock["read"] = time.perf_counter()

@@ -723,7 +723,7 @@ CASES = [
         ("--mask-radius -2", ["f.npy", *COM, "--mask-radius", "-2", "-o", "out.h5"], _save("f.npy", frames()),
          r"argument --mask-radius: expected a radius in detector pixels, above 0 and at most 1e\+06, got -2"),
         ("--workers 0", ["f.npy", *COM, "--workers", "0", "-o", "out.h5"], _save("f.npy", frames()),
-         r"workers must be a positive number of processes, got 0"),
+         r"workers must be a whole number of at least 1, got 0"),
         ("a --reference of another scan shape", ["f.npy", *COM, "--reference", "r.npy", "-o", "out.h5"],
          _prepare_all(_save("f.npy", frames()), _save("r.npy", frames()[:2])),
          r"--reference r\.npy: shape \(2, 5, 16, 16\) differs from the data's \(4, 5, 16, 16\)"),
