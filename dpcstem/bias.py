@@ -12,7 +12,7 @@ The series is streamed: the reference's deflection and registration image are ke
 acquisition at a time is read, reconstructed, handed to a sink (a result file, or the
 in-memory :class:`BiasSeriesResult`) and dropped, so memory holds a few maps, not the series.
 
-One module of about 540 lines, for one purpose, the series: its checks (biases, reference,
+One module of about 610 lines, for one purpose, the series: its checks (biases, reference,
 registration), the stream, the two sinks it feeds (the in-memory result and the per-bias
 :class:`LayerTable` of the interface) and the command line that reproduces it all share the
 stream's order and attributes; split apart, each piece would re-derive them.

@@ -1,5 +1,8 @@
 """Pixelated 4D-STEM, the accumulation: every frame reduced to a few numbers, in one pass.
 
+About 510 lines for that one purpose: the block loop, its read-ahead thread, the digest of
+the file taken on that thread and the Dask path share the block plan and the sums.
+
 Every frame is reduced in one pass (:mod:`dpcstem.kernels.com`) to its masked intensity,
 first moments and virtual-segment sums; all later steps work on those few maps. The
 frames may come as

@@ -1,5 +1,9 @@
 """What the commands share: the spelling of inputs, the :class:`Outcome`, the calibration merge with its
-sources, the descan/offset/reference/rotation steps and the closing summary."""
+sources, the descan/offset/reference/rotation steps and the closing summary.
+
+About 550 lines, for one purpose: the steps every command takes the same way, so that
+reconstruct, com and bias-series print, record and refuse alike; split by step, each piece
+would need the spelling table and the Outcome of the others."""
 
 from __future__ import annotations
 
