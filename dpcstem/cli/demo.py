@@ -101,7 +101,9 @@ def sample_command(folder: Path, out: Path, name: str) -> str:
                "--eps-r", repr(EPS_R), "--offsets", *(repr(o) for o in OFFSETS),
                "--charge-method", "spectral", "--cutoff", repr(CHARGE_CUTOFF_PER_NM), "--bin", repr(BIN_NM),
                "--overwrite"]
-    interface = Interface.from_normal(INTERFACE_POINT_NM, NORMAL_DEG, 80.0)
+    exact = Interface.from_normal(INTERFACE_POINT_NM, NORMAL_DEG, 80.0)
+    # two points a user could type (0.01 nm): the command, and so the demo's table, use these
+    interface = Interface(tuple(round(v, 2) for v in exact.start_nm), tuple(round(v, 2) for v in exact.end_nm))
     return command_line(folder, output=out / f"{name}_series.h5", interface=interface, half_range_nm=HALF_RANGE_NM,
                         table=out / f"{name}_table.csv", options=options)
 
