@@ -57,8 +57,14 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
                                          names)
     centre, radius = bright_field_disc(frames)
     user = dict(calibration or {})
-    cal = merge_calibration(frames.calibration, user, source=data, names=names, alpha_measured=radius * scale,
-                            geometry=False)
+    model = None if response is None else response_from_name(response)
+    # α: the file's, the user's, else the tilt series' of a response (the response is scaled by it),
+    # else measured from the disc (which a blurred or cut disc makes wrong)
+    response_alpha = getattr(model, "alpha_mrad", None)
+    from_response = (response_alpha is not None and user.get("alpha_mrad") is None
+                     and (frames.calibration or {}).get("alpha_mrad") is None)
+    cal = merge_calibration(frames.calibration, user, source=data, names=names,
+                            alpha_measured=response_alpha if from_response else radius * scale, geometry=False)
     cal.require_thickness()
     shape = tuple(frames.scan_shape)
     potential_mask, descan_mask, sign_region = scan_regions(
@@ -105,8 +111,10 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
         wx, wy = fit.subtract(wx, wy)
         descan_source = "region"
     if response is not None:
-        wx, wy, valid = correct_com(wx, wy, valid, response_from_name(response), raw_cal, lines, attrs,
-                                    descan=descan_source, names=names)
+        wx, wy, valid = correct_com(wx, wy, valid, model, raw_cal, lines, attrs, descan=descan_source, names=names)
+        if from_response:
+            lines.append(f"alpha: {response_alpha:.4g} mrad, the tilt series' (from the response file; the disc "
+                         f"measures {radius * scale:.4g} mrad)")
     cal, tx, ty = _to_scan_frame(wx, wy, cal, valid, fit_rotation=fit_rotation, flip=user.get("flip"),
                                  sign_region=sign_region, names=names, lines=lines, attrs=attrs)
     if descan_mask is not None:

@@ -157,6 +157,14 @@ def test_com_response_from_the_command_line_restores_a_field_the_cut_halo_reads_
     assert attrs["response"] == "empirical" and attrs["response_signal"] == "com"
     assert attrs["response_file"] == "com.npz" and attrs["response_tilts"] == 81
 
+    # No --alpha: the response's own α (the tilt series'), not the blurred disc's, and said so.
+    no_alpha = [word for word in common if word not in ("--alpha", str(ALPHA))]
+    assert main([*no_alpha, "--response", str(tmp_path / "com.npz"), "-o", str(tmp_path / "alpha.h5")]) == 0
+    assert f"alpha: {ALPHA:.4g} mrad, the tilt series'" in capsys.readouterr().out
+    same, attrs = load_result_arrays(tmp_path / "alpha.h5")
+    assert attrs["alpha_mrad"] == ALPHA and attrs["alpha_mrad_source"] == "measured"
+    np.testing.assert_allclose(same["deflection_x"][0], fixed["deflection_x"][0], equal_nan=True)
+
     # A vacuum reference (a sharp disc, no halo) centres the map on the vacuum's centre of mass, not
     # on the specimen's zero-tilt one the response measures from: offset, and warned.
     vacuum = write_4d(tmp_path / "vacuum.h5", np.array([[pattern(0, 0, UNEVEN, halo=False)] * SCAN[1]] * SCAN[0]),
