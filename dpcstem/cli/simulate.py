@@ -18,6 +18,9 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
+from .. import physics
 from ..errors import InputDataError, OutputExistsError
 from . import OneLineParser
 
@@ -128,7 +131,13 @@ def _add_common(p):
 
 
 def _specimen(args):
-    from ..simulate import GouyChapman, MeanInnerPotential, MottSchottky, StepThickness, WedgeThickness
+    from ..simulate import (
+        GouyChapman,
+        MeanInnerPotential,
+        MottSchottky,
+        StepThickness,
+        WedgeThickness,
+    )
 
     if args.layer == "mott-schottky":
         layer = MottSchottky(density_per_m3=args.density, eps_r=args.eps_r, potential_drop_v=args.built_in,
@@ -223,13 +232,34 @@ def run(args):
 
 
 def summary(series, files) -> str:
-    """The figures of each frame and where the files went."""
-    lines = [f"{'bias (V)':>9} {'drop (V)':>9} {'width (nm)':>11} {'peak field (V/m)':>17} "
-             f"{'areal charge (C/m^2)':>21}"]
+    """The figures of each frame (the layer model's, and the peak field a detector measures) and where the files went.
+
+    The layer model's peak field is the field at the interface; a probe of finite size
+    measures it weighted by the probe's intensity (the truth's deflection, converted back),
+    which is lower at a kinked peak: that column is what ``dpcstem bias-series`` should read.
+    The areal charge is the layer's free charge, εr·ε0·E at the interface; the net σ that
+    ``bias-series`` reports is the total charge, ε0·ΔE (the polarisation included).
+    """
+    kv = series.calibration.kv
+    lines = [f"{'bias (V)':>9} {'drop (V)':>9} {'width (nm)':>11} {'peak field (V/m)':>17} {'as measured (V/m)':>18} "
+             f"{'free areal charge (C/m^2)':>26}"]
     for acquisition in series.acquisitions:
-        fig = {k: v + 0.0 for k, v in acquisition.truth.figures.items() if isinstance(v, float)}  # no "-0"
+        truth = acquisition.truth
+        fig = {k: v + 0.0 for k, v in truth.figures.items() if isinstance(v, float)}  # no "-0"
+        measured = math.nan
+        if truth.deflection_x is not None:
+            theta = np.hypot(truth.deflection_x, truth.deflection_y)
+            thickness = truth.thickness_nm if truth.thickness_nm is not None else series.calibration.thickness_nm
+            measured = float(np.max(np.abs(physics.field_v_per_m_from_deflection(theta, kv, thickness))))
         lines.append(f"{acquisition.bias_v:9.3f} {fig.get('potential_drop_v', math.nan):9.3f} "
                      f"{fig.get('width_nm', math.nan):11.3f} {fig.get('peak_field_v_per_m', math.nan):17.4g} "
-                     f"{fig.get('areal_charge_c_per_m2', math.nan):21.4g}")
+                     f"{measured:18.4g} {fig.get('areal_charge_c_per_m2', math.nan):26.4g}")
+    sheet = series.settings.get("layer_sheet_nm")
+    if sheet:
+        lines.append(f"drop: across the space-charge layer; its countercharge, a sheet of {sheet:g} nm, adds about "
+                     f"E·{sheet:g} nm/2 to the whole potential step (what bias-series' ΔV measures)")
+    point, normal = series.settings.get("interface_point_nm"), series.settings.get("interface_normal_deg")
+    if point is not None and normal is not None:
+        lines.append(f"interface through ({point[0]:g}, {point[1]:g}) nm, normal {normal:g}° from scan +x toward +y")
     lines.append(f"wrote {len(files)} files to {files[0].parent}: {', '.join(f.name for f in files)}")
     return "\n".join(lines)
