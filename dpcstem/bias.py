@@ -459,22 +459,8 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
     stages.close()
     attrs = {"response": response_model(response, frame).name, "calibration": frame}
     for prefix, fit in descans:
-        attrs.update(descan_attrs(fit, frame if settle_frame is not None else None, prefix))
+        attrs.update(fit.attrs(frame if settle_frame is not None else None, prefix))
     return ref, registrations, attrs
-
-
-def descan_attrs(fit, calibration=None, prefix="descan") -> dict:
-    """Provenance of a descan fit for a result file: its order, terms and coefficients in the scan frame.
-
-    ``calibration``: the fit was made in the detector frame (ψ = 0, no flip) and its
-    coefficients are turned into the scan frame with this calibration's rotation.
-    """
-    cx, cy = fit.coefficients_x, fit.coefficients_y
-    if calibration is not None:
-        cx, cy = calibration.to_scan_frame(cx, cy)
-    return {f"{prefix}_order": fit.order, f"{prefix}_terms": ",".join(fit.terms),
-            f"{prefix}_x_coefficients_mrad": np.asarray(cx, float), f"{prefix}_y_coefficients_mrad": np.asarray(cy, float),
-            f"{prefix}_origin": "scan centre, pixels"}
 
 
 def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, warn=True, **kwargs) -> BiasSeriesResult:

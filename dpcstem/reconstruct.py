@@ -198,6 +198,13 @@ def reconstruct(segments, calibration: Calibration, *, options: ReconstructionOp
     return result
 
 
+def _float32_where(a, valid):
+    """``a`` as a new float32 array, NaN where not ``valid``."""
+    out = np.asarray(a).astype(np.float32)
+    np.copyto(out, np.nan, where=~valid)
+    return out
+
+
 def reconstruct_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid=None,
                            options: ReconstructionOptions | None = None) -> DPCResult:
     """Field, charge density and potential from a deflection map.
@@ -228,24 +235,24 @@ def reconstruct_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration,
     finite = np.isfinite(tx) & np.isfinite(ty)
     valid = finite if valid is None else (_validate.mask("valid", valid, tx.shape) & finite)
     potential_reference = _validate.mask("potential_reference", options.potential_reference, tx.shape)
-    tx = np.where(valid, tx, np.nan).astype(np.float32)
-    ty = np.where(valid, ty, np.nan).astype(np.float32)
+    tx = _float32_where(tx, valid)
+    ty = _float32_where(ty, valid)
     result = DPCResult(deflection_x=tx, deflection_y=ty, valid=valid, calibration=calibration)
     if calibration.thickness_nm is None:
         return result
     thickness = calibration.thickness_nm
     if np.ndim(thickness) == 2 and np.shape(thickness) != tx.shape:
         raise CalibrationError(f"thickness map shape {np.shape(thickness)} does not match the scan {tx.shape}")
-    kv = calibration.kv
-    field_x = physics.field_v_per_m_from_deflection(tx.astype(np.float64), kv, thickness)
-    field_y = physics.field_v_per_m_from_deflection(ty.astype(np.float64), kv, thickness)
+    # E = k·θ, k the field of 1 mrad (a number, or a map with a thickness map), in float64
+    per_mrad = physics.field_v_per_m_from_deflection(1.0, calibration.kv, thickness)
+    field_x = np.multiply(tx, per_mrad, dtype=np.float64)
+    field_y = np.multiply(ty, per_mrad, dtype=np.float64)
     step_x_m = calibration.step_x_nm * physics.NM_TO_M
     step_y_m = calibration.step_y_nm * physics.NM_TO_M
-    if charge_method == "finite-difference":
+    if charge_method == "finite-difference":  # the kernel reads valid pixels only (the others are NaN)
         div = np.empty(tx.shape)
         div_valid = np.empty(tx.shape, np.uint8)
-        divergence(np.nan_to_num(field_x), np.nan_to_num(field_y), valid.view(np.uint8), step_x_m, step_y_m,
-                   div, div_valid)
+        divergence(field_x, field_y, valid.view(np.uint8), step_x_m, step_y_m, div, div_valid)
         valid = valid & div_valid.view(bool)
     else:  # "spectral"
         cutoff_per_m = None if cutoff is None else cutoff * physics.M_TO_NM
@@ -255,7 +262,21 @@ def reconstruct_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration,
         raise InputDataError(
             f"no pixel of the {tx.shape[0]} x {tx.shape[1]} scan has the valid neighbours a divergence needs: "
             "the charge density needs at least 2 x 2 valid pixels")
-    rho = physics.VACUUM_PERMITTIVITY_F_M * div
+
+    def masked(a):
+        return _float32_where(a, valid)
+
+    result.valid = valid
+    invalid = ~valid
+    for t in (tx, ty):  # float32 copies already: the pixels the charge density lost are set NaN in place
+        np.copyto(t, np.nan, where=invalid)
+    result.field_x, result.field_y = masked(field_x), masked(field_y)
+    del field_x, field_y  # the float64 maps go before the integration allocates its own
+    div *= physics.VACUUM_PERMITTIVITY_F_M  # ε0∇·E, C/m³
+    result.charge_density = masked(div)
+    if calibration.eps_r is not None:
+        result.free_charge_density = masked(div * calibration.eps_r)
+    del div
     projected = calibration.pv_over_e_v * physics.MRAD_TO_RAD * integrate_gradient(
         tx, ty, step_x=calibration.step_x_nm, step_y=calibration.step_y_nm, method=options.potential_method,
         valid=valid)
@@ -263,18 +284,6 @@ def reconstruct_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration,
     if not reference.any():
         raise InputDataError("the potential reference region holds no valid pixel")
     projected -= projected[reference].mean()
-
-    def masked(a):
-        return np.where(valid, a, np.nan).astype(np.float32)
-
-    result.valid = valid
-    result.deflection_x = masked(tx)
-    result.deflection_y = masked(ty)
-    result.field_x = masked(field_x)
-    result.field_y = masked(field_y)
-    result.charge_density = masked(rho)
-    if calibration.eps_r is not None:
-        result.free_charge_density = masked(rho * calibration.eps_r)
     result.potential = masked(projected / thickness)
     result.extra["projected_potential"] = (masked(projected), "V*nm")
     result.attrs.update(options.attrs())

@@ -57,8 +57,10 @@ def specs(config: BenchConfig) -> list[Spec]:
     shape = (config.bias_maps, config.bias_size, config.bias_size)
     out += [spec("bias_series", step=step, dtype="uint16", shape=shape) for step in ("reconstruct", "registered")]
     out += [spec("cli_reconstruct", dtype="uint16", shape=(4, n, n)) for n in config.command_sizes]
-    if config.command_sizes:
-        out += [spec("cli_bias_series", dtype="uint16", shape=(config.bias_maps, 4, config.bias_size, config.bias_size))]
+    if config.command_sizes:  # the bias series at its size and, for time against size, the next command size below
+        smaller = [n for n in config.command_sizes if n < config.bias_size]
+        out += [spec("cli_bias_series", dtype="uint16", shape=(config.bias_maps, 4, n, n))
+                for n in [*smaller[-1:], config.bias_size]]
     f = config.frame_size
     out += [spec("cli_com", dtype="uint16", shape=(s, s, f, f)) for s in com_command_scans(config)]
     return out

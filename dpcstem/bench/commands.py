@@ -18,6 +18,9 @@ Reported:
   (``posix_fadvise(DONTNEED)``: cold) and again straight after (warm); ``write_s``: writing
   as many bytes as the result file holds to a new file in the same folder (no fsync, as the
   command does none); ``ratio_vs_io`` = median_s / (cold read + write);
+* ``start_s``: the same command on a 64 × 64 scan (warm): what it costs whatever the size
+  (interpreter start, imports, loading Numba's cache); ``ratio_vs_io_and_start`` =
+  median_s / (cold read + write + start_s), how far the size-dependent work is from the I/O;
 * ``peak_rss_mb``: the command's peak resident memory (its own VmHWM, see :func:`run_command`);
 * ``stages``: the same work in this process, stage by stage (read, the segment kernel, the
   checks of the defaults the command makes (rotation, descan plane), field, charge
@@ -257,6 +260,29 @@ JOBS = {"cli_reconstruct": _reconstruct_job, "cli_bias_series": _bias_series_job
 COLD_ONLY = ("cli_com",)
 
 
+#: The scan side of the command run to measure its size-independent cost (``start_s``).
+START_SIDE = 64
+
+
+def _small(spec: Spec) -> Spec:
+    """The same case on a scan of START_SIDE × START_SIDE (or its own, if smaller)."""
+    shape = tuple(spec["shape"])
+    if spec.kind == "cli_com":  # (scan, scan, frame, frame)
+        shape = (min(START_SIDE, shape[0]), min(START_SIDE, shape[1]), *shape[2:])
+    else:  # (..., 4, scan, scan)
+        shape = (*shape[:-2], min(START_SIDE, shape[-2]), min(START_SIDE, shape[-1]))
+    return Spec(spec.kind, tuple((k, shape if k == "shape" else v) for k, v in spec.params))
+
+
+def start_seconds(spec: Spec, repeats=2) -> float:
+    """Median warm time of the command on a START_SIDE-pixel scan (after one untimed run)."""
+    with tempfile.TemporaryDirectory(prefix="dpcstem-bench-start-") as tmp:
+        folder = Path(tmp)
+        _, args, _ = JOBS[spec.kind](_small(spec), folder)
+        times = [run_command([*args, "-o", folder / "result.h5", "--overwrite"])[0] for _ in range(repeats + 1)]
+    return float(np.median(times[1:]))
+
+
 def measure_command(spec: Spec, config, log=print) -> dict:
     """Run one end-to-end case (see the module docstring) and return its record entry."""
     with tempfile.TemporaryDirectory(prefix="dpcstem-bench-") as tmp:
@@ -281,6 +307,8 @@ def measure_command(spec: Spec, config, log=print) -> dict:
         write = write_seconds(folder, written)
         log(f"  read {read_cold:.2f} s cold, {read_warm:.2f} s warm; write {write:.2f} s")
         stages, compression = _stages(inputs[0], folder, log) if spec.kind == "cli_reconstruct" else ({}, {})
+    start = start_seconds(spec, max(config.command_repeats, 1))
+    log(f"  the same command on a {START_SIDE}×{START_SIDE} scan: {start:.2f} s")
     timed = [r["seconds"] for r in runs if r["cache"] == ("cold" if spec.kind in COLD_ONLY else "warm")]
     median = float(np.median(timed))
     pixels = int(np.prod(spec["shape"][:2])) if spec.kind == "cli_com" else int(np.prod(spec["shape"])) // 4
@@ -300,6 +328,8 @@ def measure_command(spec: Spec, config, log=print) -> dict:
         "write_s": write,
         "io_s": read_cold + write,
         "ratio_vs_io": median / (read_cold + write),
+        "start_s": start,
+        "ratio_vs_io_and_start": median / (read_cold + write + start),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "stages": stages,
         "compression": compression,

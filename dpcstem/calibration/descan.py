@@ -76,11 +76,19 @@ class DescanFit:
         px, py = self.surface(tx.shape)
         return tx - px, ty - py
 
-    def attrs(self) -> dict:
-        """Provenance for a result file's root attributes."""
-        return {"descan_order": self.order, "descan_terms": ",".join(self.terms),
-                "descan_x_coefficients_mrad": self.coefficients_x, "descan_y_coefficients_mrad": self.coefficients_y,
-                "descan_origin": "scan centre, pixels"}
+    def attrs(self, calibration=None, prefix="descan") -> dict:
+        """Provenance for a result file's root attributes: order, terms and coefficients.
+
+        ``calibration``: the fit was made in the detector frame (ψ = 0, no flip); its
+        coefficients are recorded in the scan frame, turned by this calibration's rotation.
+        ``prefix`` names the attributes (``descan``, ``descan_region``, ...).
+        """
+        cx, cy = self.coefficients_x, self.coefficients_y
+        if calibration is not None:
+            cx, cy = calibration.to_scan_frame(cx, cy)
+        return {f"{prefix}_order": self.order, f"{prefix}_terms": ",".join(self.terms),
+                f"{prefix}_x_coefficients_mrad": np.asarray(cx, float),
+                f"{prefix}_y_coefficients_mrad": np.asarray(cy, float), f"{prefix}_origin": "scan centre, pixels"}
 
 
 def descan_surface(coefficients_x, coefficients_y, shape):
@@ -162,7 +170,7 @@ def fit_descan(theta_x_mrad, theta_y_mrad, *, mask=None, order=1) -> DescanFit:
 
 #: Pixels the reweighting iterations use at most (a fixed random subset beyond); the
 #: final biweight solves use every pixel.
-_ROBUST_SUBSET = 250_000
+_ROBUST_SUBSET = 50_000
 
 
 def _robust_fit(design, values, *, iterations=30, tol=1e-7):

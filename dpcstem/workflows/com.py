@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bias import descan_attrs
 from ..errors import CalibrationError, InputDataError
 from .common import (
     Outcome,
@@ -118,7 +117,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
     cal, tx, ty = _to_scan_frame(wx, wy, cal, valid, fit_rotation=fit_rotation, flip=user.get("flip"),
                                  sign_region=sign_region, names=names, lines=lines, attrs=attrs)
     if descan_mask is not None:
-        attrs.update(descan_attrs(fit, cal, "descan"))
+        attrs.update(fit.attrs(cal))
     result = reconstruct_deflection(tx, ty, cal, valid=valid, options=options)
     result.extra["com_x"] = (sums.com_x.astype(np.float32), "px")
     result.extra["com_y"] = (sums.com_y.astype(np.float32), "px")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bias import descan_attrs
 from ..errors import InputDataError
 from .common import (
     Outcome,
@@ -126,7 +125,7 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         result.extra.update(uncertainty_maps(acquisition.segments, cal, options=options, dose=dose,
                                              counts_per_electron=counts_per_electron, valid=valid))
     for k, fit_ in enumerate(descan_fits):
-        attrs.update(descan_attrs(fit_, cal, "descan" if k == 0 else "descan_region"))
+        attrs.update(fit_.attrs(cal, "descan" if k == 0 else "descan_region"))
     attrs.update(descan_source=descan_source, offsets_source=offsets_source, gains_source=gains_source,
                  segment_offsets=np.zeros(4) if offsets is None else np.asarray(offsets, float),
                  segment_gains=np.ones(4) if options.gains is None else np.asarray(options.gains, float))

@@ -338,6 +338,8 @@ def test_the_reconstruct_command_end_to_end_against_reading_and_writing(tmp_path
         assert [r["cache"] for r in c["runs"]] == ["cold", "warm"]
         assert c["median_s"] == statistics.median(r["seconds"] for r in c["runs"] if r["cache"] == "warm")
         assert c["ratio_vs_io"] == pytest.approx(c["median_s"] / (c["read_s_cold"] + c["write_s"]))
+        assert 0 < c["start_s"] and c["ratio_vs_io_and_start"] == pytest.approx(
+            c["median_s"] / (c["read_s_cold"] + c["write_s"] + c["start_s"]))
         assert {"read", "segment kernel", "field, charge, potential", "write (default compression)"} <= set(
             c["stages"])
         assert set(c["compression"]) == {"None", "lzf", "gzip"}
