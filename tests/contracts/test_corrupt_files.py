@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import h5py
 import numpy as np

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from dpcstem import eels, physics
+from dpcstem import eels
 from dpcstem.errors import CalibrationError, InputDataError, MissingMetadataError, UnreadableFileError
 from dpcstem.io import read_spectrum
 
 from conftest import SHARED_DATA as SHARED
-from lowloss import single_scattering, synthetic_low_loss, write_dm3
+from lowloss import synthetic_low_loss, write_dm3
 
 
 # --------------------------------------------------------------------------------------
