@@ -98,7 +98,13 @@ def frame_matrix(rotation_deg, flip=False) -> np.ndarray:
 def apply_matrix(matrix, x, y):
     """(x', y') = matrix·(x, y) for numbers or arrays of one shape, as float64."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    return matrix[0, 0] * x + matrix[0, 1] * y, matrix[1, 0] * x + matrix[1, 1] * y
+    if x.ndim == 0 or x.shape != y.shape:
+        return matrix[0, 0] * x + matrix[0, 1] * y, matrix[1, 0] * x + matrix[1, 1] * y
+    out_x = x * matrix[0, 0]  # maps: one temporary per component
+    out_x += y * matrix[0, 1]
+    out_y = x * matrix[1, 0]
+    out_y += y * matrix[1, 1]
+    return out_x, out_y
 
 
 @dataclass(frozen=True, eq=False)

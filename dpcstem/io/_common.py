@@ -134,6 +134,12 @@ def stack_segments(images, where, titles=None) -> np.ndarray:
     The stack is in native byte order; an extended-precision float is read as float64
     (:func:`native_dtype`).
     """
+    dtype = _segment_dtype(images, where, titles)
+    return np.stack([np.asarray(im).astype(dtype, copy=False) for im in images])
+
+
+def _segment_dtype(images, where, titles=None) -> np.dtype:
+    """The stack's dtype, after checking the four images' count, dimensions, shapes and dtype."""
     titles = list(titles) if titles is not None else list(SEGMENT_NAMES[: len(images)])
     if len(images) != 4:
         raise InputDataError(f"{where}: a four-segment acquisition needs 4 images (A, B, C, D), got {len(images)}")
@@ -149,8 +155,7 @@ def stack_segments(images, where, titles=None) -> np.ndarray:
     if len(shapes) > 1:
         listed = ", ".join(f"{n} {a.shape}" for n, a in zip(titles, arrays))
         raise InputDataError(f"{where}: the four segments must have one shape (ny, nx), got {listed}")
-    dtype = native_dtype(np.result_type(*arrays), where)
-    return np.stack([arr.astype(dtype, copy=False) for arr in arrays])
+    return native_dtype(np.result_type(*arrays), where)
 
 
 def check_stack(array, where) -> np.ndarray:
@@ -159,7 +164,7 @@ def check_stack(array, where) -> np.ndarray:
     if array.ndim != 3 or array.shape[0] != 4:
         raise InputDataError(
             f"{where}: segments must be an array of shape (4, ny, nx) in the order A, B, C, D, got shape {array.shape}")
-    return stack_segments(list(array), where)
+    return array.astype(_segment_dtype(list(array), where), copy=False)  # no copy when already native
 
 
 def require_scan_memory(path, shape, bytes_per_position):
