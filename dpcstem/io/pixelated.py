@@ -11,12 +11,16 @@ suffix              reader                                        lazy array
 ``.blo``            rosettasciio ``blockfile``                    Dask, chunks memory-mapped
 ``.zspy``           rosettasciio ``zspy`` (needs ``zarr``)        Dask over the zarr store
 ``.hspy``, ``.h5``, HDF5 (h5py): HyperSpy, py4DSTEM, open EMD,    Dask, each chunk read by
-``.hdf5``, ``.emd``   a dataset given by path                       opening the file by name
+``.hdf5``, ``.emd``   a dataset given by path                       opening the file by name;
+                                                                  a contiguous, unfiltered,
+                                                                  native-order dataset:
+                                                                  ``np.memmap`` (read-only)
 ``.npy``            NumPy                                         ``np.memmap`` (read-only)
 anything else       raw binary: ``shape`` and ``dtype`` given     ``np.memmap`` (read-only)
 ==================  ============================================  ==========================
 
-Every Dask array here reads its chunks by file name, so it can be computed on a
+A memory map is reduced as the file is read, in order, with the file's SHA-256 taken in
+the same pass. Every Dask array here reads its chunks by file name, so it can be computed on a
 ``dask.distributed`` cluster whose workers see the same file system. Frames stored
 big-endian (Merlin) are byte-swapped chunk by chunk as they are read. The memory a run
 will hold is checked from the scan shape the file declares, before any frame is read.

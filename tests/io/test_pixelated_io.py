@@ -146,7 +146,7 @@ def test_hdf5_plain_dataset_and_flat_stack(tmp_path):
     assert opened.metadata["dataset"] == "/a/b/frames"
     np.testing.assert_array_equal(opened.data.compute(), frames)
     stack = open_pixelated(tmp_path / "f.h5", dataset="a/stack", scan_shape=(4, 5))
-    np.testing.assert_array_equal(stack.data.compute(), frames)
+    np.testing.assert_array_equal(np.asarray(stack.data), frames)
     with pytest.raises(MissingMetadataError, match="without a scan shape.*--scan-shape"):
         open_pixelated(tmp_path / "f.h5", dataset="a/stack")
     with pytest.raises(InputDataError, match="4x6 = 24 frames, the file has 20"):
@@ -157,6 +157,36 @@ def test_hdf5_plain_dataset_and_flat_stack(tmp_path):
         f.create_dataset("x", data=np.zeros((2, 2)))
     with pytest.raises(MissingMetadataError, match="no 4-D dataset"):
         open_pixelated(tmp_path / "none.h5")
+
+
+def test_a_contiguous_hdf5_dataset_is_memory_mapped_and_hashed_in_its_one_pass(tmp_path, monkeypatch):
+    """Stored contiguously and unfiltered, the frames lie in the file as a .npy file's do: they are
+    memory-mapped read-only and the reduction takes the file's SHA-256 as it reads; chunked,
+    compressed or big-endian datasets stay lazy Dask arrays."""
+    import hashlib
+
+    from dpcstem.fourd import frame_sums
+    from dpcstem.io import results
+
+    frames = np.random.default_rng(5).integers(0, 999, size=(6, 5, 8, 8)).astype(np.uint16)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.attrs["note"] = "x" * 5000  # metadata before the data: hashed too
+        f.create_dataset("frames", data=frames)
+        f.create_dataset("chunked", data=frames, chunks=(1, 5, 8, 8))
+        f.create_dataset("gzip", data=frames, compression="gzip")
+        f.create_dataset("big", data=frames.astype(">u2"))
+    opened = open_pixelated(tmp_path / "c.h5", dataset="frames")
+    assert isinstance(opened.data, np.memmap) and opened.data.mode == "r"
+    np.testing.assert_array_equal(opened.data, frames)
+    for name in ("chunked", "gzip", "big"):
+        other = open_pixelated(tmp_path / "c.h5", dataset=name)
+        assert isinstance(other.data, da.Array), name
+        np.testing.assert_array_equal(other.data.compute(), frames)
+    np.testing.assert_array_equal(frame_sums(opened.data).intensity, frames.sum(axis=(2, 3), dtype=np.float64))
+    reads = []
+    monkeypatch.setattr(results, "open", lambda *a, **k: reads.append(a) or open(*a, **k), raising=False)
+    assert results.sha256_file(tmp_path / "c.h5") == hashlib.sha256((tmp_path / "c.h5").read_bytes()).hexdigest()
+    assert reads == []  # taken during the reduction
 
 
 def test_npy_is_memory_mapped_read_only(tmp_path):
