@@ -21,9 +21,9 @@ from .errors import InsufficientMemoryError
 USABLE_FRACTION = 0.8
 
 #: Bytes one reconstruction holds per scan pixel at its peak, beside the segments it is given:
-#: the float64 field and divergence and the float32 maps; the potential and the spectral
-#: divergence are transforms the size of the scan (measured: 115-116 with either charge method).
-RECONSTRUCTION_BYTES_PER_PIXEL = 140
+#: the float32 maps, the float64 field and divergence (freed before the potential), and the
+#: potential's transforms the size of the scan (measured: 98 with either charge method).
+RECONSTRUCTION_BYTES_PER_PIXEL = 120
 
 #: Bytes a bias series may hold per scan pixel at its peak, beside the segments of the
 #: acquisition being read, whatever the number of acquisitions: the series is streamed (one

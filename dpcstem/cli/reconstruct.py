@@ -86,5 +86,5 @@ def run(args):
         descan_order=args.descan_order, fit_rotation=args.fit_rotation, charge_sign_region=args.charge_sign_region,
         charge_method=args.charge_method, cutoff=args.cutoff, potential_method=args.potential_method,
         potential_reference=args.potential_reference, dose=args.dose, counts_per_electron=args.counts_per_electron,
-        interface=args.interface, half_range_nm=args.half_range, names=OPTION_NAMES)
+        interface=args.interface, half_range_nm=args.half_range, names=OPTION_NAMES, progress=True)
     return write_outcome(outcome, output, args.overwrite)

@@ -27,7 +27,7 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
                             charge_sign_region=None, charge_method="finite-difference", cutoff=None,
                             potential_method="mirror", potential_reference=None, dose=None,
                             counts_per_electron=None, interface=None, half_range_nm=None,
-                            names=None) -> Outcome:
+                            names=None, progress=False) -> Outcome:
     """``dpcstem reconstruct``: one four-segment acquisition → deflection, field, charge, potential.
 
     Parameters
@@ -59,6 +59,9 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         Two points (nm) on an interface: profiles across it and the layer figures.
     names : dict, optional
         Spelling of each input in messages (the CLI gives its option names).
+    progress : bool
+        A bar through the stages on a terminal (:class:`dpcstem.progress.Stages`); their
+        times are printed at the end either way.
 
     Returns
     -------
@@ -70,9 +73,12 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
     from ..noise import uncertainty_maps
     from ..options import ReconstructionOptions
     from ..reconstruct import count_saturated, reconstruct_deflection, segment_deflection
+    from ..progress import Stages
     from ..response import response_model
 
     names = {**PYTHON_NAMES, **(names or {})}
+    stages = Stages("reconstruct", progress)
+    stages.stage("reading")
     acquisition = read_segments(segments, dataset=dataset)
     shape = acquisition.segments.shape[1:]
     user = dict(calibration or {})
@@ -95,16 +101,19 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
     if reference is not None:
         vac = read_reference(reference, names)
         check_reference(vac, cal, shape, names=names)
+        stages.stage("segment kernel")
         gains = gains_from_vacuum(vac.segments, offsets=offsets)
         options = options.replace(gains=gains)
         vx, vy, _, vok = segment_deflection(vac.segments, raw, options=options)
         vacuum_descan = fit_descan(vx, vy, mask=vok, order=descan_order)
         gains_source = "vacuum"
         inputs += list(vac.paths)
+    stages.stage("segment kernel")
     wx, wy, total, valid = segment_deflection(acquisition.segments, raw, options=options)
     if not valid.any():
         raise InputDataError("no pixel could be reconstructed: every pixel has a zero, negative or non-finite "
                              "segment sum or a signal outside the detector response")
+    stages.stage("descan and rotation")
     descan_source, descan_fits = "none", []
     if vacuum_descan is not None:
         wx, wy = vacuum_descan.subtract(wx, wy)
@@ -116,12 +125,14 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         descan_fits.append(region_fit)
     cal, tx, ty = _to_scan_frame(wx, wy, cal, valid, fit_rotation=fit_rotation, flip=user.get("flip"),
                                  sign_region=sign_region, names=names, lines=lines, attrs=attrs)
+    stages.stage("field, charge and potential")
     result = reconstruct_deflection(tx, ty, cal, valid=valid, options=options)
     model = response_model(options.response, cal)
     result.extra["segment_sum"] = (total, "counts")
     result.attrs.update(response=model.name, n_bad_input=int(valid.size - np.count_nonzero(valid)),
                         n_saturated=count_saturated(acquisition.segments, valid))
     if dose is not None or counts_per_electron is not None:
+        stages.stage("uncertainty maps")
         result.extra.update(uncertainty_maps(acquisition.segments, cal, options=options, dose=dose,
                                              counts_per_electron=counts_per_electron, valid=valid))
     for k, fit_ in enumerate(descan_fits):
@@ -134,6 +145,7 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
     lines += describe_calibration(cal)
     lines.append(_descan_line(descan_source, tx, ty, valid, names))
     if descan_source == "none":
+        stages.stage("descan and rotation")
         lines += descan_plane_lines(tx, ty, valid, cal, names, attrs)
     if offsets_source == "default":
         lines.append(f"segment offsets: 0 counts assumed (a black level lowers the field in proportion; "
@@ -142,4 +154,7 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         lines.append(f"segment offsets: {', '.join(f'{o:.4g}' for o in offsets)} counts ({offsets_source})")
     if gains_source == "default":
         lines.append(f"segment gains: equal (assumed; {names['reference']} measures them)")
-    return _outcome(result, cal, attrs, lines, inputs, interface, half_range_nm)
+    stages.stage("summary and profiles")
+    outcome = _outcome(result, cal, attrs, lines, inputs, interface, half_range_nm)
+    outcome.lines.append(stages.summary())
+    return outcome

@@ -1,0 +1,63 @@
+"""Progress through a command's stages, and the time each took.
+
+On a terminal a tqdm bar on stderr names the stage running and counts its steps (the maps
+of a series). Otherwise nothing is drawn: a stage of several steps is announced by one line
+on stdout when it starts (stderr carries only warnings and the one line of an error), and
+the command prints the stage times at the end (:meth:`Stages.summary`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Stages:
+    """The stages of one command run, in order.
+
+    Parameters
+    ----------
+    command : str
+        What runs (``"bias series"``, ``"reconstruct"``): the prefix of the lines printed.
+    enabled : bool
+        Show progress (a bar on a terminal, the lines otherwise); the times are kept either way.
+    unit : str
+        What a step counts (``"map"``).
+    """
+
+    def __init__(self, command, enabled=True, unit="map"):
+        self.command, self.enabled, self.unit = command, enabled, unit
+        self.times = {}
+        self.bar = None
+        self._current, self._start = None, None
+
+    def stage(self, name, total=1):
+        """End the stage running (if any) and start ``name`` of ``total`` steps."""
+        self.close()
+        self._current, self._start = name, time.perf_counter()
+        if not self.enabled:
+            return
+        if sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=name, unit=self.unit, file=sys.stderr, leave=False)
+        elif total > 1:
+            print(f"{self.command}: {name} ({total} {self.unit}{'s' if total != 1 else ''})", flush=True)
+
+    def step(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self):
+        """End the stage running: its time is recorded, its bar removed."""
+        if self._current is not None:
+            self.times[self._current] = self.times.get(self._current, 0.0) + time.perf_counter() - self._start
+            self._current = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def summary(self) -> str:
+        """``stage times: NAME 0.12 s, ...`` of the stages ended so far."""
+        self.close()
+        return "stage times: " + "; ".join(f"{name} {seconds:.2f} s" for name, seconds in self.times.items())

@@ -1,0 +1,44 @@
+"""Progress through a command's stages (dpcstem.progress) and the stage times a command prints."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from dpcstem.progress import Stages
+
+
+def test_stage_times_add_up_per_name_and_a_long_stage_is_announced_off_a_terminal(capsys):
+    stages = Stages("series", enabled=True)
+    stages.stage("reading")
+    time.sleep(0.02)
+    stages.stage("maps", total=3)
+    for _ in range(3):
+        stages.step()
+    stages.stage("reading")  # a stage visited twice adds up
+    time.sleep(0.02)
+    line = stages.summary()
+    assert capsys.readouterr().out == "series: maps (3 maps)\n"  # pytest's stdout is not a terminal
+    assert list(stages.times) == ["reading", "maps"] and stages.times["reading"] >= 0.04
+    assert line.startswith("stage times: reading ") and "; maps " in line
+
+
+def test_disabled_stages_print_nothing_but_keep_their_times(capsys):
+    stages = Stages("reconstruct", enabled=False)
+    stages.stage("kernel", total=5)
+    stages.close()
+    assert capsys.readouterr().out == "" and set(stages.times) == {"kernel"}
+
+
+def test_reconstruct_prints_where_its_time_went(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.integers(900, 1100, size=(4, 32, 32)).astype(np.uint16))
+    proc = subprocess.run([sys.executable, "-m", "dpcstem", "reconstruct", "a.npy", "--kv", "200", "--alpha", "10",
+                           "--step", "1", "--thickness", "50", "--collection", "0", "20", "-o", "r.h5"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("stage times: ")]
+    assert len(lines) == 1
+    for stage in ("reading", "segment kernel", "descan and rotation", "field, charge and potential"):
+        assert f"{stage} " in lines[0]
