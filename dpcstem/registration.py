@@ -495,8 +495,7 @@ def _noise_sigma(image, use):
     pair = use[:, 1:] & use[:, :-1]
     if pair.sum() < 8:
         return 0.0
-    diff = np.diff(image, axis=1)[pair]
-    return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2))
+    return 1.4826 * _median_deviation(np.diff(image, axis=1)[pair]) / math.sqrt(2)
 
 
 def _local_sigma(image, mask):
@@ -505,7 +504,13 @@ def _local_sigma(image, mask):
     if triple.sum() < 8:
         return 0.0
     d2 = (image[:, 2:] - 2 * image[:, 1:-1] + image[:, :-2])[triple]
-    return float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6))
+    return 1.4826 * _median_deviation(d2) / math.sqrt(6)
+
+
+def _median_deviation(values):
+    """Median absolute deviation from the median of the 1-D float array ``values``, which it overwrites."""
+    values -= np.median(values, overwrite_input=True)
+    return float(np.median(np.abs(values, out=values), overwrite_input=True))
 
 
 def _smoothing_weights(use):
