@@ -259,7 +259,9 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
     :class:`~dpcstem.result.DPCResult`, then (``net=True``) its net one against the
     reference, with its :class:`~dpcstem.registration.Registration`: one map set at a time,
     dropped once the sink returns. Only the reference's deflection and registration image
-    stay in memory throughout. Each acquisition passes through the segment kernel once.
+    stay in memory throughout (the image prepared once for every registration,
+    :class:`~dpcstem.registration.PreparedReference`). Each acquisition passes through the
+    segment kernel once.
 
     Parameters
     ----------
