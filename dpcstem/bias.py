@@ -31,7 +31,7 @@ from .calibration import Calibration
 from .errors import InputDataError
 from .options import ReconstructionOptions
 from .reconstruct import reconstruct_deflection, segment_deflection, vacuum_reference
-from .registration import Registration, register, shift_map
+from .registration import PreparedReference, Registration, register, shift_map
 from .response import response_model
 from .units import unit_of
 
@@ -259,7 +259,9 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
     :class:`~dpcstem.result.DPCResult`, then (``net=True``) its net one against the
     reference, with its :class:`~dpcstem.registration.Registration`: one map set at a time,
     dropped once the sink returns. Only the reference's deflection and registration image
-    stay in memory throughout. Each acquisition passes through the segment kernel once.
+    stay in memory throughout (the image prepared once for every registration,
+    :class:`~dpcstem.registration.PreparedReference`). Each acquisition passes through the
+    segment kernel once.
 
     Parameters
     ----------
@@ -401,7 +403,7 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         ry, ok_y = shift_map(ref_y, ref_reg.shift_px, ref_valid)
         ref_x, ref_y, ref_valid = rx, ry, ok_x & ok_y
     ref_x, ref_y = ref_x.astype(np.float32), ref_y.astype(np.float32)
-    ref_image = np.asarray(ref_image, np.float32)
+    ref_image = PreparedReference(np.asarray(ref_image, np.float32)) if shifts_px is None and register_maps else None
 
     def registered(i):
         """Acquisition i's deflection (measured frame, float32) shifted onto the reference, and its registration."""
@@ -415,7 +417,7 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
             reg = Registration((0.0, 0.0), "none")
         sx, ok_x = shift_map(tx, reg.shift_px, valid)
         sy, ok_y = shift_map(ty, reg.shift_px, valid)
-        return sx.astype(np.float32), sy.astype(np.float32), ok_x & ok_y, reg
+        return sx.astype(np.float32, copy=False), sy.astype(np.float32, copy=False), ok_x & ok_y, reg
 
     pending = {}
     if settle_branch is not None:

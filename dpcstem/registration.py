@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -121,6 +122,107 @@ class Registration:
         return self.source == "measured"
 
 
+class PreparedReference:
+    """A reference image prepared once for :func:`register` against every acquisition of a series.
+
+    What depends on the reference alone (the image in float64, where it is finite) is kept
+    from the start; what depends on it and on the pixels a call uses (its level and noise,
+    the smoothing weights and the smoothed image, the pixels clear of the excluded region,
+    its gradients and structure tensor, ...) is computed when a call first needs it and kept
+    for the next call that uses the same pixels, as the acquisitions of a series usually do;
+    other pixels are prepared afresh. Either way :func:`register` computes the same numbers
+    as with the bare image.
+
+    Parameters
+    ----------
+    reference : ndarray, shape (ny, nx)
+        The reference image (a channel that does not change with bias).
+    """
+
+    def __init__(self, reference):
+        self.image = np.asarray(reference, dtype=float)
+        self.finite = np.isfinite(self.image)
+        self._pixels = None
+
+    @property
+    def shape(self):
+        return self.image.shape
+
+    def on(self, use) -> _ReferencePixels:
+        """The reference prepared over the pixels ``use`` (kept while the next call uses the same)."""
+        if self._pixels is None or not np.array_equal(self._pixels.use, use):
+            self._pixels = _ReferencePixels(self.image, use)
+        return self._pixels
+
+
+class _ReferencePixels:
+    """The reference over one set of used pixels; each quantity computed once, when first asked for."""
+
+    def __init__(self, image, use):
+        self.image, self.use = image, use
+        self._structured = self._binned = None
+
+    @cached_property
+    def level(self):
+        return abs(float(np.mean(self.image[self.use])))
+
+    @cached_property
+    def noise_sigma(self):
+        return _noise_sigma(self.image, self.use)
+
+    @cached_property
+    def local_sigma(self):
+        return _local_sigma(self.image, self.use)
+
+    @cached_property
+    def weights(self):
+        """The smoothing's weight at each pixel: its support's share on used pixels (shared by the moving image)."""
+        return _smoothing_weights(self.use)
+
+    @cached_property
+    def inner(self):
+        return self.weights > 0.99
+
+    @cached_property
+    def smoothed(self):
+        return _smooth(self.image, self.use, self.weights)
+
+    @cached_property
+    def gradient(self):
+        """(gy, gx) of the smoothed reference."""
+        return np.gradient(self.smoothed)
+
+    @cached_property
+    def structure(self):
+        return _structure(self.gradient, self.inner)
+
+    @cached_property
+    def fill(self):
+        return self.smoothed[self.inner].mean()
+
+    @cached_property
+    def window(self):
+        ref = self.smoothed
+        return np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1])) if min(ref.shape) > 4 else 1.0
+
+    @cached_property
+    def windowed(self):
+        """The smoothed reference less its mean, zero outside the inner pixels, windowed (for the phase correlation)."""
+        return np.where(self.inner, self.smoothed - self.fill, 0) * self.window
+
+    def structured(self, threshold):
+        """:func:`_structured` of the smoothed reference, kept for the last ``threshold``."""
+        if self._structured is None or self._structured[0] != threshold:
+            self._structured = (threshold, _structured(self.gradient, self.inner, threshold))
+        return self._structured[1]
+
+    def binned(self, factor):
+        """The smoothed reference and the inner pixels binned by ``factor``, kept for the last ``factor``."""
+        if self._binned is None or self._binned[0] != factor:
+            self._binned = (factor, _bin(self.smoothed, factor), _bin(self.inner, factor) == 1)
+        return self._binned[1:]
+
+
 def register(reference, moving, *, valid=None, exclude=None, upsample=20, iterations=20) -> Registration:
     """Sub-pixel shift that brings ``moving`` onto ``reference``, or none with the reason.
 
@@ -140,8 +242,11 @@ def register(reference, moving, *, valid=None, exclude=None, upsample=20, iterat
 
     Parameters
     ----------
-    reference, moving : ndarray, shape (ny, nx)
-        Images of a channel that does not change with bias (ADF/HAADF, or a segment sum).
+    reference : ndarray, shape (ny, nx), or PreparedReference
+        Image of a channel that does not change with bias (ADF/HAADF, or a segment sum); a
+        series registers every acquisition on one :class:`PreparedReference`.
+    moving : ndarray, shape (ny, nx)
+        The image to bring onto it.
     valid : ndarray of bool, optional
         Pixels to use in both images.
     exclude : ndarray of bool, optional
@@ -157,62 +262,64 @@ def register(reference, moving, *, valid=None, exclude=None, upsample=20, iterat
     """
     from skimage.registration import phase_cross_correlation
 
-    reference = np.asarray(reference, dtype=float)
+    prepared = reference if isinstance(reference, PreparedReference) else PreparedReference(reference)
     moving = np.asarray(moving, dtype=float)
-    if reference.ndim != 2 or reference.shape != moving.shape:
-        raise InputDataError(f"registration images must be two 2-D images of one shape, got {reference.shape} "
+    if prepared.image.ndim != 2 or prepared.shape != moving.shape:
+        raise InputDataError(f"registration images must be two 2-D images of one shape, got {prepared.shape} "
                              f"and {moving.shape}")
-    use = np.isfinite(reference) & np.isfinite(moving)
+    use = prepared.finite & np.isfinite(moving)
     if valid is not None:
         use &= np.asarray(valid, bool)
     if exclude is not None:
         use &= ~np.asarray(exclude, bool)
     if use.sum() < 16:
         return Registration((0.0, 0.0), "rejected", reason="fewer than 16 pixels left to register on")
-    level = abs(float(np.mean(reference[use])))
-    sigma = max(_noise_sigma(reference, use), _noise_sigma(moving, use), CONTRAST_FLOOR * level)
+    reference = prepared.on(use)
+    sigma = max(reference.noise_sigma, _noise_sigma(moving, use), CONTRAST_FLOOR * reference.level)
     if sigma == 0:
         return Registration((0.0, 0.0), "rejected", reason="the registration image is constant")
-    ref, inner = _smooth(reference, use)
-    mov, inner_m = _smooth(moving, use)
-    inner &= inner_m
+    # The smoothing's support depends on the used pixels alone, so the inner pixels are the reference's.
+    ref, inner = reference.smoothed, reference.inner
     if inner.sum() < 16:
         return Registration((0.0, 0.0), "rejected", reason="too few pixels away from the excluded region")
     noise_energy = sigma**2 * _gradient_gain()
-    energies, directions = _structure(ref, inner)
+    energies, directions = reference.structure
     snr = math.sqrt(max(energies[-1], 0.0) / noise_energy)
     significant = energies > STRUCTURE_SIGNIFICANCE * noise_energy
     if not significant.any():
         return Registration((0.0, 0.0), "rejected", structure_snr=snr,
                             reason=f"no structure above the noise (structure SNR {snr:.2f})")
     keep = directions[:, significant]  # (2, k): the directions with structure
+    mov = _smooth(moving, use, reference.weights)
     # noise of a difference of the two smoothed images, where the structure is
-    local = math.hypot(_local_sigma(reference, use), _local_sigma(moving, use))
+    local = math.hypot(reference.local_sigma, _local_sigma(moving, use))
     noise_diff = max(math.sqrt(2.0) * sigma, local) * _smoothing_gain()
 
-    fill = ref[inner].mean()
-    window = np.outer(np.hanning(ref.shape[0]), np.hanning(ref.shape[1])) if min(ref.shape) > 4 else 1.0
-    first, _, _ = phase_cross_correlation(np.where(inner, ref - fill, 0) * window,
-                                          np.where(inner, mov - fill, 0) * window,
+    fill = reference.fill
+    first, _, _ = phase_cross_correlation(reference.windowed, np.where(inner, mov - fill, 0) * reference.window,
                                           upsample_factor=upsample, normalization=None)
     filled_mov = np.where(inner, mov, fill)
-    structured = _structured(ref, inner, STRUCTURE_SIGNIFICANCE * 2 * noise_energy)
+    del mov
+    structured = reference.structured(STRUCTURE_SIGNIFICANCE * 2 * noise_energy)
     # Two starts (a layer can pull the phase correlation off), a few steps each; the better one is carried on.
     # A large image is fitted binned first, and the full one only from where that ends.
     starts = [np.zeros(2), keep @ (keep.T @ np.asarray(first, dtype=float))]
     if np.max(np.abs(starts[1])) < 0.25:
         starts = starts[:1]
+    # The fit narrows its mask in place (_warp hands an unshifted one back), so it gets copies, not the reference's.
+    inner = inner.copy()
     factor = int(math.sqrt(ref.size / FIT_PIXELS))
     if factor > 1:
-        coarse = _best_fit(_bin(ref, factor), _bin(filled_mov, factor), _bin(inner, factor) == 1,
-                           _bin(structured, factor) > 0, [s / factor for s in starts], keep, noise_diff, iterations)
+        binned_ref, binned_inner = reference.binned(factor)
+        coarse = _best_fit(binned_ref, _bin(filled_mov, factor), binned_inner.copy(), _bin(structured, factor) > 0,
+                           [s / factor for s in starts], keep, noise_diff, iterations)
         starts = [coarse[0] * factor] if coarse is not None else starts
     fit = _best_fit(ref, filled_mov, inner, structured, starts, keep, noise_diff, iterations)
     if fit is None:
         return Registration((0.0, 0.0), "rejected", False, snr,
                             reason="the shift moves the structure out of the scan")
     shift, stays = fit[:2]
-    return _judge(ref, filled_mov, inner, stays, shift, keep, noise_energy, noise_diff, snr)
+    return _judge(ref, filled_mov, inner, stays, shift, keep, noise_energy, noise_diff, snr, reference.gradient)
 
 
 def _tukey_weights(r, c):
@@ -259,10 +366,10 @@ def _gain_residual(moved, fixed, weights=None):
     return moved - gain * fixed
 
 
-def _structured(smoothed, inner, threshold):
-    """The pixels the fit uses: where the gradient energy exceeds ``threshold``, two pixels around
-    (all of ``inner`` where fewer than 16 do); flat pixels tell nothing about a shift."""
-    gy, gx = np.gradient(smoothed)
+def _structured(gradient, inner, threshold):
+    """The pixels the fit uses: where the gradient energy (``gradient``: (gy, gx) of the smoothed image) exceeds
+    ``threshold``, two pixels around (all of ``inner`` where fewer than 16 do); flat pixels tell nothing about a shift."""
+    gy, gx = gradient
     edges = inner & (gy**2 + gx**2 > threshold)
     return ndimage.binary_dilation(edges, iterations=2) & inner if edges.sum() >= 16 else inner
 
@@ -332,9 +439,10 @@ def _scale(r):
     return TUKEY_SCALE * max(1.0, float(np.quantile(np.abs(r), 0.25)) / 0.3186)
 
 
-def _judge(ref, mov, inner, stays, shift, keep, noise_energy, noise_diff, snr):
+def _judge(ref, mov, inner, stays, shift, keep, noise_energy, noise_diff, snr, gradient):
     """Keep the fitted shift only if the pixels that agree after it hold most of the structure,
-    it explains them, it is significant and its standard error is small (see :func:`register`)."""
+    it explains them, it is significant and its standard error is small (see :func:`register`).
+    ``gradient``: (gy, gx) of ``ref``."""
     constrained = keep.shape[1] == 1
 
     def rejected(reason, snr_=snr, before=math.nan, after=math.nan, stderr=math.nan):
@@ -344,7 +452,7 @@ def _judge(ref, mov, inner, stays, shift, keep, noise_energy, noise_diff, snr):
         warped = _warp(mov, inner, shift_)[0]
         return float(np.sqrt(np.mean(_gain_residual(warped[pixels], ref[pixels]) ** 2))) / noise_diff
 
-    gy, gx = np.gradient(ref)
+    gy, gx = gradient
     energy = (np.column_stack([gy.ravel(), gx.ravel()]) @ keep) ** 2
     energy = energy.sum(axis=1).reshape(ref.shape)
     changed = ndimage.binary_dilation(inner & ~stays, iterations=CHANGED_MARGIN_PX)
@@ -387,8 +495,7 @@ def _noise_sigma(image, use):
     pair = use[:, 1:] & use[:, :-1]
     if pair.sum() < 8:
         return 0.0
-    diff = np.diff(image, axis=1)[pair]
-    return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2))
+    return 1.4826 * _median_deviation(np.diff(image, axis=1)[pair]) / math.sqrt(2)
 
 
 def _local_sigma(image, mask):
@@ -397,22 +504,32 @@ def _local_sigma(image, mask):
     if triple.sum() < 8:
         return 0.0
     d2 = (image[:, 2:] - 2 * image[:, 1:-1] + image[:, :-2])[triple]
-    return float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6))
+    return 1.4826 * _median_deviation(d2) / math.sqrt(6)
 
 
-def _smooth(image, use):
-    """Normalised Gaussian smoothing over the used pixels, and where its support lies wholly inside them."""
-    w = use.astype(float)
+def _median_deviation(values):
+    """Median absolute deviation from the median of the 1-D float array ``values``, which it overwrites."""
+    values -= np.median(values, overwrite_input=True)
+    return float(np.median(np.abs(values, out=values), overwrite_input=True))
+
+
+def _smoothing_weights(use):
+    """The Gaussian (:data:`SMOOTHING_PX`) of the used pixels: the share of each pixel's smoothing on them
+    (above 0.99 where its support lies wholly inside them)."""
+    return ndimage.gaussian_filter(use.astype(float), SMOOTHING_PX, mode="nearest")
+
+
+def _smooth(image, use, weights):
+    """Normalised Gaussian smoothing over the used pixels (``weights``: :func:`_smoothing_weights` of them)."""
     num = ndimage.gaussian_filter(np.where(use, image, 0.0), SMOOTHING_PX, mode="nearest")
-    den = ndimage.gaussian_filter(w, SMOOTHING_PX, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
-        smooth = np.where(den > 0, num / den, 0.0)
-    return smooth, den > 0.99
+        return np.where(weights > 0, num / weights, 0.0)
 
 
-def _structure(smoothed, inner):
-    """Eigenvalues (ascending) and eigenvectors ((y, x) columns) of the structure tensor over ``inner``."""
-    gy, gx = np.gradient(smoothed)
+def _structure(gradient, inner):
+    """Eigenvalues (ascending) and eigenvectors ((y, x) columns) of the structure tensor over ``inner``
+    (``gradient``: (gy, gx) of the smoothed image)."""
+    gy, gx = gradient
     gy, gx = gy[inner], gx[inner]
     tensor = np.array([[np.mean(gy * gy), np.mean(gy * gx)], [np.mean(gx * gy), np.mean(gx * gx)]])
     return np.linalg.eigh(tensor)
@@ -438,13 +555,17 @@ def _smoothing_gain():
 def shift_map(values, shift_px, valid=None):
     """Shift a map by (dy, dx) pixels (cubic spline); pixels that leave the scan become NaN.
 
-    Returns the shifted map (float64) and its validity: a pixel is valid where it came from
-    inside the scan and from valid pixels (the 4×4 neighbourhood the spline reads).
+    Returns the shifted map (float64; with no shift, a floating-point map keeps its dtype) and
+    its validity: a pixel is valid where it came from inside the scan and from valid pixels
+    (the 4×4 neighbourhood the spline reads).
     """
-    values = np.asarray(values, dtype=float)
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        values = values.astype(float)
     ok = np.isfinite(values) if valid is None else (np.asarray(valid, bool) & np.isfinite(values))
     if tuple(shift_px) == (0.0, 0.0):
         return np.where(ok, values, np.nan), ok
+    values = values.astype(float, copy=False)
     mean = values[ok].mean() if ok.any() else 0.0
     shifted = ndimage.shift(np.where(ok, values, mean), shift_px, order=3, mode="nearest")
     support = ndimage.binary_erosion(ok, np.ones((3, 3), bool), border_value=1)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dpcstem.registration import register, shift_map
+from dpcstem.registration import PreparedReference, register, shift_map
 
 
 def textured_image(rng, shape):
@@ -38,6 +38,50 @@ def test_registration_invents_no_shift_along_a_straight_interface(rng):
     assert reg.constrained
     assert reg.shift_px[1] == pytest.approx(-1.4, abs=0.1)
     assert abs(reg.shift_px[0]) < 0.01  # none invented along the interface
+
+
+def same_registration(a, b):
+    """Equal field by field (NaN equal to NaN): the same shift, decision, evidence and reason."""
+    fields = a.__dataclass_fields__
+    return all(getattr(a, f) == getattr(b, f) or (getattr(a, f) != getattr(a, f) and getattr(b, f) != getattr(b, f))
+               for f in fields)
+
+
+def test_a_prepared_reference_registers_a_series_as_the_one_shot_call_does(rng):
+    # One reference, several acquisitions: drifted ones (fitted, binned first at 600 x 600), one whose layer
+    # changes beyond a shift (refused), one with other pixels used (prepared afresh), and the first again.
+    ref, moved = structured_series(rng, (-1.35, 0.8), noise=0.002, shape=(600, 600), margin=24)
+    _, other = structured_series(rng, (0.6, -1.3), noise=0.002, shape=(600, 600), margin=24)
+    grown = ref + 0.03 * np.exp(-((np.arange(600) - 300) / 8.0) ** 2)
+    valid = np.ones(ref.shape, bool)
+    valid[:40] = False
+    calls = [(moved, None), (other, None), (grown, None), (moved, valid), (moved, None), (other, valid)]
+    # A small image, fitted whole from no shift, twice: a band whose contrast grows (refused).
+    x = np.arange(128)
+    band = np.exp(-((x - 64) / 6.0) ** 2)
+    small = np.tile(1000 * (1 + 0.01 * band), (96, 1)) + rng.normal(0, 0.3, (96, 128))
+    grows = np.tile(1000 * (1 + 0.03 * band), (96, 1)) + rng.normal(0, 0.3, (96, 128))
+    sources = []
+    for reference, series in ((ref, calls), (small, [(grows, None), (grows, None)])):
+        prepared = PreparedReference(reference)
+        got = [register(prepared, image, valid=v) for image, v in series]
+        expected = [register(reference, image, valid=v) for image, v in series]
+        for g, e in zip(got, expected):
+            assert same_registration(g, e), (g, e)
+        sources.append([r.source for r in expected])
+    assert sources[0].count("measured") >= 3 and "rejected" in sources[0]
+    assert sources[1] == ["rejected", "rejected"]
+
+
+def test_shift_map_keeps_a_float32_map_float32_where_nothing_moves():
+    values = np.arange(20, dtype=np.float32).reshape(4, 5)
+    valid = np.ones(values.shape, bool)
+    valid[1, 2] = False
+    same, ok = shift_map(values, (0.0, 0.0), valid)
+    assert same.dtype == np.float32 and np.isnan(same[1, 2]) and ok.sum() == 19
+    np.testing.assert_array_equal(same[valid], values[valid])
+    moved, _ = shift_map(values, (0.0, 1.0), valid)
+    assert moved.dtype == np.float64
 
 
 def test_shift_map_marks_pixels_that_leave_the_scan():
