@@ -21,7 +21,6 @@ stream's order and attributes; split apart, each piece would re-derive them.
 from __future__ import annotations
 
 import shlex
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +29,7 @@ from . import _validate
 from .calibration import Calibration
 from .errors import InputDataError
 from .options import ReconstructionOptions
+from .progress import Stages
 from .reconstruct import reconstruct_deflection, segment_deflection, vacuum_reference
 from .registration import PreparedReference, Registration, register, shift_map
 from .response import response_model
@@ -219,35 +219,6 @@ def _load(source, image):
     return source, image
 
 
-class _Stages:
-    """Progress through the stages of a series: tqdm on a terminal (stderr), one line per stage otherwise (stdout)."""
-
-    def __init__(self, enabled):
-        self.enabled = enabled
-        self.bar = None
-
-    def stage(self, name, total):
-        self.close()
-        if not self.enabled:
-            return
-        if sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=name, unit="map", file=sys.stderr, leave=False)
-        else:
-            # on stdout: stderr carries only warnings and the one line of an error
-            print(f"bias series: {name} ({total} map{'s' if total != 1 else ''})", flush=True)
-
-    def step(self):
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def stream_series(sources, biases_v, calibration: Calibration, sink, *, reference_bias_v=0.0, reference_index=None,
                   response="exact", gains=None, offsets=None, vacuum=None, descan_order=2, descan_region=None,
                   settle_frame=None, settle_branch=None, on_reference=None, shifts_px=None, register_maps=True, registration_images=None,
@@ -311,8 +282,8 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         Pixels the registration leaves out (the interface band, where the segment sum of an
         annular detector shows the layer itself).
     upsample : int
-    progress : bool
-        Show progress through the stages.
+    progress : bool or dpcstem.progress.Stages
+        Show progress through the stages; or the stages of the command this series is part of.
     names : sequence of str, optional
         What to call each acquisition in a message (its file); default its number.
     **options
@@ -353,7 +324,7 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
     # The maps are measured in the frame the rotation is known in: the scan frame, or with a
     # rotation still to fit the detector frame (turned into the scan frame once it is fitted).
     measured = calibration if settle_frame is None else calibration.replace(detector_rotation_deg=0.0, flip=False)
-    stages = _Stages(progress)
+    stages = progress if isinstance(progress, Stages) else Stages("bias series", progress)
     descans = []
     if vacuum is not None:
         stages.stage("vacuum reference", 1)
@@ -438,9 +409,13 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
         on_reference(ref_tx, ref_ty, ref_valid, frame)
     ref_result = reconstruct_deflection(ref_tx, ref_ty, frame, valid=ref_valid, options=options)
     del ref_tx, ref_ty
+    # A net map over the reference's valid pixels has the potential of the map minus the reference's
+    # (the integration is linear): one integration per map, not two (the difference is float32's).
+    ref_projected = _projected(ref_result)
     sink(ref, ref_result, ref_reg)
     zero = np.zeros(ref_x.shape, np.float32)
-    ref_net = reconstruct_deflection(zero, zero, frame, valid=ref_result.valid, options=options)
+    ref_net = reconstruct_deflection(zero, zero, frame, valid=ref_valid, options=options,
+                                     projected_potential=zero)
     del ref_result, zero
     sink(ref, ref_net, ref_reg, net=True)
     registrations[ref] = ref_reg
@@ -451,18 +426,28 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
             continue
         sx, sy, ok, reg = pending.pop(i) if i in pending else registered(i)
         registrations[i] = reg
-        sink(i, reconstruct_deflection(*scan_frame(sx, sy), frame, valid=ok, options=options), reg)
+        result = reconstruct_deflection(*scan_frame(sx, sy), frame, valid=ok, options=options)
+        net_projected = None  # other valid pixels (or no thickness): the net deflection is integrated itself
+        if ref_projected is not None and np.array_equal(ok, ref_valid):
+            net_projected = _projected(result) - ref_projected
+        sink(i, result, reg)
+        del result
         sx -= ref_x
         sy -= ref_y
-        sink(i, reconstruct_deflection(*scan_frame(sx, sy), frame, valid=ok & ref_valid, options=options), reg,
-             net=True)
-        del sx, sy
+        sink(i, reconstruct_deflection(*scan_frame(sx, sy), frame, valid=ok & ref_valid, options=options,
+                                       projected_potential=net_projected), reg, net=True)
+        del sx, sy, net_projected
         stages.step()
     stages.close()
     attrs = {"response": response_model(response, frame).name, "calibration": frame}
     for prefix, fit in descans:
         attrs.update(fit.attrs(frame if settle_frame is not None else None, prefix))
     return ref, registrations, attrs
+
+
+def _projected(result):
+    """A result's projected potential (V·nm, NaN outside its valid pixels), or None without a thickness."""
+    return result.extra["projected_potential"][0] if "projected_potential" in result.extra else None
 
 
 def reconstruct_series(segments_list, biases_v, calibration: Calibration, *, warn=True, **kwargs) -> BiasSeriesResult:

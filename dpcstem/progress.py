@@ -1,9 +1,9 @@
 """Progress through a command's stages, and the time each took.
 
 On a terminal a tqdm bar on stderr names the stage running and counts its steps (the maps
-of a series). Otherwise nothing is drawn: a stage of several steps is announced by one line
-on stdout when it starts (stderr carries only warnings and the one line of an error), and
-the command prints the stage times at the end (:meth:`Stages.summary`).
+of a series). Otherwise nothing is drawn: a command whose stages are long announces each by
+one line on stdout when it starts (stderr carries only warnings and the one line of an
+error). Either way the command prints the stage times at the end (:meth:`Stages.summary`).
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ class Stages:
         What runs (``"bias series"``, ``"reconstruct"``): the prefix of the lines printed.
     enabled : bool
         Show progress (a bar on a terminal, the lines otherwise); the times are kept either way.
-    unit : str
-        What a step counts (``"map"``).
+    announce : bool
+        Off a terminal, a line as each stage starts (a series); without, the summary only.
     """
 
-    def __init__(self, command, enabled=True, unit="map"):
-        self.command, self.enabled, self.unit = command, enabled, unit
+    def __init__(self, command, enabled=True, announce=True):
+        self.command, self.enabled, self.announce = command, enabled, announce
         self.times = {}
         self.bar = None
         self._current, self._start = None, None
 
-    def stage(self, name, total=1):
-        """End the stage running (if any) and start ``name`` of ``total`` steps."""
+    def stage(self, name, total=1, unit="map"):
+        """End the stage running (if any) and start ``name`` of ``total`` steps, each a ``unit``."""
         self.close()
         self._current, self._start = name, time.perf_counter()
         if not self.enabled:
@@ -40,9 +40,10 @@ class Stages:
         if sys.stderr.isatty():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=name, unit=self.unit, file=sys.stderr, leave=False)
-        elif total > 1:
-            print(f"{self.command}: {name} ({total} {self.unit}{'s' if total != 1 else ''})", flush=True)
+            self.bar = tqdm(total=total, desc=name, unit=unit, file=sys.stderr, leave=False)
+        elif self.announce:
+            count = f" ({total} {unit}s)" if total > 1 else ""
+            print(f"{self.command}: {name}{count}", flush=True)
 
     def step(self):
         if self.bar is not None:

@@ -206,7 +206,7 @@ def _float32_where(a, valid):
 
 
 def reconstruct_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration, *, valid=None,
-                           options: ReconstructionOptions | None = None) -> DPCResult:
+                           options: ReconstructionOptions | None = None, projected_potential=None) -> DPCResult:
     """Field, charge density and potential from a deflection map.
 
     Parameters
@@ -220,6 +220,12 @@ def reconstruct_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration,
     options : ReconstructionOptions, optional
         Its ``charge_method``, ``cutoff``, ``potential_method`` and ``potential_reference``
         are used (see :class:`~dpcstem.options.ReconstructionOptions`).
+    projected_potential : ndarray, shape (ny, nx), optional
+        The projected potential (V·nm) of this deflection where the caller has it already,
+        used instead of integrating: the integration is linear, so the difference of two
+        maps' projected potentials over the same valid pixels is that of their difference
+        (a bias series' net map). Only its valid pixels are read; its mean over the
+        potential reference is removed as for an integrated one.
 
     Returns
     -------
@@ -277,9 +283,14 @@ def reconstruct_deflection(theta_x_mrad, theta_y_mrad, calibration: Calibration,
     if calibration.eps_r is not None:
         result.free_charge_density = masked(div * calibration.eps_r)
     del div
-    projected = calibration.pv_over_e_v * physics.MRAD_TO_RAD * integrate_gradient(
-        tx, ty, step_x=calibration.step_x_nm, step_y=calibration.step_y_nm, method=options.potential_method,
-        valid=valid)
+    if projected_potential is None:
+        projected = calibration.pv_over_e_v * physics.MRAD_TO_RAD * integrate_gradient(
+            tx, ty, step_x=calibration.step_x_nm, step_y=calibration.step_y_nm, method=options.potential_method,
+            valid=valid)
+    else:
+        projected = np.array(projected_potential, dtype=np.float64)
+        if projected.shape != tx.shape:
+            raise InputDataError(f"the projected potential has shape {projected.shape}, the deflection {tx.shape}")
     reference = valid if potential_reference is None else (potential_reference & valid)
     if not reference.any():
         raise InputDataError("the potential reference region holds no valid pixel")

@@ -138,3 +138,33 @@ def test_simulated_dark_field_shows_the_particles_and_not_the_bias():
     sum0, sum1 = (a.segments.astype(float).sum(axis=0) for a in sim.acquisitions[:2])
     np.testing.assert_allclose(sum1, sum0, rtol=1e-3)  # nor the segment sum (disc inside the detector)
     assert np.corrcoef(sum0.ravel(), adf[0].ravel())[0, 1] < -0.9  # particles darken the sum, brighten the ADF
+
+
+def test_a_net_map_over_the_same_pixels_takes_its_potential_from_the_two_maps(monkeypatch):
+    """Integration is linear: without drift (the same valid pixels) the net potential is the map's
+    minus the reference's, integrated once per map, and equals integrating the net deflection to
+    float32 rounding; with drift (other valid pixels) each net deflection is integrated itself."""
+    import dpcstem.reconstruct as rec
+
+    calls = []
+    integrate = rec.integrate_gradient
+    monkeypatch.setattr(rec, "integrate_gradient", lambda *a, **k: calls.append(1) or integrate(*a, **k))
+    for drift, integrations in (((0.0, 0.0), 8), ((0.35, -0.55), 15)):
+        sim = simulate(noise=False, drift=drift)
+        calls.clear()
+        series = reconstruct_series([a.segments for a in sim.acquisitions], sim.biases, sim.calibration,
+                                    vacuum=sim.vacuum, offsets=OFFSETS, warn=False)
+        assert len(calls) == integrations, drift
+    sim = simulate(noise=False, drift=(0.0, 0.0))
+    series = reconstruct_series([a.segments for a in sim.acquisitions], sim.biases, sim.calibration,
+                                vacuum=sim.vacuum, offsets=OFFSETS, warn=False)
+    ref = series.maps[0]
+    for i in range(1, len(series.maps)):
+        net, m = series.net[i], series.maps[i]
+        assert np.array_equal(net.valid, ref.valid) and np.array_equal(m.valid, ref.valid)
+        direct = reconstruct_deflection(m.deflection_x - ref.deflection_x, m.deflection_y - ref.deflection_y,
+                                        series.calibration, valid=net.valid)
+        scale = np.nanmax(np.abs(direct.potential))
+        assert scale > 0
+        assert np.nanmax(np.abs(net.potential - direct.potential)) <= 1e-5 * scale
+        np.testing.assert_allclose(net.field_x, direct.field_x, rtol=0, atol=1e-5 * np.nanmax(np.abs(direct.field_x)))

@@ -19,16 +19,17 @@ def test_stage_times_add_up_per_name_and_a_long_stage_is_announced_off_a_termina
     stages.stage("reading")  # a stage visited twice adds up
     time.sleep(0.02)
     line = stages.summary()
-    assert capsys.readouterr().out == "series: maps (3 maps)\n"  # pytest's stdout is not a terminal
+    # pytest's stdout is not a terminal: a line as each stage starts
+    assert capsys.readouterr().out == "series: reading\nseries: maps (3 maps)\nseries: reading\n"
     assert list(stages.times) == ["reading", "maps"] and stages.times["reading"] >= 0.04
     assert line.startswith("stage times: reading ") and "; maps " in line
 
 
-def test_disabled_stages_print_nothing_but_keep_their_times(capsys):
-    stages = Stages("reconstruct", enabled=False)
-    stages.stage("kernel", total=5)
-    stages.close()
-    assert capsys.readouterr().out == "" and set(stages.times) == {"kernel"}
+def test_disabled_or_unannounced_stages_print_nothing_but_keep_their_times(capsys):
+    for stages in (Stages("reconstruct", enabled=False), Stages("reconstruct", announce=False)):
+        stages.stage("kernel", total=5)
+        stages.close()
+        assert capsys.readouterr().out == "" and set(stages.times) == {"kernel"}
 
 
 def test_reconstruct_prints_where_its_time_went(tmp_path):

@@ -77,7 +77,7 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
     from ..response import response_model
 
     names = {**PYTHON_NAMES, **(names or {})}
-    stages = Stages("reconstruct", progress)
+    stages = Stages("reconstruct", progress, announce=False)
     stages.stage("reading")
     acquisition = read_segments(segments, dataset=dataset)
     shape = acquisition.segments.shape[1:]

@@ -25,7 +25,6 @@ Where the frame and the descan come from in a series:
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from .. import _validate
 from ..errors import CalibrationError, DPCError, InputDataError
+from ..progress import Stages
 from .common import (
     FIELD_KEYS,
     Outcome,
@@ -136,12 +136,10 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
     from ..memory import require_memory, series_bytes
 
     names = {**PYTHON_NAMES, **(names or {})}
-    clock = {"start": time.perf_counter()}
     candidates = expand_files(files)
     records, skipped = [], []
-    if progress:
-        print(f"bias series: checking the files ({len(candidates)} file{'s' if len(candidates) != 1 else ''})",
-              flush=True)
+    stages = Stages("bias series", progress)
+    stages.stage("checking the files", len(candidates), unit="file")
     for k, (path, from_folder) in enumerate(candidates):
         try:
             acquisition = read_segments(path, dataset=dataset)
@@ -214,7 +212,6 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
             _validate.positive(names[key], value, what="a distance in nm", allow_none=True)
     images, channel, exclude = registration_channel(records, shape, cal, layer_interface, registration_image,
                                                     registration_exclude, half_range_nm, names)
-    clock["read"] = time.perf_counter()
     count = len(records)
 
     def loader(k):
@@ -259,17 +256,15 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
             settle_frame=settle_frame if fit_rotation else None,
             settle_branch=settle_branch if side is not None else None,
             on_reference=None if fit_rotation else on_reference, shifts_px=shifts_px,
-            register_maps=register, registration_exclude=exclude, progress=progress, names=labels,
+            register_maps=register, registration_exclude=exclude, progress=stages, names=labels,
             charge_method=charge_method, cutoff=cutoff, potential_method=potential_method,
             potential_reference=potential_mask)
-        clock["series"] = time.perf_counter()
         if side is not None and settled.get("attrs", {}).get("rotation_fit_polarity") != "bias":
             warnings.warn(f"detector rotation: every acquisition is at the reference bias, so "
                           f"{names['biased_side']} cannot settle the 180° branch: it is a guess from the skew of the "
                           f"charge; if wrong, field and charge are inverted; give {names['charge_sign_region']}",
                           stacklevel=2)
-        if progress:
-            print("bias series: layer figures and writing", flush=True)
+        stages.stage("layer figures and writing")
         cal = attrs.pop("calibration")
         vectors = series_axes(bias_values, registrations)
         descan_source = {(False, False): "none", (True, False): "vacuum", (False, True): "region",
@@ -289,7 +284,7 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
                          "profile_bin_nm": math.nan if bin_nm is None else float(bin_nm),
                          "profile_bin_source": "default" if bin_nm is None else "user"})
         writer.finish(vectors, root, inputs=inputs)
-    clock["written"] = time.perf_counter()
+    stages.close()
     lines.append(f"reference: acquisition {ref} at {bias_values[ref]:g} V; {attrs['response']} response")
     lines += settled.get("lines", [])
     lines += describe_calibration(cal)
@@ -313,9 +308,7 @@ def series_acquisitions(files, *, output, biases=None, override_bias=False, refe
             write_table(table, header, csv_rows, overwrite=overwrite)
             lines.append(f"wrote {table}")
     lines.append(f"wrote {output}")
-    lines.append(f"stage times: checking the files {clock['read'] - clock['start']:.2f} s, reconstructing, "
-                 f"registering and subtracting {clock['series'] - clock['read']:.2f} s, layer figures and writing "
-                 f"{clock['written'] - clock['series']:.2f} s")
+    lines.append(stages.summary())
     return Outcome(result=Path(output), attrs=root, lines=lines, inputs=inputs, rows=rows)
 
 
