@@ -75,6 +75,35 @@ def _debug_everywhere(subparsers):
                 _debug_everywhere(action)
 
 
+#: glibc's mallopt parameters (malloc.h) and the values a command sets: blocks up to its largest
+#: threshold (32 MiB: a float32 map of 4096², a float64 one of 2048²) come from the heap, and
+#: freed memory stays there up to 2 GiB.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 32 << 20, 2 << 30
+
+
+def _keep_freed_maps():
+    """Let a command reuse the memory of the maps it freed instead of faulting in new pages.
+
+    glibc hands a large block straight back to the system when it is freed, so a command
+    that makes one map after another (a bias series) has the kernel zero and map every
+    page of every map again: measured at 8 × 2048², 40-50 % of bias-series' CPU time was
+    such system time (5.5 s of 14; 2.8 s with this). The peak memory is unchanged; the
+    process keeps what it freed until it exits. Only the command line does this (never
+    an import of the library); elsewhere than glibc nothing happens.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+
+
 def main(argv=None) -> int:
     """Entry point: run one subcommand and return its exit status."""
     from .. import __version__
@@ -91,6 +120,7 @@ def main(argv=None) -> int:
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)
+    _keep_freed_maps()
     formatted = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
     previous = _catch_stop_signals()
