@@ -83,7 +83,8 @@ def format_table(record: dict) -> str:
         lines += ["", "Time against size (exponent of a power-law fit; 1 is linear):"]
         for series, s in record["scaling"].items():
             per = ", ".join(f"{p / 1e6:.2f} Mpx: {ns:.2f} ns/px" for p, ns in zip(s["pixels"], s["ns_per_pixel"]))
-            lines.append(f"- {series}: exponent {s['exponent']:.2f} ({per})")
+            beyond = f"; {s['exponent_beyond_start']:.2f} beyond the start" if "exponent_beyond_start" in s else ""
+            lines.append(f"- {series}: exponent {s['exponent']:.2f}{beyond} ({per})")
     if record["threads"]:
         lines += ["", "Threads:"]
         for name, row in record["threads"].items():

@@ -381,3 +381,16 @@ def test_a_commands_peak_memory_is_its_own_not_the_benchmarks():
     _, peak_mb, out = run_command(["--version"])
     assert "dpcstem" in out
     assert 0 < peak_mb < ballast.nbytes / 2**20
+
+
+def test_a_commands_time_against_size_is_also_fitted_beyond_its_start_cost():
+    """A fixed start of 1.5 s flattens the fit of the whole time; what grows with the scan is linear."""
+    from dpcstem.bench.runner import _size_scaling
+
+    rows = [{"name": f"cli_reconstruct_uint16_4x{n}x{n}", "pixels": n * n, "start_s": 1.5,
+             "median_s": 1.5 + 2e-7 * n * n} for n in (1024, 2048, 4096)]
+    fit = _size_scaling(rows)["cli_reconstruct_uint16"]
+    assert fit["exponent"] < 0.8
+    assert fit["exponent_beyond_start"] == pytest.approx(1.0, abs=1e-9)
+    rows[0]["median_s"] = 1.4  # faster than its start: no fit beyond it
+    assert "exponent_beyond_start" not in _size_scaling(rows)["cli_reconstruct_uint16"]
