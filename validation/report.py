@@ -135,6 +135,7 @@ def _potential_limits(runs) -> list[str]:
         "  tanh, blurred by the ~0.6 nm probe). A model with a fixed Airy probe gives +2.24 % (periodic),",
         "  +4.1 % of the MIP's 1 V and +0.13 % of the junction's 0.9 V. No integration recovers a field that",
         "  was not sampled: a potential scale within 0.5 % needs a scan step that resolves the steps.",
+        *_fine_potential(runs),
         f"- **The camera's pixels.** The measured field integrates to {100 * pixels:+.2f} % of the drop of E_w's",
         "  integral (the 0.31 mrad pixels' limit on the field, case 4d_vacuum).",
         f"- **The boundary.** The mirror extension reads {100 * (mirror / dct - 1):+.2f} % above the DCT (Neumann)",
@@ -144,6 +145,25 @@ def _potential_limits(runs) -> list[str]:
         "within the camera's pixel limit.",
         "",
     ]
+
+
+def _fine_potential(runs) -> list[str]:
+    """The same drop on the fine-step reference (case 4d_fine_potential), where the step resolves the MIP steps."""
+    if "4d_fine_potential" not in runs:
+        return []
+    t = truth("junction_4d_fine.h5")
+    step = float(runs["4d_fine_potential"].output["attrs"]["step_x_nm"])
+    shape = t["potential_weighted"].shape
+    n, p = columns(shape, [(21, 27)], step), columns(shape, [(5, 11)], step)
+
+    def drop(v):
+        return float(np.nanmean(np.asarray(v, float)[n]) - np.nanmean(np.asarray(v, float)[p]))
+
+    true_drop = drop(t["potential_weighted"])
+    own = drop(path_integral_x(t["field_x_weighted"], step)) / true_drop - 1
+    measured = drop(runs["4d_fine_potential"].output["potential"]) / true_drop - 1
+    return [f"  At a {step:g} nm step (`junction_4d_fine.h5`, 0.157 mrad camera pixels) E_w integrates to",
+            f"  {100 * own:+.3f} % of ΔV_w and dpcstem's potential reads {100 * measured:+.3f} % (case 4d_fine_potential)."]
 
 
 def _peers(tmp: Path, runs) -> list[str]:
