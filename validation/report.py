@@ -163,7 +163,8 @@ def _fine_potential(runs) -> list[str]:
     own = drop(path_integral_x(t["field_x_weighted"], step)) / true_drop - 1
     measured = drop(runs["4d_fine_potential"].output["potential"]) / true_drop - 1
     return [f"  At a {step:g} nm step (`junction_4d_fine.h5`, 0.157 mrad camera pixels) E_w integrates to",
-            f"  {100 * own:+.3f} % of ΔV_w and dpcstem's potential reads {100 * measured:+.3f} % (case 4d_fine_potential)."]
+            f"  {100 * own:+.3f} % of ΔV_w and dpcstem's potential reads {100 * measured:+.3f} %",
+            "  (case 4d_fine_potential)."]
 
 
 def _peers(tmp: Path, runs) -> list[str]:

@@ -105,7 +105,8 @@ def test_bias_series_without_drift_applies_no_shift(tmp_path):
     assert np.abs(run.output["registration_shift"]).max() <= 0.1 or "--no-register" in run.stderr
 
 
-@pytest.mark.parametrize("script,rows", [("make_junction.py", "7"), ("make_junction_fine.py", "2"), ("make_sphere.py", "16"),
+@pytest.mark.parametrize("script,rows", [("make_junction.py", "7"), ("make_junction_fine.py", "2"),
+                                         ("make_sphere.py", "16"),
                                          ("make_bias_series.py", "5"), ("make_thick.py", "3"),
                                          ("make_thick_4d.py", "1")])
 def test_remaking_a_reference_reproduces_its_truth(script, rows):

@@ -258,8 +258,8 @@ CASES = [
                "integrated the same way reads 2.21% above ΔV_w (the step undersamples the MIP step's field, a "
                "0.5 nm tanh blurred by the ~0.6 nm probe: +4.1% of the MIP's 1 V, +0.13% of the junction's 0.9 V; "
                "a fixed Airy-probe model gives +2.24%), the camera's pixel limit on the field takes 0.81% off, and "
-               "the mirror boundary adds 0.25% over the DCT (a discrete path integral); see 4d_vacuum_potential_path; at a "
-               "0.2 nm step on 0.157 mrad pixels the drop is within 0.03% (4d_fine_potential)"),
+               "the mirror boundary adds 0.25% over the DCT (a discrete path integral); see 4d_vacuum_potential_path; "
+               "at a 0.2 nm step on 0.157 mrad pixels the drop is within 0.03% (4d_fine_potential)"),
     Case("4d_vacuum_potential_dct", "junction_4d.h5",
          "the same with the DCT (Neumann) integration",
          ("com", J4, "--thickness", 50, "--reference", J4V, "--potential-method", "dct"),
