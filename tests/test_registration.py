@@ -27,6 +27,22 @@ def test_registration_recovers_a_subpixel_drift(shift, rng):
     assert reg.residual_after < 2.0 < reg.residual_before
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_drift_of_a_fifth_of_a_short_scan_is_recovered_from_the_pixels_it_can_compare(seed):
+    # A noise-free texture in a 32-row strip drifted by (3, 8.5) px, as a 0.2 nm scan drifted by (0.6, 1.7) nm:
+    # near the scan's edges a smoothed value repeats the edge, which is not the same specimen in the two scans,
+    # and the pixels the drift moves out of view cannot be compared; counted, they pulled the shift 0.02 px off.
+    rng = np.random.default_rng(seed)
+    smooth = ndimage.gaussian_filter(rng.normal(size=(80, 200)), 2.0, mode="wrap")
+    scene = 1.0 + 0.007 * smooth / smooth.std()
+    ref = scene[20:52, 30:158]
+    moved = ndimage.shift(scene, (3.0, 8.5), order=3, mode="nearest")[20:52, 30:158]
+    reg = register(ref, moved)
+    assert reg.measured
+    np.testing.assert_allclose(reg.shift_px, (-3.0, -8.5), atol=0.01)
+    assert reg.shift_stderr_px < 0.1
+
+
 def test_registration_invents_no_shift_along_a_straight_interface(rng):
     x = np.arange(128)
     profile = np.tanh((x - 60) / 4.0)
@@ -198,10 +214,11 @@ def test_a_shift_the_structure_cannot_fix_to_a_tenth_of_a_pixel_is_not_applied(r
     assert reg.shift_stderr_px > 0.1 and "fixes the shift only to" in reg.reason
 
 
-# The multislice references of the validation suite (validation/make_bias_series.py): 16 × 32 scans at 1 nm
-# of a Mott–Schottky layer whose segment sum shows the contact and the layer (contrast that changes with
-# bias) and, in the structured specimen, fine grain the 1 nm scan undersamples.
+# The multislice references of the validation suite (validation/make_bias_series.py): 32 × 128 scans at 0.2 nm
+# of a Mott–Schottky layer whose segment sum shows the MIP step at the interface (which stays) and the layer
+# (which changes with bias) and, in the structured specimen, grain in patches.
 REFERENCES = Path(__file__).resolve().parents[1] / "validation" / "data"
+DRIFT_PX = (3.0, 8.5)  # validation/make_bias_series.py DRIFT_YX_NM (0.6, 1.7) nm at 0.2 nm steps
 
 
 def segment_sum(name):
@@ -209,22 +226,19 @@ def segment_sum(name):
         return f["segments"][()].astype(float).sum(axis=0)
 
 
-def test_a_drifted_featureless_reference_is_refused_not_shifted():
-    # The sum's only structure along x is the contact and the layer, which change with bias; along y there is none.
+def test_a_drifted_reference_without_grain_is_registered_along_x_only():
+    # The sum's structure that stays is the MIP step, straight along y: the shift is kept to x.
     reg = register(segment_sum("bias_plain_0V.h5"), segment_sum("bias_plain_drift_1V.h5"))
-    assert reg.source == "rejected" and reg.shift_px == (0.0, 0.0)
-    assert reg.reason
+    assert reg.measured and reg.constrained
+    assert reg.shift_px[0] == 0.0 and reg.shift_px[1] == pytest.approx(-DRIFT_PX[1], abs=0.1)
 
 
-def test_a_still_featureless_reference_gets_no_shift():
+def test_a_still_reference_without_grain_gets_no_shift():
     reg = register(segment_sum("bias_plain_0V.h5"), segment_sum("bias_plain_1V.h5"))
     assert reg.shift_px == (0.0, 0.0)
 
 
-def test_the_drift_of_the_structured_reference_is_within_0_05_px_or_refused():
+def test_the_drift_of_the_structured_reference_is_found_within_0_05_px():
     reg = register(segment_sum("bias_structured_drift_0V.h5"), segment_sum("bias_structured_drift_1V.h5"))
-    drift = (0.6, 1.7)  # pixels (y, x): validation/make_bias_series.py DRIFT_YX_NM at 1 nm steps
-    if reg.measured:
-        np.testing.assert_allclose(reg.shift_px, np.negative(drift), atol=0.05)
-    else:
-        assert reg.shift_px == (0.0, 0.0) and "fixes the shift only to" in reg.reason
+    assert reg.measured
+    np.testing.assert_allclose(reg.shift_px, np.negative(DRIFT_PX), atol=0.05)

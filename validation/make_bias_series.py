@@ -3,22 +3,32 @@
 What is simulated
 -----------------
 A 50 nm thick specimen (five 10 nm slices) in a periodic 32 nm cell, 200 kV, a 2 mrad
-probe, scanned 16 rows × 32 columns at 1 nm; a DF4-like four-segment detector (annular
-quadrants between 1.1 and 6.6 mrad, segment A on scan +x). Along x: a contact at x = 4 nm
-(the potential steps by ΔV over a tanh of 0.7 nm half-width), a metal-like layer from 4 to
-12 nm whose mean inner potential is 14 V against 12 V (tanh steps of 0.5 nm), and at
-x = 12 nm a Mott–Schottky space-charge layer in the semiconductor, V = ΔV(1 − u/w)² for
-0 < u < w (u = x − 12 nm), w = sqrt(2ε_rε0ΔV/(eN)), N = 2·10²⁵ m⁻³, ε_r = 10,
-ΔV = 0.5 V + bias: w = 5.3 nm at 0 V and 9.2 nm at 1 V.
+probe, scanned 32 rows × 128 columns at 0.2 nm from (y, x) = (6.2, 6.0) nm; a DF4-like
+four-segment detector (annular quadrants between 1.1 and 6.6 mrad, segment A on scan +x).
+Along x: a contact at x = 4 nm (the potential steps by ΔV over a tanh of 0.7 nm
+half-width), a metal-like layer from 4 to 12 nm whose mean inner potential is 14 V against
+12 V (tanh steps of 0.5 nm), and at x = 12 nm a Mott–Schottky space-charge layer in the
+semiconductor, V = ΔV(1 − u/w)² for 0 < u < w (u = x − 12 nm), w = sqrt(2ε_rε0ΔV/(eN)),
+N = 2·10²⁵ m⁻³, ε_r = 10, ΔV = 0.5 V + bias: w = 5.3 nm at 0 V and 9.2 nm at 1 V.
 
 Two specimens: *plain* (no more than that) and *structured*: in addition an amorphous-like
-potential of fine grain (correlation 0.15 nm, rms 1.5 V, a new draw in every slice) in
+potential of fine grain (correlation 0.15 nm, rms 2 V, a new draw in every slice) in
 patches a few nm wide (the same at every bias), which scatters outside the detector and
 gives the sum image contrast that does not change with bias. Drift: the 1 V acquisition
-sees the specimen moved by (0.6, 1.7) nm (y, x) against the 0 V one.
+sees the specimen moved by (0.6, 1.7) nm (y, x) against the 0 V one, (3, 8.5) px.
+
+Why this scan. The signal of a probe of semiconvergence α is band-limited to 2α/λ, so it
+needs a step of λ/(4α) = 0.31 nm or less. At a 1 nm step (an earlier version of these
+files) the drifted maps could not be interpolated back onto the undrifted scan: with the
+exact drift given the net field read 699 % (structured) and 154 % (plain) off in the layer,
+so registration could not be judged. At 0.2 nm the exact drift reproduces the undrifted
+scan. The strip starts at x = 6 nm, beyond the contact, whose contrast in the sum changes
+with bias (ΔV drops there), and at y = 6.2 nm, where the patches lie beside the layer
+rather than on it; 32 rows leave registration's smoothing (2 px) room inside the scan after
+a 3-row drift.
 
 Acquisitions written (validation/data/), each an HDF5 file with dataset ``segments``
-(4, 16, 32) and attributes ``bias_v``, kv, α, scan step, thickness, collection angles:
+(4, 32, 128) and attributes ``bias_v``, kv, α, scan step, thickness, collection angles:
 - ``bias_structured_drift_0V.h5``, ``bias_structured_drift_1V.h5``: drift, structure;
 - ``bias_plain_0V.h5``, ``bias_plain_1V.h5``: no drift, a featureless sum;
 - ``bias_plain_drift_1V.h5``: drift, no structure (with ``bias_plain_0V.h5``).
@@ -46,11 +56,11 @@ import multislice as ms  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "data"
 KV, ALPHA, THICKNESS, N_SLICES = 200.0, 2.0, 50.0, 5
-CELL, SAMPLING, SCAN, STEP = 32.0, 0.1, (16, 32), 1.0
+CELL, SAMPLING, SCAN, STEP, SCAN_OFFSET_YX = 32.0, 0.1, (32, 128), 0.2, (6.2, 6.0)
 DOPING, EPS_R, V_BI = 2e25, 10.0, 0.5
 CONTACT_X, INTERFACE_X, CONTACT_WIDTH, MIP_WIDTH = 4.0, 12.0, 0.7, 0.5
 MIP_SC, MIP_METAL = 12.0, 14.0
-GRAIN_NM, GRAIN_RMS_V, PATCH_NM, SEED = 0.15, 1.5, 3.0, 20261129
+GRAIN_NM, GRAIN_RMS_V, PATCH_NM, SEED = 0.15, 2.0, 3.0, 20261129
 DRIFT_YX_NM = (0.6, 1.7)
 BIASES = (0.0, 1.0)
 INNER, OUTER, DOSE = 0.55 * ALPHA, 3.3 * ALPHA, 4e6
@@ -93,7 +103,7 @@ def specimen(bias, structured):
 
 def run(bias, structured, drift, rows):
     slices = specimen(bias, structured)
-    positions = ms.scan_positions(SCAN, STEP)
+    positions = ms.scan_positions(SCAN, STEP, SCAN_OFFSET_YX)
     keep = np.isin(np.arange(SCAN[0] * SCAN[1]) // SCAN[1], rows)
     positions = positions[keep] - np.asarray(drift)  # the specimen moved by +drift in the scan frame
     sim = ms.run_multislice(slices, SAMPLING, THICKNESS / N_SLICES, KV, ALPHA, positions, crop_mrad=7.0)
@@ -150,8 +160,9 @@ def main(argv=None):
                  "collection_inner_mrad": INNER, "collection_outer_mrad": OUTER, "bias_v": bias}
         truth_attrs = {"thickness_nm": THICKNESS, "bias_v": bias, "drift_yx_nm": np.array(drift),
                        "layer_width_nm": width_nm(bias), "interface_x_nm": INTERFACE_X,
-                       "contact_x_nm": CONTACT_X, "built_in_potential_v": V_BI, "doping_per_m3": DOPING,
-                       "eps_r": EPS_R, "detector_rotation_deg": 0.0, "flip": 0}
+                       "contact_x_nm": CONTACT_X, "scan_origin_yx_nm": np.array(SCAN_OFFSET_YX),
+                       "built_in_potential_v": V_BI, "doping_per_m3": DOPING, "eps_r": EPS_R,
+                       "detector_rotation_deg": 0.0, "flip": 0}
         geometry = (INNER, OUTER, 0.0, False, DOSE, SCAN)
         seg = ms.segment_stack(sim["patterns"], sim["mrad_per_px"], sim["optical_axis_px"], *geometry)
         ms.write_h5(OUT / filename, {"segments": seg}, attrs, truth, truth_attrs)

@@ -99,17 +99,17 @@ def descan_px(positions, mrad_per_px):
     return dy, dx
 
 
-def frames_4d(patterns, mrad_per_px, positions, descan):
-    """Crop to ±CROP_4D, shift by the descan, bin, count."""
+def frames_4d(patterns, mrad_per_px, positions, descan, binning=BIN):
+    """Crop to ±CROP_4D, shift by the descan, bin ``binning`` × ``binning``, count."""
     k = patterns.shape[-1]
-    half = int(round(CROP_4D / mrad_per_px / BIN)) * BIN
+    half = int(round(CROP_4D / mrad_per_px / binning)) * binning
     c = k // 2
     dy, dx = descan_px(positions, mrad_per_px) if descan else (np.zeros(len(patterns)),) * 2
-    out = np.empty((len(patterns), 2 * half // BIN, 2 * half // BIN))
+    out = np.empty((len(patterns), 2 * half // binning, 2 * half // binning))
     for i, p in enumerate(patterns):
         p = shift_bilinear(p, dy[i], dx[i])[c - half:c + half, c - half:c + half]
-        out[i] = p.reshape(2 * half // BIN, BIN, 2 * half // BIN, BIN).sum(axis=(1, 3))
-    return np.round(out * DOSE).astype(np.uint32), mrad_per_px * BIN
+        out[i] = p.reshape(2 * half // binning, binning, 2 * half // binning, binning).sum(axis=(1, 3))
+    return np.round(out * DOSE).astype(np.uint32), mrad_per_px * binning
 
 
 def simulate(rows):
