@@ -65,6 +65,22 @@ def test_the_file_is_hashed_on_the_reader_thread_in_the_same_pass(tmp_path, monk
     assert reads == []  # taken from the reduction's pass
 
 
+def test_frames_between_a_header_and_a_trailer_hash_the_whole_file_in_blocks_within_a_scan_row(tmp_path):
+    """The frames' bytes are hashed from the memory map, the header and the trailer from the file;
+    blocks of two frames split the scan's rows of seven. The digest is the whole file's."""
+    from dpcstem.io import results
+
+    frames = np.random.default_rng(5).integers(0, 4000, size=(3, 7, 8, 8)).astype(np.uint16)
+    path = tmp_path / "f.raw"
+    path.write_bytes(b"H" * 100 + frames.tobytes() + b"tail" * 9)
+    memmap = np.memmap(path, np.uint16, "r", offset=100, shape=frames.shape)
+    sums = frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 2)
+    np.testing.assert_array_equal(sums.intensity, frames.sum(axis=(2, 3)))
+    import os
+
+    assert results._KNOWN_SHA256[results._identity(os.stat(path))] == _sha256(path)  # recorded by the reduction
+
+
 def test_a_file_changed_after_its_reduction_is_hashed_again(tmp_path):
     from dpcstem.io import results
 
