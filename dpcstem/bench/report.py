@@ -37,15 +37,15 @@ def format_table(record: dict) -> str:
         f"processes used {100 * m['other_processes_cpu_fraction']:.0f}% of the machine's CPU time during the run.",
         "Ratios (× NumPy, × peers: their time / dpcstem's), not absolute times, are the figures to compare.",
         "",
-        "| benchmark | median ms | Mpx/s | GB/s read | % of read BW | × NumPy | same result | peak MB "
-        "(NumPy) | × LiberTEM | × py4DSTEM | × pyxem |",
-        "|---|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|",
+        "| benchmark | median ms | Mpx/s | GB/s read | % of read BW | % of triad BW (read + written) | × NumPy | "
+        "same result | peak MB (NumPy) | × LiberTEM | × py4DSTEM | × pyxem |",
+        "|---|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|",
     ]
     for r in record["results"]:
         peers = r["peers"]
         lines.append(
             f"| {r['name']} | {r['median_s'] * 1e3:.1f} | {r['pixels_per_s'] / 1e6:.0f} | {r['gbps']:.2f} | "
-            f"{100 * r['bandwidth_fraction']:.0f} | {fmt_ratio(r['ratio_vs_numpy'])} | "
+            f"{100 * r['bandwidth_fraction']:.0f} | {100 * r['moved_fraction']:.0f} | {fmt_ratio(r['ratio_vs_numpy'])} | "
             f"{_fmt_same(r['agrees_with_numpy'])} | {r['peak_mb']:.0f} ({_fmt_mb(r['numpy_peak_mb'])}) | "
             f"{fmt_ratio(peers['libertem'])} | {fmt_ratio(peers['py4dstem'])} | {fmt_ratio(peers['pyxem'])} |")
     if record.get("commands"):

@@ -90,6 +90,20 @@ def test_ratios_and_rates_are_computed_from_the_measured_times(run_record):
         assert r["moved_fraction"] == pytest.approx(moved / m["bandwidth_triad_gbps"], rel=1e-12)
 
 
+def test_the_table_shows_each_kernel_against_the_read_and_the_triad_bandwidth(run_record):
+    """A kernel that writes as it reads is judged on both columns: its input against the read
+    bandwidth, its input and output together against the triad."""
+    record, _ = run_record
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in bench.format_table(record).splitlines()
+            if line.startswith("| ")}
+    header = rows.pop("benchmark")
+    read, triad = header.index("% of read BW"), header.index("% of triad BW (read + written)")
+    for r in record["results"]:
+        cells = rows[r["name"]]
+        assert cells[read] == f"{100 * r['bandwidth_fraction']:.0f}"
+        assert cells[triad] == f"{100 * r['moved_fraction']:.0f}"
+
+
 def test_the_limit_is_the_better_of_the_two_bandwidth_probes(run_record):
     record, _ = run_record
     m = record["machine"]
