@@ -43,3 +43,18 @@ def test_reconstruct_prints_where_its_time_went(tmp_path):
     assert len(lines) == 1
     for stage in ("reading", "segment kernel", "descan and rotation", "field, charge and potential"):
         assert f"{stage} " in lines[0]
+
+
+def test_com_prints_where_its_time_went(tmp_path):
+    from dpcstem.bench.commands import com_options, disc_frames
+
+    frames = disc_frames(8 * 8, 32, np.random.default_rng(1)).reshape(8, 8, 32, 32)
+    np.save(tmp_path / "f.npy", frames)
+    proc = subprocess.run([sys.executable, "-m", "dpcstem", "com", "f.npy", *com_options(32), "-o", "r.h5"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("stage times: ")]
+    assert len(lines) == 1
+    for stage in ("opening and finding the disc", "centre of mass", "descan and rotation",
+                  "field, charge and potential", "summary and profiles"):
+        assert f"{stage} " in lines[0]

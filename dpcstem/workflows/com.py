@@ -48,9 +48,13 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
     from ..io.pixelated import open_pixelated
     from ..noise import uncertainty_from_covariance
     from ..options import ReconstructionOptions
+    from ..progress import Stages
     from ..reconstruct import reconstruct_deflection
 
     names = {**PYTHON_NAMES, **(names or {})}
+    # the frames' reduction draws its own bar; the stages only keep their times for the summary
+    stages = Stages("com", enabled=False)
+    stages.stage("opening and finding the disc")
     frames = open_pixelated(data, dataset=dataset, scan_shape=scan_shape, **(raw or {}))
     scale, scale_source = _angular_pixel(frames.mrad_per_px, mrad_per_px, camera_length_mm, detector_pixel_um,
                                          names)
@@ -78,6 +82,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
     mask = disc_mask(frames.frame_shape, centre, mask_radius_px) if mask_radius_px is not None else None
     inputs = [Path(data)]
     ref = None
+    stages.stage("centre of mass")
     if reference is not None:
         vacuum = open_pixelated(reference, dataset=dataset, scan_shape=scan_shape, **(raw or {}))
         if vacuum.scan_shape != frames.scan_shape or vacuum.frame_shape != frames.frame_shape:
@@ -93,6 +98,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
         ref = (vac.com_x, vac.com_y)
         inputs.append(Path(reference))
     sums = centre_of_mass(frames, mask=mask, **engine)
+    stages.stage("descan and rotation")
     raw_cal = cal.replace(detector_rotation_deg=0.0, flip=False)  # the detector frame
     lines, attrs = [], {}
     if ref is None:
@@ -118,6 +124,7 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
                                  sign_region=sign_region, names=names, lines=lines, attrs=attrs)
     if descan_mask is not None:
         attrs.update(fit.attrs(cal))
+    stages.stage("field, charge and potential")
     result = reconstruct_deflection(tx, ty, cal, valid=valid, options=options)
     result.extra["com_x"] = (sums.com_x.astype(np.float32), "px")
     result.extra["com_y"] = (sums.com_y.astype(np.float32), "px")
@@ -148,8 +155,11 @@ def com_acquisition(data, *, calibration=None, mrad_per_px=None, camera_length_m
         lines += descan_plane_lines(tx, ty, valid, cal, names, attrs)
     else:
         lines.append(_descan_line(descan_source, tx, ty, valid, names))
-    return _outcome(result, cal, attrs, lines, inputs, interface, half_range_nm,
-                    drop=("collection_inner_mrad", "collection_outer_mrad"))  # a camera has no segments
+    stages.stage("summary and profiles")
+    outcome = _outcome(result, cal, attrs, lines, inputs, interface, half_range_nm,
+                       drop=("collection_inner_mrad", "collection_outer_mrad"))  # a camera has no segments
+    outcome.lines.append(stages.summary())
+    return outcome
 
 
 def _angular_pixel(file_value, mrad_per_px, camera_length_mm, detector_pixel_um, names):
