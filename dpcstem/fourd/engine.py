@@ -268,11 +268,11 @@ def _reduce_local(array, kind, mask, labels, boxes, n_seg, block_bytes, progress
     # (the reader thread is joined before the digest's file is closed)
     with _progress_bar(progress, sy * sx, "frames") as bar, (digest.file if digest is not None else nullcontext()), \
             ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(_read_block, array, kind, blocks[0], blocks[1:2], digest)
+        pending = reader.submit(_read_block, array, kind, *blocks[0], digest)
         for index, (rows, cols) in enumerate(blocks):
             block = pending.result()
             if index + 1 < len(blocks):
-                pending = reader.submit(_read_block, array, kind, blocks[index + 1], blocks[index + 2:index + 3], digest)
+                pending = reader.submit(_read_block, array, kind, *blocks[index + 1], digest)
             out[rows, cols] = _reduce_block(block, mask, labels, boxes, n_seg, True)
             if kind == "memory":
                 _release_pages(block)
@@ -288,20 +288,23 @@ class _FileDigest:
     """The SHA-256 of the file behind a memory-mapped array, taken on the reader thread as the
     blocks are read: the file is read once, in order, for the reduction and its checksum alike.
 
-    The frames' bytes are hashed straight from the memory map (no copy: the hash's reading
-    is what brings the pages in for the reducer); the bytes before them (a header) and after
-    them are read from the file. At the end the digest is recorded for the result writer
+    Each block's bytes are read from the file with ``read`` (which also brings them into the
+    page cache for the memory map) and hashed (hashlib releases the GIL); at the end the rest
+    of the file is hashed and the digest is recorded for the result writer
     (:func:`dpcstem.io.results.remember_sha256`) under the file's identity as it was before the
     reading, so a file changed meanwhile is hashed again there.
     """
 
     CHUNK = 16 << 20
 
-    def __init__(self, path, offset, data, stat):
-        self.path, self.offset, self.data, self.stat = path, offset, data, stat
+    def __init__(self, path, offset, frame_bytes, stat):
+        self.path, self.offset, self.frame_bytes, self.stat = path, offset, frame_bytes, stat
         self.hasher = hashlib.sha256()
+        self.buffer = np.empty(self.CHUNK, np.uint8)  # not zero-filled: only the pages a read fills are resident
         self.position = 0
         self.file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finish()
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
     @classmethod
     def of(cls, array):
@@ -319,32 +322,21 @@ class _FileDigest:
             stat = os.stat(path)
         except (OSError, ValueError, TypeError):
             return None
-        return cls(path, offset, array.reshape(-1).view(np.uint8), stat)
+        return cls(path, offset, array.nbytes // max(array.shape[0] * array.shape[1], 1), stat)
 
-    def through(self, block):
-        """Hash the file up to the last byte of ``block``, a view into the memory map."""
-        last = block.ctypes.data + sum((n - 1) * step for n, step in zip(block.shape, block.strides))
-        self._advance(self.offset + last + block.itemsize - self.data.ctypes.data)
+    def through(self, rows, cols, scan_x):
+        """Read and hash the file up to the end of the block (rows, cols) of the scan."""
+        end = self.offset + ((rows.stop - 1) * scan_x + cols.stop) * self.frame_bytes
+        self._advance(end)
 
     def _advance(self, end):
-        if self.position < self.offset:  # the header, from the file
-            self.file.seek(self.position)
-            self.hasher.update(self.file.read(min(end, self.offset) - self.position))
-            self.position = min(end, self.offset)
-        stop = min(end, self.offset + self.data.nbytes)
-        while self.position < stop:  # the frames, from the memory map (hashlib releases the GIL)
-            start = self.position - self.offset
-            count = min(self.CHUNK, stop - self.position)
-            self.hasher.update(memoryview(self.data[start:start + count]))
-            self.position += count
-        if self.position < end:  # what follows the frames, from the file
-            self.file.seek(self.position)
-            while self.position < end:
-                chunk = self.file.read(min(self.CHUNK, end - self.position))
-                if not chunk:
-                    break
-                self.hasher.update(chunk)
-                self.position += len(chunk)
+        view = memoryview(self.buffer)
+        while self.position < end:
+            n = self.file.readinto(view[:min(self.CHUNK, end - self.position)])
+            if not n:
+                break
+            self.hasher.update(view[:n])
+            self.position += n
 
     def finish(self):
         """Hash the rest of the file and record the digest (if the file did not change meanwhile)."""
@@ -357,21 +349,19 @@ class _FileDigest:
             remember_sha256(self.stat, self.hasher.hexdigest())
 
 
-def _read_block(array, kind, block, following, digest=None):
-    """One block of the scan, ``block`` = (rows, cols), in memory: read from an HDF5 dataset, or a
-    memory-mapped view with its pages brought in on this thread (by hashing them, when ``digest``
-    is given). The blocks in ``following`` (the next one) are asked of the disk first, so that it
-    reads on while this one is hashed and the last one reduced."""
-    for rows, cols in following:
-        _madvise(array[rows, cols], _MADV_WILLNEED)
-    view = array[block]
-    if digest is not None and view.size:
-        digest.through(view)
-    elif isinstance(view, np.memmap) and view.flags.c_contiguous and view.size:
-        # fault its pages in here (one byte read per page), so that the reducer finds them resident
-        _madvise(view, _MADV_WILLNEED)
-        int(view.reshape(-1).view(np.uint8)[::mmap.PAGESIZE].sum())
-    return view
+def _read_block(array, kind, rows, cols, digest=None):
+    """One block in memory: read from an HDF5 dataset, or a memory-mapped view with its pages touched
+    (read through the file first, and hashed, when ``digest`` is given)."""
+    if digest is not None:
+        digest.through(rows, cols, array.shape[1])
+    block = array[rows, cols]
+    if isinstance(block, np.memmap) and block.flags.c_contiguous and block.size:
+        # ask for the whole block at once, then fault its pages in on this thread (one byte
+        # read per page), so that the reducer finds them resident
+        _madvise(block, _MADV_WILLNEED)
+        flat = block.reshape(-1).view(np.uint8)
+        int(flat[::mmap.PAGESIZE].sum())
+    return block
 
 
 def _stage_line(progress, what, seconds):
