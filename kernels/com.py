@@ -44,7 +44,8 @@ def _accumulator(frames, size):  # pragma: no cover - compiled code uses the ove
 
 @overload(_accumulator)
 def _accumulator_overload(frames, size):
-    """Zeros of the type that sums ``frames`` exactly: int32 (8/16-bit), int64 (32-bit), float64."""
+    """Zeros (of shape ``size``) of the type A that sums ``frames`` exactly: int32 (8/16-bit),
+    int64 (32-bit), float64."""
     dtype = frames.dtype
     if isinstance(dtype, types.Integer) and dtype.bitwidth <= 16:
         return lambda frames, size: np.zeros(size, dtype=np.int32)
@@ -54,6 +55,14 @@ def _accumulator_overload(frames, size):
 
 
 def _reduce_frames(frames, mask, labels, boxes, moments, segments):
+    # Written for LLVM's vectoriser (8 int32 lanes of AVX2 for 8- and 16-bit frames):
+    # * Numba types integer arithmetic as int64, so every sum is cast back to the accumulator
+    #   type A (``A(a + b)``); LLVM then adds in A's lanes.
+    # * Pixels are indexed with unsigned integers: no test for negative indices, and no row
+    #   slices (a slice is a view with an atomic reference count, which cost more than the
+    #   row's arithmetic).
+    # * Each pixel is loaded before the mask or label decides whether it counts (a select,
+    #   not a conditional load), and labels are compared in A's lanes.
     n = frames.shape[0]
     n_seg = segments.shape[1]
     my0, my1, mx0, mx1 = boxes[0, 0], boxes[0, 1], boxes[0, 2], boxes[0, 3]
@@ -66,51 +75,58 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
     if ly1 > ly0:
         y0, y1 = min(y0, ly0), max(y1, ly1)
     width = max(mx1 - mx0, 0)
+    lwidth = max(lx1 - lx0, 0)
     whole = True  # every pixel of the mask's box is in the mask: no per-pixel test needed
     for r in range(my0, my1):
         for c in range(mx0, mx1):
             if not mask[r, c]:
                 whole = False
+    lab = _accumulator(frames, (max(ly1 - ly0, 0), lwidth))  # the labels in the box, in A
+    for r in range(ly0, ly1):
+        for c in range(lx0, lx1):
+            lab[r - ly0, c - lx0] = labels[r, c]
+    ux0, uwidth = np.uint64(mx0), np.uint64(width)
+    ulx0, ulwidth = np.uint64(lx0), np.uint64(lwidth)
     for i in prange(n):
+        frame = frames[i]
         cols = _accumulator(frames, max(width, 1))
         seg = np.zeros(max(n_seg, 1), dtype=np.float64)  # row sums are exact integers; their total may pass 2**31
         zero = cols[0]
+        A = type(zero)
         total = 0.0
         row_moment = 0.0
         for r in range(y0, y1):
+            ur = np.uint64(r)
             if my0 <= r < my1:
-                fr = frames[i, r, mx0:mx1]
-                mr = mask[r, mx0:mx1]
                 row = zero
                 if whole:
-                    for c in range(width):
-                        v = fr[c] + zero
-                        cols[c] += v
-                        row += v
+                    for c in range(uwidth):
+                        v = A(frame[ur, ux0 + c])
+                        cols[c] = A(cols[c] + v)
+                        row = A(row + v)
                 else:
-                    for c in range(width):
-                        v = fr[c] + zero
-                        t = v if mr[c] else zero
-                        cols[c] += t
-                        row += t
+                    for c in range(uwidth):
+                        v = A(frame[ur, ux0 + c])
+                        t = v if mask[ur, ux0 + c] else zero
+                        cols[c] = A(cols[c] + t)
+                        row = A(row + t)
                 total += np.float64(row)
                 row_moment += r * np.float64(row)
             if ly0 <= r < ly1:
-                fl = frames[i, r, lx0:lx1]
-                lr = labels[r, lx0:lx1]
+                lr = np.uint64(r - ly0)
                 if n_seg <= _FEW_SEGMENTS:  # one vectorised pass per segment over a cached row
                     for j in range(n_seg):
-                        label = np.uint8(j + 1)
+                        label = A(j + 1)
                         acc = zero
-                        for c in range(lx1 - lx0):
-                            v = fl[c] + zero
-                            acc += v if lr[c] == label else zero
+                        for c in range(ulwidth):
+                            v = A(frame[ur, ulx0 + c])
+                            acc = A(acc + (v if lab[lr, c] == label else zero))
                         seg[j] += np.float64(acc)
                 else:  # scatter
-                    for c in range(lx1 - lx0):
-                        lab = lr[c]
-                        if lab > 0:
-                            seg[lab - 1] += np.float64(fl[c] + zero)
+                    for c in range(ulwidth):
+                        s = np.int64(lab[lr, c])
+                        if s > 0:
+                            seg[s - 1] += np.float64(frame[ur, ulx0 + c])
         col_moment = 0.0
         for c in range(width):
             col_moment += (mx0 + c) * np.float64(cols[c])
