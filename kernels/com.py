@@ -33,9 +33,9 @@ FRAME_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.in
                                             np.float32, np.float64))
 
 
-#: Up to this many segments are summed with one vectorised pass each over a row; more are
-#: summed by scattering each pixel into its segment.
-_FEW_SEGMENTS = 8
+#: Labels whose runs along the rows are shorter than this on average (pixels) are summed by
+#: scattering each pixel into its segment; longer runs are summed run by run (vectorised).
+_SHORT_RUN = 4
 
 
 def _accumulator(frames, size):  # pragma: no cover - compiled code uses the overload
@@ -54,6 +54,44 @@ def _accumulator_overload(frames, size):
     return lambda frames, size: np.zeros(size, dtype=np.float64)
 
 
+@njit(cache=True)
+def _runs(labels, y0, y1, x0, x1):
+    """The runs of one non-zero label along each row of ``labels[y0:y1, x0:x1]``.
+
+    Returns ``(first, start, stop, label)``: the runs of row ``y0 + j`` are
+    ``first[j]:first[j + 1]``; run k covers columns ``start[k]:stop[k]`` (uint64) of label
+    ``label[k]``.
+    """
+    count = 0
+    for r in range(y0, y1):
+        previous = 0
+        for c in range(x0, x1):
+            v = labels[r, c]
+            count += v != previous and v != 0
+            previous = v
+    first = np.zeros(max(y1 - y0, 0) + 1, np.int64)
+    start = np.empty(count, np.uint64)
+    stop = np.empty(count, np.uint64)
+    label = np.empty(count, np.int64)
+    k = 0
+    for r in range(y0, y1):
+        previous = 0
+        for c in range(x0, x1):
+            v = labels[r, c]
+            if v != previous:
+                if previous:
+                    stop[k - 1] = c
+                if v:
+                    start[k] = c
+                    label[k] = v
+                    k += 1
+                previous = v
+        if previous:
+            stop[k - 1] = x1
+        first[r - y0 + 1] = k
+    return first, start, stop, label
+
+
 def _reduce_frames(frames, mask, labels, boxes, moments, segments):
     # Written for LLVM's vectoriser (8 int32 lanes of AVX2 for 8- and 16-bit frames):
     # * Numba types integer arithmetic as int64, so every sum is cast back to the accumulator
@@ -61,8 +99,11 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
     # * Pixels are indexed with unsigned integers: no test for negative indices, and no row
     #   slices (a slice is a view with an atomic reference count, which cost more than the
     #   row's arithmetic).
-    # * Each pixel is loaded before the mask or label decides whether it counts (a select,
-    #   not a conditional load), and labels are compared in A's lanes.
+    # * Each pixel is loaded before the mask decides whether it counts (a select, not a
+    #   conditional load).
+    # * Segments are summed over the runs of one label along each row (a plain vectorised
+    #   sum per run); labels cut into runs shorter than _SHORT_RUN pixels on average are
+    #   summed by scattering each pixel into its segment instead.
     n = frames.shape[0]
     n_seg = segments.shape[1]
     my0, my1, mx0, mx1 = boxes[0, 0], boxes[0, 1], boxes[0, 2], boxes[0, 3]
@@ -75,18 +116,15 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
     if ly1 > ly0:
         y0, y1 = min(y0, ly0), max(y1, ly1)
     width = max(mx1 - mx0, 0)
-    lwidth = max(lx1 - lx0, 0)
     whole = True  # every pixel of the mask's box is in the mask: no per-pixel test needed
     for r in range(my0, my1):
         for c in range(mx0, mx1):
             if not mask[r, c]:
                 whole = False
-    lab = _accumulator(frames, (max(ly1 - ly0, 0), lwidth))  # the labels in the box, in A
-    for r in range(ly0, ly1):
-        for c in range(lx0, lx1):
-            lab[r - ly0, c - lx0] = labels[r, c]
+    first, start, stop, label = _runs(labels, ly0, ly1, lx0, lx1)
+    scatter = _SHORT_RUN * len(start) > np.int64(np.sum(stop - start))
     ux0, uwidth = np.uint64(mx0), np.uint64(width)
-    ulx0, ulwidth = np.uint64(lx0), np.uint64(lwidth)
+    ulx0, ulwidth = np.uint64(lx0), np.uint64(max(lx1 - lx0, 0))
     for i in prange(n):
         frame = frames[i]
         cols = _accumulator(frames, max(width, 1))
@@ -113,20 +151,17 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
                 total += np.float64(row)
                 row_moment += r * np.float64(row)
             if ly0 <= r < ly1:
-                lr = np.uint64(r - ly0)
-                if n_seg <= _FEW_SEGMENTS:  # one vectorised pass per segment over a cached row
-                    for j in range(n_seg):
-                        label = A(j + 1)
-                        acc = zero
-                        for c in range(ulwidth):
-                            v = A(frame[ur, ulx0 + c])
-                            acc = A(acc + (v if lab[lr, c] == label else zero))
-                        seg[j] += np.float64(acc)
-                else:  # scatter
+                if scatter:
                     for c in range(ulwidth):
-                        s = np.int64(lab[lr, c])
-                        if s > 0:
-                            seg[s - 1] += np.float64(frame[ur, ulx0 + c])
+                        j = np.int64(labels[ur, ulx0 + c])
+                        if j > 0:
+                            seg[j - 1] += np.float64(frame[ur, ulx0 + c])
+                else:
+                    for k in range(first[r - ly0], first[r - ly0 + 1]):
+                        acc = zero
+                        for c in range(start[k], stop[k]):
+                            acc = A(acc + A(frame[ur, c]))
+                        seg[label[k] - 1] += np.float64(acc)
         col_moment = 0.0
         for c in range(width):
             col_moment += (mx0 + c) * np.float64(cols[c])
