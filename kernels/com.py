@@ -9,8 +9,9 @@ frame, to
 * the sums of any number of virtual segments given by an integer label image (label 0 is
   ignored, label j = 1..m adds to segment j).
 
-Each frame is read once. Only the rows and columns inside the bounding box of the mask
-(or of the labelled pixels) are touched. Integer frames are summed along each row in integers
+Each frame is read from memory once (the segments are summed while it is still in the
+cache). Only the rows and columns inside the bounding box of the mask (or of the labelled
+pixels) are touched. Integer frames are summed along each row in integers
 (int32 for 8- and 16-bit frames, int64 for 32-bit frames: exact) and the row sums accumulated
 in float64 (exact below 2**53, so a saturated frame cannot wrap); the moments are float64;
 float frames are summed in float64. A NaN pixel inside the mask makes that frame's sums
@@ -104,17 +105,14 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
     # * Segments are summed over the runs of one label along each row (a plain vectorised
     #   sum per run); labels cut into runs shorter than _SHORT_RUN pixels on average are
     #   summed by scattering each pixel into its segment instead.
+    # * The moments and the segments are two loops over the rows of a frame (the second
+    #   finds the frame in the cache): each loop stays free of the other's tests.
     n = frames.shape[0]
     n_seg = segments.shape[1]
     my0, my1, mx0, mx1 = boxes[0, 0], boxes[0, 1], boxes[0, 2], boxes[0, 3]
     ly0, ly1, lx0, lx1 = boxes[1, 0], boxes[1, 1], boxes[1, 2], boxes[1, 3]
     if n_seg == 0:
         ly0 = ly1 = 0
-    y0, y1 = frames.shape[1], 0
-    if my1 > my0:
-        y0, y1 = min(y0, my0), max(y1, my1)
-    if ly1 > ly0:
-        y0, y1 = min(y0, ly0), max(y1, ly1)
     width = max(mx1 - mx0, 0)
     whole = True  # every pixel of the mask's box is in the mask: no per-pixel test needed
     for r in range(my0, my1):
@@ -133,35 +131,35 @@ def _reduce_frames(frames, mask, labels, boxes, moments, segments):
         A = type(zero)
         total = 0.0
         row_moment = 0.0
-        for r in range(y0, y1):
+        for r in range(my0, my1):
             ur = np.uint64(r)
-            if my0 <= r < my1:
-                row = zero
-                if whole:
-                    for c in range(uwidth):
-                        v = A(frame[ur, ux0 + c])
-                        cols[c] = A(cols[c] + v)
-                        row = A(row + v)
-                else:
-                    for c in range(uwidth):
-                        v = A(frame[ur, ux0 + c])
-                        t = v if mask[ur, ux0 + c] else zero
-                        cols[c] = A(cols[c] + t)
-                        row = A(row + t)
-                total += np.float64(row)
-                row_moment += r * np.float64(row)
-            if ly0 <= r < ly1:
-                if scatter:
-                    for c in range(ulwidth):
-                        j = np.int64(labels[ur, ulx0 + c])
-                        if j > 0:
-                            seg[j - 1] += np.float64(frame[ur, ulx0 + c])
-                else:
-                    for k in range(first[r - ly0], first[r - ly0 + 1]):
-                        acc = zero
-                        for c in range(start[k], stop[k]):
-                            acc = A(acc + A(frame[ur, c]))
-                        seg[label[k] - 1] += np.float64(acc)
+            row = zero
+            if whole:
+                for c in range(uwidth):
+                    v = A(frame[ur, ux0 + c])
+                    cols[c] = A(cols[c] + v)
+                    row = A(row + v)
+            else:
+                for c in range(uwidth):
+                    v = A(frame[ur, ux0 + c])
+                    t = v if mask[ur, ux0 + c] else zero
+                    cols[c] = A(cols[c] + t)
+                    row = A(row + t)
+            total += np.float64(row)
+            row_moment += r * np.float64(row)
+        for r in range(ly0, ly1):
+            ur = np.uint64(r)
+            if scatter:
+                for c in range(ulwidth):
+                    j = np.int64(labels[ur, ulx0 + c])
+                    if j > 0:
+                        seg[j - 1] += np.float64(frame[ur, ulx0 + c])
+            else:
+                for k in range(first[r - ly0], first[r - ly0 + 1]):
+                    acc = zero
+                    for c in range(start[k], stop[k]):
+                        acc = A(acc + A(frame[ur, c]))
+                    seg[label[k] - 1] += np.float64(acc)
         col_moment = 0.0
         for c in range(width):
             col_moment += (mx0 + c) * np.float64(cols[c])
