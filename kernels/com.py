@@ -9,8 +9,9 @@ frame, to
 * the sums of any number of virtual segments given by an integer label image (label 0 is
   ignored, label j = 1..m adds to segment j).
 
-Each frame is read once. Only the rows and columns inside the bounding box of the mask
-(or of the labelled pixels) are touched. Integer frames are summed along each row in integers
+Each frame is read from memory once (the segments are summed while it is still in the
+cache). Only the rows and columns inside the bounding box of the mask (or of the labelled
+pixels) are touched. Integer frames are summed along each row in integers
 (int32 for 8- and 16-bit frames, int64 for 32-bit frames: exact) and the row sums accumulated
 in float64 (exact below 2**53, so a saturated frame cannot wrap); the moments are float64;
 float frames are summed in float64. A NaN pixel inside the mask makes that frame's sums
@@ -33,9 +34,9 @@ FRAME_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.uint32, np.in
                                             np.float32, np.float64))
 
 
-#: Up to this many segments are summed with one vectorised pass each over a row; more are
-#: summed by scattering each pixel into its segment.
-_FEW_SEGMENTS = 8
+#: Labels whose runs along the rows are shorter than this on average (pixels) are summed by
+#: scattering each pixel into its segment; longer runs are summed run by run (vectorised).
+_SHORT_RUN = 4
 
 
 def _accumulator(frames, size):  # pragma: no cover - compiled code uses the overload
@@ -44,7 +45,8 @@ def _accumulator(frames, size):  # pragma: no cover - compiled code uses the ove
 
 @overload(_accumulator)
 def _accumulator_overload(frames, size):
-    """Zeros of the type that sums ``frames`` exactly: int32 (8/16-bit), int64 (32-bit), float64."""
+    """Zeros (of shape ``size``) of the type A that sums ``frames`` exactly: int32 (8/16-bit),
+    int64 (32-bit), float64."""
     dtype = frames.dtype
     if isinstance(dtype, types.Integer) and dtype.bitwidth <= 16:
         return lambda frames, size: np.zeros(size, dtype=np.int32)
@@ -53,64 +55,111 @@ def _accumulator_overload(frames, size):
     return lambda frames, size: np.zeros(size, dtype=np.float64)
 
 
+@njit(cache=True)
+def _runs(labels, y0, y1, x0, x1):
+    """The runs of one non-zero label along each row of ``labels[y0:y1, x0:x1]``.
+
+    Returns ``(first, start, stop, label)``: the runs of row ``y0 + j`` are
+    ``first[j]:first[j + 1]``; run k covers columns ``start[k]:stop[k]`` (uint64) of label
+    ``label[k]``.
+    """
+    count = 0
+    for r in range(y0, y1):
+        previous = 0
+        for c in range(x0, x1):
+            v = labels[r, c]
+            count += v != previous and v != 0
+            previous = v
+    first = np.zeros(max(y1 - y0, 0) + 1, np.int64)
+    start = np.empty(count, np.uint64)
+    stop = np.empty(count, np.uint64)
+    label = np.empty(count, np.int64)
+    k = 0
+    for r in range(y0, y1):
+        previous = 0
+        for c in range(x0, x1):
+            v = labels[r, c]
+            if v != previous:
+                if previous:
+                    stop[k - 1] = c
+                if v:
+                    start[k] = c
+                    label[k] = v
+                    k += 1
+                previous = v
+        if previous:
+            stop[k - 1] = x1
+        first[r - y0 + 1] = k
+    return first, start, stop, label
+
+
 def _reduce_frames(frames, mask, labels, boxes, moments, segments):
+    # Written for LLVM's vectoriser (8 int32 lanes of AVX2 for 8- and 16-bit frames):
+    # * Numba types integer arithmetic as int64, so every sum is cast back to the accumulator
+    #   type A (``A(a + b)``); LLVM then adds in A's lanes.
+    # * Pixels are indexed with unsigned integers: no test for negative indices, and no row
+    #   slices (a slice is a view with an atomic reference count, which cost more than the
+    #   row's arithmetic).
+    # * Each pixel is loaded before the mask decides whether it counts (a select, not a
+    #   conditional load).
+    # * Segments are summed over the runs of one label along each row (a plain vectorised
+    #   sum per run); labels cut into runs shorter than _SHORT_RUN pixels on average are
+    #   summed by scattering each pixel into its segment instead.
+    # * The moments and the segments are two loops over the rows of a frame (the second
+    #   finds the frame in the cache): each loop stays free of the other's tests.
     n = frames.shape[0]
     n_seg = segments.shape[1]
     my0, my1, mx0, mx1 = boxes[0, 0], boxes[0, 1], boxes[0, 2], boxes[0, 3]
     ly0, ly1, lx0, lx1 = boxes[1, 0], boxes[1, 1], boxes[1, 2], boxes[1, 3]
     if n_seg == 0:
         ly0 = ly1 = 0
-    y0, y1 = frames.shape[1], 0
-    if my1 > my0:
-        y0, y1 = min(y0, my0), max(y1, my1)
-    if ly1 > ly0:
-        y0, y1 = min(y0, ly0), max(y1, ly1)
     width = max(mx1 - mx0, 0)
     whole = True  # every pixel of the mask's box is in the mask: no per-pixel test needed
     for r in range(my0, my1):
         for c in range(mx0, mx1):
             if not mask[r, c]:
                 whole = False
+    first, start, stop, label = _runs(labels, ly0, ly1, lx0, lx1)
+    scatter = _SHORT_RUN * len(start) > np.int64(np.sum(stop - start))
+    ux0, uwidth = np.uint64(mx0), np.uint64(width)
+    ulx0, ulwidth = np.uint64(lx0), np.uint64(max(lx1 - lx0, 0))
     for i in prange(n):
+        frame = frames[i]
         cols = _accumulator(frames, max(width, 1))
         seg = np.zeros(max(n_seg, 1), dtype=np.float64)  # row sums are exact integers; their total may pass 2**31
         zero = cols[0]
+        A = type(zero)
         total = 0.0
         row_moment = 0.0
-        for r in range(y0, y1):
-            if my0 <= r < my1:
-                fr = frames[i, r, mx0:mx1]
-                mr = mask[r, mx0:mx1]
-                row = zero
-                if whole:
-                    for c in range(width):
-                        v = fr[c] + zero
-                        cols[c] += v
-                        row += v
-                else:
-                    for c in range(width):
-                        v = fr[c] + zero
-                        t = v if mr[c] else zero
-                        cols[c] += t
-                        row += t
-                total += np.float64(row)
-                row_moment += r * np.float64(row)
-            if ly0 <= r < ly1:
-                fl = frames[i, r, lx0:lx1]
-                lr = labels[r, lx0:lx1]
-                if n_seg <= _FEW_SEGMENTS:  # one vectorised pass per segment over a cached row
-                    for j in range(n_seg):
-                        label = np.uint8(j + 1)
-                        acc = zero
-                        for c in range(lx1 - lx0):
-                            v = fl[c] + zero
-                            acc += v if lr[c] == label else zero
-                        seg[j] += np.float64(acc)
-                else:  # scatter
-                    for c in range(lx1 - lx0):
-                        lab = lr[c]
-                        if lab > 0:
-                            seg[lab - 1] += np.float64(fl[c] + zero)
+        for r in range(my0, my1):
+            ur = np.uint64(r)
+            row = zero
+            if whole:
+                for c in range(uwidth):
+                    v = A(frame[ur, ux0 + c])
+                    cols[c] = A(cols[c] + v)
+                    row = A(row + v)
+            else:
+                for c in range(uwidth):
+                    v = A(frame[ur, ux0 + c])
+                    t = v if mask[ur, ux0 + c] else zero
+                    cols[c] = A(cols[c] + t)
+                    row = A(row + t)
+            total += np.float64(row)
+            row_moment += r * np.float64(row)
+        for r in range(ly0, ly1):
+            ur = np.uint64(r)
+            if scatter:
+                for c in range(ulwidth):
+                    j = np.int64(labels[ur, ulx0 + c])
+                    if j > 0:
+                        seg[j - 1] += np.float64(frame[ur, ulx0 + c])
+            else:
+                for k in range(first[r - ly0], first[r - ly0 + 1]):
+                    acc = zero
+                    for c in range(start[k], stop[k]):
+                        acc = A(acc + A(frame[ur, c]))
+                    seg[label[k] - 1] += np.float64(acc)
         col_moment = 0.0
         for c in range(width):
             col_moment += (mx0 + c) * np.float64(cols[c])

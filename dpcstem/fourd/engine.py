@@ -26,7 +26,7 @@ import mmap
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -264,15 +264,17 @@ def _reduce_local(array, kind, mask, labels, boxes, n_seg, block_bytes, progress
     stored = getattr(array, "chunks", None) if kind == "hdf5" else None
     blocks = list(_blocks(array.shape, np.dtype(array.dtype).itemsize, block_bytes, stored))
     digest = _FileDigest.of(array) if kind == "memory" else None
+    # an array in memory is read by taking a view: no thread to start (which costs as much as reducing 32 MB)
+    in_memory = kind == "memory" and not isinstance(array, np.memmap)
     start = time.perf_counter()
     # (the reader thread is joined before the digest's file is closed)
     with _progress_bar(progress, sy * sx, "frames") as bar, (digest.file if digest is not None else nullcontext()), \
-            ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(_read_block, array, kind, *blocks[0], digest)
+            (nullcontext() if in_memory else ThreadPoolExecutor(1)) as reader:
+        pending = _submit_read(reader, array, kind, *blocks[0], digest)
         for index, (rows, cols) in enumerate(blocks):
             block = pending.result()
             if index + 1 < len(blocks):
-                pending = reader.submit(_read_block, array, kind, *blocks[index + 1], digest)
+                pending = _submit_read(reader, array, kind, *blocks[index + 1], digest)
             out[rows, cols] = _reduce_block(block, mask, labels, boxes, n_seg, True)
             if kind == "memory":
                 _release_pages(block)
@@ -347,6 +349,15 @@ class _FileDigest:
             self._advance(now.st_size)
         if (now.st_size, now.st_mtime_ns) == (self.stat.st_size, self.stat.st_mtime_ns):
             remember_sha256(self.stat, self.hasher.hexdigest())
+
+
+def _submit_read(reader, *args):
+    """The next block (a future): read on the reader thread, or here at once where ``reader`` is None."""
+    if reader is not None:
+        return reader.submit(_read_block, *args)
+    done = Future()
+    done.set_result(_read_block(*args))
+    return done
 
 
 def _read_block(array, kind, rows, cols, digest=None):

@@ -163,3 +163,71 @@ def test_whole_box_mask_path_keeps_nan_checks(kernel):
     ref_m, _ = reference(frames, mask, labels, 0)
     np.testing.assert_allclose(got_m[:2], ref_m[:2], rtol=1e-12)
     assert np.isnan(got_m[2]).all()
+
+
+def assert_matches_reference(dtype, got, ref):
+    if np.dtype(dtype).kind in "iu":  # integer sums are exact
+        np.testing.assert_array_equal(got, ref)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=["parallel", "serial"])
+@pytest.mark.parametrize("dtype", FRAME_DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["reversed", "fortran", "every_other_column"])
+def test_any_strides_whole_and_masked(kernel, dtype, layout):
+    rng = np.random.default_rng([11, np.dtype(dtype).num])
+    big = random_frames(rng, dtype, (5, 23, 38))
+    frames = {"reversed": big[::-1, ::-1, ::-1], "fortran": np.asfortranarray(big),
+              "every_other_column": big[:, 1:, ::2]}[layout]
+    ky, kx = frames.shape[1:]
+    labels = quadrant_labels((ky, kx), ky / 2, kx / 2, max(ky, kx))
+    whole = np.zeros((ky, kx), bool)
+    whole[2:ky - 1, 1:kx - 2] = True  # a full rectangle: no per-pixel test
+    for mask in (whole, disc((ky, kx), ky / 2, kx / 2 - 1, ky * 0.45, r_in=2)):
+        got_m, got_s = run(kernel, frames, mask, labels, 4)
+        ref_m, ref_s = reference(frames, mask, labels, 4)
+        assert_matches_reference(dtype, got_m, ref_m)
+        assert_matches_reference(dtype, got_s, ref_s)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=["parallel", "serial"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+def test_saturated_wide_frames_do_not_wrap(kernel, dtype):
+    """Row sums of 8- and 16-bit frames are int32: a saturated 4000-pixel row (2.6e8 for
+    16-bit) and the whole frame stay exact, masked or not."""
+    top = np.iinfo(dtype).max
+    frames = np.full((2, 66, 4000), top, dtype=dtype)
+    frames[1, ::3, 7::5] = np.iinfo(dtype).min
+    labels = np.zeros((66, 4000), np.uint8)
+    labels[:, :2000], labels[:, 2000:] = 1, 2
+    whole = np.ones((66, 4000), bool)
+    ring = disc((66, 4000), 33, 2000, 1900, r_in=5)
+    for mask in (whole, ring):
+        got_m, got_s = run(kernel, frames, mask, labels, 2)
+        ref_m, ref_s = reference(frames, mask, labels, 2)
+        np.testing.assert_array_equal(got_m, ref_m)
+        np.testing.assert_array_equal(got_s, ref_s)
+    assert got_s[0].sum() == 66 * 4000 * top  # 1.7e10 for 16-bit: past 2**31
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=["parallel", "serial"])
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+def test_many_segments_in_runs_and_fragmented(kernel, dtype):
+    """Labels in long runs along the rows (12 sectors and rings, touching the box's edges and
+    each other) are summed run by run; fragmented ones (mean run under 4 px) pixel by pixel."""
+    rng = np.random.default_rng([13, np.dtype(dtype).num])
+    frames = random_frames(rng, dtype, (6, 29, 41))
+    y, x = np.indices((29, 41))
+    sector = (np.mod(np.arctan2(y - 14.2, x - 20.3), 2 * np.pi) // (np.pi / 3)).astype(np.uint8)
+    ring = (np.hypot(y - 14.2, x - 20.3) > 8).astype(np.uint8)
+    runs = 1 + sector + 6 * ring  # 12 segments covering the frame
+    runs[0, :] = 0
+    fragmented = runs.copy()
+    fragmented[:, 1::2] = 0  # runs of one pixel
+    mask = disc((29, 41), 14, 20, 10)
+    for labels in (runs, fragmented):
+        got_m, got_s = run(kernel, frames, mask, labels, 12)
+        ref_m, ref_s = reference(frames, mask, labels, 12)
+        assert_matches_reference(dtype, got_m, ref_m)
+        assert_matches_reference(dtype, got_s, ref_s)
