@@ -165,6 +165,23 @@ def test_without_the_sum_the_deflection_is_the_same(kernel):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("response", ["linear", "exact"])
+def test_segment_deflection_without_the_sum_is_the_same(response):
+    """A caller that does not use the segment sum (the vacuum reference) gets the same maps without it."""
+    from dpcstem.calibration import Calibration
+    from dpcstem.options import ReconstructionOptions
+    from dpcstem.reconstruct import segment_deflection
+
+    seg = segments_with_faults(np.random.default_rng(10), (12, 20), "uint16")
+    cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1)
+    options = ReconstructionOptions(response=response, gains=[1.0, 1.02, 0.98, 1.01], offsets=[3.0, 1.0, 2.0, 0.5])
+    full = segment_deflection(seg, cal, options=options)
+    bare = segment_deflection(seg, cal, options=options, with_total=False)
+    assert bare[2] is None and full[2] is not None
+    for a, b in zip(full[:2] + full[3:], bare[:2] + bare[3:]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bilinear_coefficients_give_the_corners_and_the_centre_of_each_cell():
     rng = np.random.default_rng(5)
     u, v = rng.standard_normal((6, 6)), rng.standard_normal((6, 6))
