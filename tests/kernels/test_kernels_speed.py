@@ -227,7 +227,8 @@ def signal_segments(rng, shape, dtype, *, gains, offsets, spread=0.3, counts=(40
     above ``offsets`` (rounded for integer types), then the faulty pixels of :func:`segments_with_faults`."""
     da, db = rng.uniform(-spread, spread, (2, *shape))
     total = rng.uniform(*counts, shape)
-    true = np.stack([total * (0.25 + da / 2), total * (0.25 + db / 2), total * (0.25 - da / 2), total * (0.25 - db / 2)])
+    true = np.stack([total * (0.25 + da / 2), total * (0.25 + db / 2), total * (0.25 - da / 2),
+                     total * (0.25 - db / 2)])
     raw = true * np.asarray(gains)[:, None, None] + np.asarray(offsets)[:, None, None]
     seg = (np.rint(raw) if np.dtype(dtype).kind in "iu" else raw).astype(dtype)
     faults = segments_with_faults(rng, shape, dtype)
@@ -278,7 +279,8 @@ def test_the_float32_normalisation_keeps_its_stated_error_bound(regime, spread, 
     gains, offsets = rng.uniform(*gain_range, 4), rng.uniform(*offset_range, 4)
     seg = signal_segments(rng, (40, 60), dtype, gains=gains, offsets=offsets, spread=spread, counts=counts)
     inv_gain = 1 / gains
-    d_a, d_b, total, valid = run(deflection_linear, seg, offsets, inv_gain, 1.0, np.eye(2), 1.0, np.inf)  # θ = (dA, dB)
+    # slope 1, α 1 and identity axes: θ = (dA, dB)
+    d_a, d_b, total, valid = run(deflection_linear, seg, offsets, inv_gain, 1.0, np.eye(2), 1.0, np.inf)
     a, b, c, d = ((seg[k].astype(float) - offsets[k]) * inv_gain[k] for k in range(4))
     ok = valid.astype(bool)
     assert ok.sum() > 2000
