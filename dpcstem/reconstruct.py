@@ -53,7 +53,7 @@ def check_calibration(calibration) -> Calibration:
 
 
 def segment_deflection(segments, calibration: Calibration, *, options: ReconstructionOptions | None = None,
-                       vacuum=None):
+                       vacuum=None, with_total: bool = True):
     """Deflection maps from four segment images, through the fused kernel.
 
     Parameters
@@ -66,13 +66,16 @@ def segment_deflection(segments, calibration: Calibration, *, options: Reconstru
         (raw − offset) / gain, inverted through the response.
     vacuum : array_like, shape (4, ny, nx) or (4,), optional
         Vacuum reference from which the gains are taken (overrides ``options.gains``).
+    with_total : bool
+        False where the caller does not use the segment sum: the kernel does not write it
+        (4 of the 13 bytes a pixel it writes), and ``total`` is None.
 
     Returns
     -------
     theta_x, theta_y : ndarray, float32, (ny, nx)
         Deflection in mrad, scan frame; NaN where invalid.
-    total : ndarray, float32
-        Gain-corrected segment sum A+B+C+D in counts.
+    total : ndarray, float32, or None
+        Gain-corrected segment sum A+B+C+D in counts (None without ``with_total``).
     valid : ndarray of bool
         False where the sum is not positive and finite, a segment is saturated (at its
         integer type's full scale), or the signals lie outside the response.
@@ -86,7 +89,7 @@ def segment_deflection(segments, calibration: Calibration, *, options: Reconstru
     ny, nx = seg.shape[1:]
     theta_x = np.empty((ny, nx), np.float32)
     theta_y = np.empty((ny, nx), np.float32)
-    total = np.empty((ny, nx), np.float32)
+    total = np.empty((ny, nx), np.float32) if with_total else None
     valid = np.empty((ny, nx), np.uint8)
     axes = np.ascontiguousarray(calibration.frame_matrix.T)  # rows: the A and B axes in scan (x, y)
     common = (seg, offsets, 1.0 / gains)
@@ -132,7 +135,7 @@ def vacuum_reference(vacuum, calibration: Calibration, *, options: Reconstructio
     options = check_options(options)
     vac = check_segments(vacuum, "vacuum reference")
     gains = gains_from_vacuum(vac, offsets=options.offsets)
-    vx, vy, _, ok = segment_deflection(vac, calibration, options=options.replace(gains=gains))
+    vx, vy, _, ok = segment_deflection(vac, calibration, options=options.replace(gains=gains), with_total=False)
     return gains, fit_descan(vx, vy, mask=ok, order=options.descan_order)
 
 

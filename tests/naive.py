@@ -74,11 +74,13 @@ def table_shift(da, db, table_u, table_v, origin, step):
 
 
 def polynomial(coefficients, x, y):
-    """Σ c_k x^i y^j over the terms of total degree ≤ 6, i outer, j inner (the kernel's order)."""
-    terms = [(i, j) for i in range(7) for j in range(7 - i)]
+    """Σ c_k (x − y)^k (x + y)^a (x·y)^b over the kernel's 28 terms (k, a, b): symmetric ones
+    (k = 0, a + 2b ≤ 6, b outer) then antisymmetric ones (k = 1, a + 2b ≤ 5, b outer)."""
+    terms = ([(0, a, b) for b in range(4) for a in range(7 - 2 * b)]
+             + [(1, a, b) for b in range(3) for a in range(6 - 2 * b)])
     total = 0.0
-    for c, (i, j) in zip(coefficients, terms):
-        total += float(c) * x**i * y**j
+    for c, (k, a, b) in zip(coefficients, terms):
+        total += float(c) * (x - y) ** k * (x + y) ** a * (x * y) ** b
     return total
 
 

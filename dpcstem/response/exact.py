@@ -153,7 +153,7 @@ def _inverse_polynomial(inner, outer):
         # u alone: the grid is symmetric under A ↔ B, so v = dB·P(dB², dA²) is fitted as well. The
         # normal equations of the scaled columns by einsum: a multithreaded BLAS least-squares call
         # of this size takes 100× longer on a shared machine, and the check below judges the fit.
-        design = d_a[:, None] * np.column_stack([x**i * y**j for i, j in POLY_TERMS])
+        design = d_a[:, None] * np.column_stack([(x - y)**k * (x + y)**a * (x * y)**b for k, a, b in POLY_TERMS])
         norm = np.sqrt(np.einsum("ki,ki->i", design, design))
         design /= norm
         coefficients = np.linalg.solve(np.einsum("ki,kj->ij", design, design),

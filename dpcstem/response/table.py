@@ -95,11 +95,11 @@ class InversePolynomial:
     """The inverse response near the centre as one polynomial, for a response symmetric under
     A ↔ C and A ↔ B: u = dA·P(dA², dB²), v = dB·P(dB², dA²) where dA² + dB² < ``reach``².
 
-    ``coefficients`` multiply the terms x^i·y^j of :data:`dpcstem.kernels.segments.POLY_TERMS`
-    (total degree ≤ 6); ``shift_reach`` is the shift (units of α) the fit covered, every signal
-    inside ``reach`` coming from a shift inside it; ``max_error`` the largest |Δ(u, v)| (units
-    of α) from the exact inverse measured over it when it was fitted. Beyond ``reach`` the
-    kernel reads the table.
+    ``coefficients`` multiply the terms of :data:`dpcstem.kernels.segments.POLY_TERMS` (a basis
+    of the polynomials of total degree ≤ 6); ``shift_reach`` is the shift (units of α) the fit
+    covered, every signal inside ``reach`` coming from a shift inside it; ``max_error`` the
+    largest |Δ(u, v)| (units of α) from the exact inverse measured over it when it was fitted.
+    Beyond ``reach`` the kernel reads the table.
     """
 
     coefficients: np.ndarray
@@ -122,22 +122,8 @@ class InversePolynomial:
 
 
 def polynomial_value(coefficients, x, y):
-    """Σ c_k x^i y^j over :data:`dpcstem.kernels.segments.POLY_TERMS` (NumPy arrays x and y), by
-    Horner's rule in y for each power of x, then in x (as the kernel does it)."""
+    """Σ c_k (x − y)^k (x + y)^a (x·y)^b over the terms (k, a, b) of
+    :data:`dpcstem.kernels.segments.POLY_TERMS` (NumPy arrays x and y, float64)."""
     from ..kernels.segments import POLY_TERMS
 
-    degree = max(i for i, _ in POLY_TERMS)
-    rows = {i: [c for c, (k, _) in zip(coefficients, POLY_TERMS) if k == i] for i in range(degree + 1)}
-
-    def in_y(row):
-        value = np.full(np.shape(y), row[-1])
-        for c in reversed(row[:-1]):
-            value *= y
-            value += c
-        return value
-
-    total = in_y(rows[degree])
-    for i in range(degree - 1, -1, -1):
-        total *= x
-        total += in_y(rows[i])
-    return total
+    return sum(c * (x - y) ** k * (x + y) ** a * (x * y) ** b for c, (k, a, b) in zip(coefficients, POLY_TERMS))

@@ -165,6 +165,23 @@ def test_without_the_sum_the_deflection_is_the_same(kernel):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("response", ["linear", "exact"])
+def test_segment_deflection_without_the_sum_is_the_same(response):
+    """A caller that does not use the segment sum (the vacuum reference) gets the same maps without it."""
+    from dpcstem.calibration import Calibration
+    from dpcstem.options import ReconstructionOptions
+    from dpcstem.reconstruct import segment_deflection
+
+    seg = segments_with_faults(np.random.default_rng(10), (12, 20), "uint16")
+    cal = Calibration(kv=200, alpha_mrad=10, step_x_nm=1)
+    options = ReconstructionOptions(response=response, gains=[1.0, 1.02, 0.98, 1.01], offsets=[3.0, 1.0, 2.0, 0.5])
+    full = segment_deflection(seg, cal, options=options)
+    bare = segment_deflection(seg, cal, options=options, with_total=False)
+    assert bare[2] is None and full[2] is not None
+    for a, b in zip(full[:2] + full[3:], bare[:2] + bare[3:]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bilinear_coefficients_give_the_corners_and_the_centre_of_each_cell():
     rng = np.random.default_rng(5)
     u, v = rng.standard_normal((6, 6)), rng.standard_normal((6, 6))
@@ -203,3 +220,77 @@ def test_a_small_deflection_keeps_its_relative_precision(kernel):
     assert want[3].all()
     for g, w in zip(got[:2], want[:2]):
         np.testing.assert_allclose(g, w, rtol=1e-5)
+
+
+def signal_segments(rng, shape, dtype, *, gains, offsets, spread=0.3, counts=(400, 4000)):
+    """Raw segments of signals |dA|, |dB| ≤ ``spread`` and sums ``counts`` through ``gains`` and
+    above ``offsets`` (rounded for integer types), then the faulty pixels of :func:`segments_with_faults`."""
+    da, db = rng.uniform(-spread, spread, (2, *shape))
+    total = rng.uniform(*counts, shape)
+    true = np.stack([total * (0.25 + da / 2), total * (0.25 + db / 2), total * (0.25 - da / 2),
+                     total * (0.25 - db / 2)])
+    raw = true * np.asarray(gains)[:, None, None] + np.asarray(offsets)[:, None, None]
+    seg = (np.rint(raw) if np.dtype(dtype).kind in "iu" else raw).astype(dtype)
+    faults = segments_with_faults(rng, shape, dtype)
+    for iy, ix in ((0, 0), (-1, -1), (0, 1), (1, 0), (1, 1)):
+        seg[:, iy, ix] = faults[:, iy, ix]
+    return seg
+
+
+# Gains 0.5-2 and baselines: a detector's ADC offset of 3·10⁴ counts under a signal of a few hundred.
+REGIMES = {"unequal gains": ((0.5, 2.0), (0.0, 20.0), (400, 4000)),
+           "baseline": ((0.9, 1.1), (30000.0, 33000.0), (200, 1200))}
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "float64"])
+@pytest.mark.parametrize("regime", sorted(REGIMES))
+@pytest.mark.parametrize("kernel", ["linear", "polynomial"])
+def test_float32_kernels_equal_the_oracle_with_unequal_gains_and_a_baseline(kernel, regime, dtype):
+    """The float32 normalisation (raw differences first, offsets in two parts) against the float64
+    loop oracles where a naive float32 one would not hold: unequal gains, a large baseline,
+    saturation at the full scale and the faulty pixels."""
+    gain_range, offset_range, counts = REGIMES[regime]
+    rng = np.random.default_rng([8, np.dtype(dtype).num, len(regime), len(kernel)])
+    gains, offsets = rng.uniform(*gain_range, 4), rng.uniform(*offset_range, 4)
+    seg = signal_segments(rng, (19, 37), dtype, gains=gains, offsets=offsets, counts=counts)
+    seg[3, 5, 7] = 65535  # saturated (the fault pixel's C is too)
+    inv_gain = 1 / gains
+    if kernel == "linear":
+        got = run(deflection_linear, seg, offsets, inv_gain, 0.85, AXES, 7.5, 65535.0)
+        want = naive_deflection(seg, offsets, inv_gain, AXES, 7.5, 65535.0, slope=0.85)
+    else:
+        response = QuadrantResponse(0.1, 3.0)
+        table, poly = response.inverse_table(), response.inverse_polynomial()
+        args = (offsets, inv_gain, table.u, table.v, table.origin, table.step, AXES, 7.5, 65535.0)
+        got = run(deflection_table, seg, *args, poly=poly_args(poly))
+        want = naive_deflection(seg, offsets, inv_gain, AXES, 7.5, 65535.0, table=table, poly=poly)
+    assert_equal_to_float32_rounding(got, want, 7.5)
+    assert want[3].sum() > 600 and not want[3][5, 7] and not want[3][1, 1]
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "float64"])
+@pytest.mark.parametrize("spread", [1e-4, 0.3])
+@pytest.mark.parametrize("regime", ["equal gains", *sorted(REGIMES)])
+def test_the_float32_normalisation_keeps_its_stated_error_bound(regime, spread, dtype):
+    """|δdA| ≤ 8u(|dA| + |g_A − g_C|/g_C · C/S) and |δS| ≤ 4u·S (u = 2⁻²⁴), the bound of the module
+    docstring, against float64: with equal gains a deflection of 10⁻⁴ keeps float32 relative precision."""
+    gain_range, offset_range, counts = REGIMES.get(regime, ((1.0, 1.0), (0.0, 20.0), (400, 4000)))
+    rng = np.random.default_rng([9, np.dtype(dtype).num, len(regime), int(spread * 1e4)])
+    gains, offsets = rng.uniform(*gain_range, 4), rng.uniform(*offset_range, 4)
+    seg = signal_segments(rng, (40, 60), dtype, gains=gains, offsets=offsets, spread=spread, counts=counts)
+    inv_gain = 1 / gains
+    # slope 1, α 1 and identity axes: θ = (dA, dB)
+    d_a, d_b, total, valid = run(deflection_linear, seg, offsets, inv_gain, 1.0, np.eye(2), 1.0, np.inf)
+    a, b, c, d = ((seg[k].astype(float) - offsets[k]) * inv_gain[k] for k in range(4))
+    ok = valid.astype(bool)
+    assert ok.sum() > 2000
+    s = (a + b + c + d)[ok]
+    u = 2.0**-24
+    for got_x, first, second, g_first, g_second in ((d_a, a, c, inv_gain[0], inv_gain[2]),
+                                                    (d_b, b, d, inv_gain[1], inv_gain[3])):
+        want_x = (first - second)[ok] / s
+        bound = 8 * u * (np.abs(want_x) + abs(g_first - g_second) / g_second * second[ok] / s)
+        assert np.all(np.abs(got_x[ok] - want_x) <= bound)
+        if regime == "equal gains":
+            np.testing.assert_allclose(got_x[ok], want_x, rtol=8 * u, atol=0)
+    assert np.all(np.abs(total[ok] - s) <= 4 * u * s)
