@@ -76,7 +76,7 @@ def deflection_covariance(segments, calibration: Calibration, *, options: Recons
                                "counts_per_electron, one of them, for the counting noise")
     options = check_options(options)
     if valid is None:
-        _, _, _, valid = segment_deflection(segments, calibration, options=options, vacuum=vacuum)
+        _, _, _, valid = segment_deflection(segments, calibration, options=options, vacuum=vacuum, with_total=False)
     else:
         valid = _validate.mask("valid", valid, np.shape(segments)[1:])
     gains, offsets = options.gains, options.offsets

@@ -104,7 +104,7 @@ def reconstruct_acquisition(segments, *, calibration=None, dataset=None, referen
         stages.stage("segment kernel")
         gains = gains_from_vacuum(vac.segments, offsets=offsets)
         options = options.replace(gains=gains)
-        vx, vy, _, vok = segment_deflection(vac.segments, raw, options=options)
+        vx, vy, _, vok = segment_deflection(vac.segments, raw, options=options, with_total=False)
         vacuum_descan = fit_descan(vx, vy, mask=vok, order=descan_order)
         gains_source = "vacuum"
         inputs += list(vac.paths)
