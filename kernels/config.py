@@ -9,11 +9,15 @@ unless the environment says otherwise: spinning waiters took the cores that the 
 thread of a kernel needed on a machine shared with other processes, and a 32 MB reduction
 of 4D frames took 16 ms instead of 3-4 ms (two cores, other processes using two thirds of
 them). Waking a sleeping thread costs microseconds, against milliseconds per kernel. The
-variable is read when the OpenMP library loads, at the first parallel kernel.
+variable is read when the OpenMP library loads, at the first parallel kernel. Programs this
+process starts should get the environment it was given: :data:`SET_ENVIRONMENT` names what was
+set here, for them to leave out.
 """
 
 import os
 
+#: Environment variables set here (absent from the environment the process was given).
+SET_ENVIRONMENT = () if "OMP_WAIT_POLICY" in os.environ else ("OMP_WAIT_POLICY",)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: The one fast-math flag set of the kernels (no ``nnan``/``ninf``: NaN and inf checks work).

@@ -8,11 +8,14 @@ runs there as a subprocess on a temporary ``.npy`` copy of the frames.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..kernels.config import SET_ENVIRONMENT
 
 PEERS = ("libertem", "py4dstem", "pyxem")
 
@@ -43,9 +46,11 @@ def run_peers(frames, com_x, com_y, *, python, repeats, threads) -> dict:
         path = Path(tmp) / "frames.npy"
         np.save(path, frames)
         out = Path(tmp) / "peers.json"
+        # the peers run in the environment this process was given, not with dpcstem's kernel settings
+        env = {k: v for k, v in os.environ.items() if k not in SET_ENVIRONMENT}
         proc = subprocess.run([str(python), str(script), str(path), "--repeats", str(repeats),
                                "--threads", str(threads), "--out", str(out)],
-                              capture_output=True, text=True, check=False)
+                              capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0 or not out.exists():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             return {p: {"error": f"peers.py failed (status {proc.returncode}): {tail[0]}"} for p in PEERS}

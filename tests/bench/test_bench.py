@@ -152,6 +152,23 @@ def test_absent_peers_are_null_and_said_to_be_not_installed(run_record):
     assert "the figures to compare" in table
 
 
+def test_the_peers_run_in_the_environment_the_process_was_given(tmp_path):
+    """dpcstem's kernel settings (OMP_WAIT_POLICY when the user gave none) do not reach the peers."""
+    import os
+
+    from dpcstem.kernels.config import SET_ENVIRONMENT
+
+    python = tmp_path / "python"  # stands in for the peers' interpreter: reports what it was given
+    python.write_text('#!/bin/sh\nwhile [ "$1" != "--out" ]; do shift; done\n'
+                      'printf \'{"peers": {"libertem": {"error": "%s"}}}\' "${OMP_WAIT_POLICY-unset}" > "$2"\n')
+    python.chmod(0o755)
+    report = bench.run_peers(np.zeros((1, 1, 2, 2), np.uint16), np.zeros(1), np.zeros(1), python=python, repeats=1,
+                             threads=1)
+    given = "unset" if "OMP_WAIT_POLICY" in SET_ENVIRONMENT else os.environ["OMP_WAIT_POLICY"]
+    assert report == {"libertem": {"error": given}}
+    assert os.environ["OMP_WAIT_POLICY"] != "unset"  # this process has it, set by the user or by dpcstem
+
+
 def test_peers_script_says_not_installed_where_the_packages_are_absent():
     """Run benchmarks/peers.py for real in this environment, which has none of the peers."""
     pytest.importorskip("numpy")
