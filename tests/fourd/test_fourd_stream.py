@@ -66,8 +66,8 @@ def test_the_file_is_hashed_on_the_reader_thread_in_the_same_pass(tmp_path, monk
 
 
 def test_frames_between_a_header_and_a_trailer_hash_the_whole_file_in_blocks_within_a_scan_row(tmp_path):
-    """The frames' bytes are hashed from the memory map, the header and the trailer from the file;
-    blocks of two frames split the scan's rows of seven. The digest is the whole file's."""
+    """A raw file with bytes before and after its frames, reduced in blocks of two frames that
+    split the scan's rows of seven: the digest recorded on the reader thread is the whole file's."""
     from dpcstem.io import results
 
     frames = np.random.default_rng(5).integers(0, 4000, size=(3, 7, 8, 8)).astype(np.uint16)
