@@ -1,14 +1,14 @@
 """Pixelated 4D-STEM, the accumulation: every frame reduced to a few numbers, in one pass.
 
-About 510 lines for that one purpose: the block loop, its read-ahead thread, the digest of
-the file taken on that thread and the Dask path share the block plan and the sums.
+The block loop and the Dask path share the block plan and the sums; how the blocks are read
+is :mod:`.reading`'s.
 
 Every frame is reduced in one pass (:mod:`dpcstem.kernels.com`) to its masked intensity,
 first moments and virtual-segment sums; all later steps work on those few maps. The
 frames may come as
 
-* an in-memory NumPy array or a ``numpy.memmap`` (reduced block by block; the pages of
-  a memory-mapped file are released after each block);
+* an in-memory NumPy array or a ``numpy.memmap`` (reduced block by block; a memory-mapped
+  file is read from the file, hashed on the way, see :mod:`.reading`);
 * an ``h5py.Dataset`` (read block by block, so peak memory is one block);
 * a Dask array or a (lazy) HyperSpy signal, or a :class:`~dpcstem.io.pixelated.PixelatedData`
   from :func:`~dpcstem.io.pixelated.open_pixelated`, computed on the local threaded
@@ -20,14 +20,10 @@ and every path gives the same numbers. Frames are (scan_y, scan_x, ky, kx): scan
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import mmap
-import os
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +31,7 @@ import numpy as np
 from .. import _validate
 from ..errors import InputDataError
 from ..kernels.com import FRAME_DTYPES, bounding_box, reduce_frames, reduce_frames_serial
+from .reading import block_source
 
 
 #: Target size of one block of frames read at a time (bytes), for arrays and HDF5 datasets.
@@ -253,126 +250,24 @@ def _blocks(shape, itemsize, block_bytes, stored_chunks=None):
 
 
 def _reduce_local(array, kind, mask, labels, boxes, n_seg, block_bytes, progress):
-    """Reduce block by block, reading the next block on a second thread while this one is reduced.
+    """Reduce block by block, the next blocks read on other threads while this one is reduced.
 
-    The kernels release the GIL, so the reader (an HDF5 read, or the page faults of a
-    memory-mapped file touched into memory) and the reduction overlap: streaming from disk
-    costs the larger of the two, not their sum. At most two blocks are held at a time.
+    The kernels release the GIL, so the reading (:mod:`.reading`) and the reduction overlap:
+    streaming from disk costs the larger of the two, not their sum. A few blocks are held at a
+    time.
     """
     sy, sx, ky, kx = array.shape
     out = np.empty((sy, sx, 3 + n_seg))
     stored = getattr(array, "chunks", None) if kind == "hdf5" else None
     blocks = list(_blocks(array.shape, np.dtype(array.dtype).itemsize, block_bytes, stored))
-    digest = _FileDigest.of(array) if kind == "memory" else None
-    # an array in memory is read by taking a view: no thread to start (which costs as much as reducing 32 MB)
-    in_memory = kind == "memory" and not isinstance(array, np.memmap)
     start = time.perf_counter()
-    # (the reader thread is joined before the digest's file is closed)
-    with _progress_bar(progress, sy * sx, "frames") as bar, (digest.file if digest is not None else nullcontext()), \
-            (nullcontext() if in_memory else ThreadPoolExecutor(1)) as reader:
-        pending = _submit_read(reader, array, kind, *blocks[0], digest)
-        for index, (rows, cols) in enumerate(blocks):
-            block = pending.result()
-            if index + 1 < len(blocks):
-                pending = _submit_read(reader, array, kind, *blocks[index + 1], digest)
+    with _progress_bar(progress, sy * sx, "frames") as bar, block_source(array, kind, blocks) as source:
+        for rows, cols, block in source:
             out[rows, cols] = _reduce_block(block, mask, labels, boxes, n_seg, True)
-            if kind == "memory":
-                _release_pages(block)
             del block
             bar.update((rows.stop - rows.start) * (cols.stop - cols.start))
-        if digest is not None:
-            digest.finish()
     _stage_line(progress, f"{sy * sx} frames ({array.nbytes / 1e9:.2f} GB)", time.perf_counter() - start)
     return out[..., :3], out[..., 3:]
-
-
-class _FileDigest:
-    """The SHA-256 of the file behind a memory-mapped array, taken on the reader thread as the
-    blocks are read: the file is read once, in order, for the reduction and its checksum alike.
-
-    Each block's bytes are read from the file with ``read`` (which also brings them into the
-    page cache for the memory map) and hashed (hashlib releases the GIL); at the end the rest
-    of the file is hashed and the digest is recorded for the result writer
-    (:func:`dpcstem.io.results.remember_sha256`) under the file's identity as it was before the
-    reading, so a file changed meanwhile is hashed again there.
-    """
-
-    CHUNK = 16 << 20
-
-    def __init__(self, path, offset, frame_bytes, stat):
-        self.path, self.offset, self.frame_bytes, self.stat = path, offset, frame_bytes, stat
-        self.hasher = hashlib.sha256()
-        self.buffer = np.empty(self.CHUNK, np.uint8)  # not zero-filled: only the pages a read fills are resident
-        self.position = 0
-        self.file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in finish()
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(self.file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-
-    @classmethod
-    def of(cls, array):
-        """For a read-only memory map that is its file's data from ``offset`` on, in C order; else None."""
-        if not isinstance(array, np.memmap) or array.mode != "r" or not array.flags.c_contiguous:
-            return None
-        path, offset = getattr(array, "filename", None), getattr(array, "offset", None)
-        mm = getattr(array, "_mmap", None)
-        if path is None or offset is None or mm is None:
-            return None
-        try:
-            start = offset - offset % mmap.ALLOCATIONGRANULARITY
-            if array.ctypes.data != np.frombuffer(mm, np.uint8).ctypes.data + (offset - start):
-                return None  # a view that starts elsewhere in the file
-            stat = os.stat(path)
-        except (OSError, ValueError, TypeError):
-            return None
-        return cls(path, offset, array.nbytes // max(array.shape[0] * array.shape[1], 1), stat)
-
-    def through(self, rows, cols, scan_x):
-        """Read and hash the file up to the end of the block (rows, cols) of the scan."""
-        end = self.offset + ((rows.stop - 1) * scan_x + cols.stop) * self.frame_bytes
-        self._advance(end)
-
-    def _advance(self, end):
-        view = memoryview(self.buffer)
-        while self.position < end:
-            n = self.file.readinto(view[:min(self.CHUNK, end - self.position)])
-            if not n:
-                break
-            self.hasher.update(view[:n])
-            self.position += n
-
-    def finish(self):
-        """Hash the rest of the file and record the digest (if the file did not change meanwhile)."""
-        from ..io.results import remember_sha256
-
-        with self.file:
-            now = os.fstat(self.file.fileno())
-            self._advance(now.st_size)
-        if (now.st_size, now.st_mtime_ns) == (self.stat.st_size, self.stat.st_mtime_ns):
-            remember_sha256(self.stat, self.hasher.hexdigest())
-
-
-def _submit_read(reader, *args):
-    """The next block (a future): read on the reader thread, or here at once where ``reader`` is None."""
-    if reader is not None:
-        return reader.submit(_read_block, *args)
-    done = Future()
-    done.set_result(_read_block(*args))
-    return done
-
-
-def _read_block(array, kind, rows, cols, digest=None):
-    """One block in memory: read from an HDF5 dataset, or a memory-mapped view with its pages touched
-    (read through the file first, and hashed, when ``digest`` is given)."""
-    if digest is not None:
-        digest.through(rows, cols, array.shape[1])
-    block = array[rows, cols]
-    if isinstance(block, np.memmap) and block.flags.c_contiguous and block.size:
-        # ask for the whole block at once, then fault its pages in on this thread (one byte
-        # read per page), so that the reducer finds them resident
-        _madvise(block, _MADV_WILLNEED)
-        flat = block.reshape(-1).view(np.uint8)
-        int(flat[::mmap.PAGESIZE].sum())
-    return block
 
 
 def _stage_line(progress, what, seconds):
@@ -380,37 +275,6 @@ def _stage_line(progress, what, seconds):
     if progress != "line" or seconds < STAGE_LINE_S:
         return
     print(f"4D-STEM: reduced {what} in {seconds:.1f} s", file=sys.stderr, flush=True)
-
-
-_MADV_WILLNEED = 3
-_MADV_DONTNEED = 4
-
-
-def _release_pages(view):
-    """Drop the pages of a read-only or shared memory-mapped block from this process (Linux).
-
-    The data stays in the file and the page cache; only this process's resident memory
-    shrinks, so reducing a file far larger than memory keeps a bounded footprint.
-    """
-    _madvise(view, _MADV_DONTNEED)
-
-
-def _madvise(view, advice):
-    """madvise(2) over the whole pages of a read-only or shared memory-mapped block (Linux; else nothing)."""
-    if not isinstance(view, np.memmap) or view.mode not in ("r", "r+") or not sys.platform.startswith("linux"):
-        return
-    if not view.flags.c_contiguous or view.nbytes == 0:
-        return
-    page = mmap.PAGESIZE
-    start = view.ctypes.data
-    first = -(-start // page) * page
-    last = (start + view.nbytes) // page * page
-    if last > first:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), ctypes.c_int(advice))
-        except (OSError, AttributeError):  # pragma: no cover - no libc madvise: the kernel manages pages itself
-            pass
 
 
 # -- Dask -----------------------------------------------------------------------------------

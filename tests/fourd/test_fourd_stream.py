@@ -1,9 +1,12 @@
 """The streamed 4D reduction: the next block read while this one is reduced, and what it says."""
 
-import numpy as np
+import os
+import sys
 
-from dpcstem.fourd import disc_mask, frame_sums, quadrant_labels
-from dpcstem.fourd import engine
+import numpy as np
+import pytest
+
+from dpcstem.fourd import disc_mask, engine, frame_sums, quadrant_labels, reading
 
 
 def _file(tmp_path, shape=(9, 7, 16, 16)):
@@ -51,7 +54,7 @@ def _sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_the_file_is_hashed_on_the_reader_thread_in_the_same_pass(tmp_path, monkeypatch):
+def test_the_file_is_hashed_in_the_same_pass_as_it_is_read(tmp_path, monkeypatch):
     """The reduction of a memory-mapped file records its SHA-256 (header and all), and the result
     writer then takes it without reading the file again."""
     from dpcstem.io import results
@@ -65,9 +68,56 @@ def test_the_file_is_hashed_on_the_reader_thread_in_the_same_pass(tmp_path, monk
     assert reads == []  # taken from the reduction's pass
 
 
-def test_frames_between_a_header_and_a_trailer_hash_the_whole_file_in_blocks_within_a_scan_row(tmp_path):
-    """A raw file with bytes before and after its frames, reduced in blocks of two frames that
-    split the scan's rows of seven: the digest recorded on the reader thread is the whole file's."""
+@pytest.fixture(params=["page cache", "direct"])
+def reading_mode(request, monkeypatch):
+    """Each file test twice: read through the page cache (a file that could stay there), and
+    read around it (``O_DIRECT``), as a file over half the machine's memory is when not cached."""
+    if request.param == "direct":
+        monkeypatch.setattr(reading, "_memory_bytes", lambda: 1)
+    return request.param
+
+
+def _direct_reads_work(folder):
+    try:
+        os.close(os.open(folder / "f.npy", os.O_RDONLY | os.O_DIRECT))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _evict(path):
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-cache residency (mincore) is read on Linux")
+def test_a_file_that_could_not_stay_cached_is_read_around_the_page_cache(tmp_path, reading_mode):
+    """The same sums and digest either way; read around the cache, the file's pages are not left
+    there (which is what spares copying them through it)."""
+    from dpcstem.io import results
+
+    frames, memmap = _file(tmp_path, (16, 12, 32, 32))
+    path = tmp_path / "f.npy"
+    if reading_mode == "direct" and not _direct_reads_work(tmp_path):
+        pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
+    _evict(path)
+    assert reading.resident_fraction(memmap) < 0.2  # the eviction worked: the measurement can see the difference
+    sums = frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 17)  # blocks across scan rows of 12
+    np.testing.assert_array_equal(sums.intensity, frames.sum(axis=(2, 3)))
+    if reading_mode == "direct":
+        assert reading.resident_fraction(memmap) < 0.2  # the header's page, hashed through the cache
+    else:
+        assert reading.resident_fraction(memmap) == 1.0
+    assert results._KNOWN_SHA256[results._identity(os.stat(path))] == _sha256(path)  # (which reads it whole)
+
+
+def test_frames_between_a_header_and_a_trailer_hash_the_whole_file_in_blocks_within_a_scan_row(tmp_path,
+                                                                                             reading_mode):
+    """A raw file with bytes before and after its frames (a header of 100 bytes: no block starts
+    on a page), reduced in blocks of two frames that split the scan's rows of seven: the sums are
+    the frames', and the digest recorded on the way is the whole file's."""
     from dpcstem.io import results
 
     frames = np.random.default_rng(5).integers(0, 4000, size=(3, 7, 8, 8)).astype(np.uint16)
@@ -76,8 +126,8 @@ def test_frames_between_a_header_and_a_trailer_hash_the_whole_file_in_blocks_wit
     memmap = np.memmap(path, np.uint16, "r", offset=100, shape=frames.shape)
     sums = frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 2)
     np.testing.assert_array_equal(sums.intensity, frames.sum(axis=(2, 3)))
-    import os
-
+    kx = np.arange(8)
+    np.testing.assert_allclose(sums.com_x, (frames * kx).sum(axis=(2, 3)) / frames.sum(axis=(2, 3)), rtol=1e-12)
     assert results._KNOWN_SHA256[results._identity(os.stat(path))] == _sha256(path)  # recorded by the reduction
 
 
@@ -90,7 +140,6 @@ def test_a_file_changed_after_its_reduction_is_hashed_again(tmp_path):
     with open(path, "r+b") as fh:  # the same size, other bytes, a later modification time
         fh.seek(-4, 2)
         fh.write(b"\x01\x02\x03\x04")
-    import os
 
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
     assert results.sha256_file(path) == _sha256(path)
