@@ -22,7 +22,7 @@ from ..calibration import Calibration
 from ..calibration.descan import fit_descan
 from ..errors import CalibrationError, InputDataError
 from ..options import check_options
-from .engine import BLOCK_BYTES, as_frames, centre_of_mass
+from .engine import as_frames, centre_of_mass
 from .masks import disc_mask
 from .response import apply_com_response
 
@@ -141,7 +141,7 @@ def bright_field_disc(data, *, max_frames=64):
 
 def reconstruct_com(data, calibration: Calibration, *, mrad_per_px: float, mask_radius_px=None,
                     mask_centre_yx=None, reference=None, region=None, response=None, scheduler=None,
-                    workers=None, block_bytes=BLOCK_BYTES, progress=None, options=None):
+                    workers=None, block_bytes=None, progress=None, options=None):
     """Field, charge density and potential from 4D-STEM frames through the centre of mass.
 
     Parameters

@@ -152,3 +152,24 @@ def test_a_view_of_part_of_a_file_records_no_digest(tmp_path):
     before = dict(results._KNOWN_SHA256)
     frame_sums(memmap[1:])  # starts one scan row into the data: not the file's bytes in order
     assert results._KNOWN_SHA256 == before
+
+
+def test_an_array_in_memory_is_reduced_in_one_call_and_a_file_in_blocks(tmp_path, monkeypatch):
+    """Each call of the parallel kernel wakes Numba's sleeping threads: an array already in memory
+    is reduced in one call by default; a memory-mapped file in blocks of BLOCK_BYTES (what is
+    held at a time), and an explicit block size is honoured."""
+    calls = []
+    kernel = engine._reduce_block
+    monkeypatch.setattr(engine, "_reduce_block", lambda block, *a: calls.append(block.shape[:2]) or kernel(block, *a))
+    monkeypatch.setattr(engine, "BLOCK_BYTES", 4 * 16 * 16 * 2)  # four frames
+    frames, memmap = _file(tmp_path, (6, 4, 16, 16))
+    expected = frame_sums(frames, block_bytes=10**9).intensity
+    calls.clear()
+    np.testing.assert_array_equal(frame_sums(frames).intensity, expected)
+    assert calls == [(6, 4)]
+    calls.clear()
+    np.testing.assert_array_equal(frame_sums(memmap).intensity, expected)
+    assert calls == [(1, 4)] * 6
+    calls.clear()
+    frame_sums(frames, block_bytes=8 * 16 * 16 * 2)
+    assert calls == [(2, 4)] * 3
