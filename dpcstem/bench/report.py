@@ -61,8 +61,11 @@ def format_table(record: dict) -> str:
                          f"{c['ratio_vs_io_and_start']:.1f}× | "
                          f"{c['peak_rss_mb']:.0f} | {c['bytes_read'] / 1e6:.0f} → {c['bytes_written'] / 1e6:.0f} |")
         for c in (c for c in record["commands"] if "read_rate_fraction" in c):
+            direct = c.get("read_s_direct")
+            around = "" if direct is None else f", {direct:.2f} s around it (O_DIRECT)"
             lines.append(f"- {c['name']}: every run cold (median {c['median_s']:.2f} s), "
-                         f"{100 * c['read_rate_fraction']:.0f}% of the file's sequential read rate, peak RSS "
+                         f"{100 * c['read_rate_fraction']:.0f}% of the file's sequential read rate (reading it "
+                         f"took {c['read_s_cold']:.2f} s through the page cache{around}), peak RSS "
                          f"{c['peak_rss_mb']:.0f} MB")
         for c in (c for c in record["commands"] if c["stages"]):
             stages = ", ".join(f"{k} {v:.2f} s" for k, v in c["stages"].items())

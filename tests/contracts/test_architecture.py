@@ -170,7 +170,11 @@ def _writes(tree):
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         if node.args and ast.unparse(node.args[0]) == "os.devnull":
             continue  # output sent nowhere is no file
-        if name in {"open", "File", "memmap", "NamedTemporaryFile", "mkstemp"}:
+        if name == "open" and ast.unparse(func) == "os.open" and len(node.args) >= 2:
+            flags = {n.attr for n in ast.walk(node.args[1]) if isinstance(n, ast.Attribute)}
+            if flags & {"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND"} or not flags:
+                yield node.lineno, "os.open(..., flags that may write)"
+        elif name in {"open", "File", "memmap", "NamedTemporaryFile", "mkstemp"}:
             mode = _mode(node, {"open": 1, "File": 1, "memmap": 2}.get(name, 99))
             if name in {"NamedTemporaryFile", "mkstemp"}:
                 yield node.lineno, name
@@ -200,6 +204,7 @@ def test_only_io_writes_files():
     ("fig.savefig(p)", 1), ("a.tofile(p)", 1), ("s.replace('a', 'b')", 0), ("os.replace(a, b)", 1),
     ("np.memmap(p, np.uint8, 'r')", 0), ("np.memmap(p, np.uint8, 'w+')", 1), ("open(p, mode)", 1),
     ("os.open(os.devnull, os.O_WRONLY)", 0), ("p.write_text(s)", 1), ("tempfile.mkstemp()", 1),
+    ("os.open(p, os.O_RDONLY | os.O_DIRECT)", 0), ("os.open(p, os.O_WRONLY | os.O_CREAT)", 1), ("os.open(p, flags)", 1),
 ])
 def test_the_scan_sees_writes(source, expected):
     assert len(list(_writes(ast.parse(source)))) == expected
