@@ -173,3 +173,24 @@ def test_an_array_in_memory_is_reduced_in_one_call_and_a_file_in_blocks(tmp_path
     calls.clear()
     frame_sums(frames, block_bytes=8 * 16 * 16 * 2)
     assert calls == [(2, 4)] * 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-cache residency (mincore) is read on Linux")
+def test_direct_reads_refused_midway_fall_back_to_the_page_cache(tmp_path, monkeypatch):
+    """A file system that opens a file for direct reads but refuses them (here: offsets and
+    lengths off its block size): every block is read through the page cache instead, with the
+    same sums and digest."""
+    from dpcstem.io import results
+
+    frames, memmap = _file(tmp_path, (8, 6, 32, 32))
+    path = tmp_path / "f.npy"
+    if not _direct_reads_work(tmp_path):
+        pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
+    monkeypatch.setattr(reading, "_memory_bytes", lambda: 1)
+    monkeypatch.setattr(reading.FileBlocks, "ALIGN", 4096 + 100)  # no device's block size
+    _evict(path)
+    sums = frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 5)
+    np.testing.assert_array_equal(sums.intensity, frames.sum(axis=(2, 3)))
+    assert reading.resident_fraction(memmap) == 1.0  # read through the cache after all
+    assert results._KNOWN_SHA256[results._identity(os.stat(path))] == _sha256(path)
+
