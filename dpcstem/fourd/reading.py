@@ -53,7 +53,7 @@ def _read_ahead(reader, array, blocks):
         if index + 1 < len(blocks):
             pending = reader.submit(_read_block, array, *blocks[index + 1])
         yield rows, cols, block
-        release_pages(block)
+        _release_pages(block)
         del block
 
 
@@ -240,7 +240,7 @@ _MADV_WILLNEED = 3
 _MADV_DONTNEED = 4
 
 
-def release_pages(view):
+def _release_pages(view):
     """Drop the pages of a read-only or shared memory-mapped block from this process (Linux).
 
     The data stays in the file and the page cache; only this process's resident memory
