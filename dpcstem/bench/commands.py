@@ -62,7 +62,7 @@ def _evict(path: Path):
         os.close(fd)
 
 
-def read_seconds(path: Path, *, cold: bool, direct: bool = False) -> float:
+def read_seconds(path: Path, *, cold: bool, direct: bool = False) -> float | None:
     """Seconds to read a whole file in 16 MiB blocks (after evicting it when ``cold``), with the
     kernel told the reading is sequential (its larger read-ahead); ``direct``: in 64 MiB blocks
     around the page cache (``O_DIRECT``, as :mod:`dpcstem.fourd.reading` reads a file too large
@@ -79,7 +79,7 @@ def read_seconds(path: Path, *, cold: bool, direct: bool = False) -> float:
         buffer = raw[-raw.ctypes.data % 4096:][:64 << 20]
         try:
             position = 0
-            while n := os.preadv(fd, [buffer], position):
+            while (n := os.preadv(fd, [buffer], position)) == buffer.size:  # a short read is the end
                 position += n
         except OSError:
             return None

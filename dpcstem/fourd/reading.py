@@ -7,8 +7,9 @@ brought into memory on other threads while the one before is reduced.
   buffers, a second takes the file's SHA-256 as they pass, and the caller reduces each block
   from its buffer; the file is read once, for the reduction and its checksum alike. A file
   that is not in the page cache and could not stay there (over half the machine's memory) is
-  read around it (``O_DIRECT``, Linux): copying every byte through the cache costs about a
-  core at disk speed, as much as the rest of the command.
+  read around it (``O_DIRECT``, Linux; where the cache's contents cannot be known, by its size
+  alone): copying every byte through the cache costs about a core at disk speed, as much as
+  the rest of the command.
 * An HDF5 dataset, or another memory map, is read one block ahead on a reader thread (the
   map's pages faulted in there, and released from the process after the block is reduced).
 * An array in memory is taken a view at a time.
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..errors import InputDataError
+from ..io.results import file_version, remember_sha256
 
 
 @contextmanager
@@ -100,6 +102,8 @@ class FileBlocks:
         in blocks that are each one span of the file; else None."""
         if not isinstance(array, np.memmap) or array.mode != "r" or not array.flags.c_contiguous or not array.size:
             return None
+        if not (hasattr(os, "preadv") and hasattr(os, "pread")):
+            return None  # positional reads (not on Windows): the map's own pages instead
         path, offset = getattr(array, "filename", None), getattr(array, "offset", None)
         mm = getattr(array, "_mmap", None)
         if path is None or offset is None or mm is None:
@@ -110,6 +114,8 @@ class FileBlocks:
         frame_bytes = array.nbytes // (sy * sx)
         spans = [(offset + (rows.start * sx + cols.start) * frame_bytes,
                   offset + ((rows.stop - 1) * sx + cols.stop) * frame_bytes) for rows, cols in blocks]
+        if cls.DEPTH * max(b - a for a, b in spans) > _memory_bytes() / 4:
+            return None  # blocks too large to hold DEPTH of: the map's pages, a block at a time
         try:
             start = offset - offset % mmap.ALLOCATIONGRANULARITY
             if array.ctypes.data != np.frombuffer(mm, np.uint8).ctypes.data + (offset - start):
@@ -117,31 +123,43 @@ class FileBlocks:
             stat = os.stat(path)
         except (OSError, ValueError, TypeError):
             return None
+        if _mapped_inode(array.ctypes.data) not in (None, stat.st_ino):
+            return None  # the path names another file than the one mapped (replaced since)
         direct = (hasattr(os, "O_DIRECT") and offset % array.dtype.itemsize == 0
-                  and stat.st_size > _memory_bytes() / 2 and resident_fraction(array) < 0.5)
+                  and stat.st_size > _direct_above() and (resident_fraction(array) or 0.0) < 0.5)
         return cls(array, blocks, spans, stat, direct)
 
     def __enter__(self):
         self.fd = os.open(self.array.filename, os.O_RDONLY)
         self.direct_fd = None
-        if self.direct:
-            try:
-                self.direct_fd = os.open(self.array.filename, os.O_RDONLY | os.O_DIRECT)
-            except OSError:  # a file system without direct reads (tmpfs): through the page cache
-                pass
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        size = max(b - a for a, b in self.spans) + 2 * self.ALIGN
-        self.buffers = [_aligned(size, self.ALIGN) for _ in range(min(self.DEPTH, len(self.spans)))]
-        self.reader, self.hashing = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
+        try:
+            if file_version(os.fstat(self.fd)) != file_version(self.stat):
+                raise InputDataError(f"{self.array.filename}: the file was replaced while it was being opened")
+            if self.direct:
+                try:
+                    self.direct_fd = os.open(self.array.filename, os.O_RDONLY | os.O_DIRECT)
+                except OSError:  # a file system without direct reads: through the page cache
+                    pass
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            size = max(b - a for a, b in self.spans) + 2 * self.ALIGN
+            self.buffers = [_aligned(size, self.ALIGN) for _ in range(min(self.DEPTH, len(self.spans)))]
+            self.reader, self.hashing = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
+        except BaseException:
+            self._close()
+            raise
         return self
 
     def __exit__(self, *exc):
         for pool in (self.reader, self.hashing):
             pool.shutdown(wait=True, cancel_futures=True)
+        self._close()
+
+    def _close(self):
         for fd in (self.fd, self.direct_fd):
             if fd is not None:
                 os.close(fd)
+        self.fd = self.direct_fd = None
 
     def __iter__(self):
         depth = len(self.buffers)
@@ -197,12 +215,23 @@ class FileBlocks:
 
     def _finish(self):
         """Hash what follows the frames and record the digest (if the file did not change meanwhile)."""
-        from ..io.results import remember_sha256
-
         self._hash_range(self.spans[-1][1], None)
-        now = os.fstat(self.fd)
-        if (now.st_size, now.st_mtime_ns) == (self.stat.st_size, self.stat.st_mtime_ns):
+        if file_version(os.fstat(self.fd)) == file_version(self.stat):
             remember_sha256(self.stat, self.hasher.hexdigest())
+
+
+def _mapped_inode(address):
+    """The inode of the file mapped at ``address`` in this process (Linux ``/proc/self/maps``), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split()
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                if start <= address < end:
+                    return int(fields[4]) or None
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _aligned(size, align):
@@ -212,6 +241,11 @@ def _aligned(size, align):
     return raw[skip:skip + size]
 
 
+def _direct_above():
+    """File size above which an uncached file is read around the page cache: half the memory."""
+    return _memory_bytes() / 2
+
+
 def _memory_bytes():
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -219,10 +253,18 @@ def _memory_bytes():
         return float("inf")
 
 
-def resident_fraction(array) -> float:
-    """The share of a memory-mapped array's pages in the page cache (mincore(2); 1 where unknown)."""
+def resident_fraction(array) -> float | None:
+    """The share of a memory-mapped array's pages in the page cache (mincore(2), Linux), or None
+    where that is not known: elsewhere, and for a file the caller neither owns nor may write,
+    of which Linux (5.2 on) reports every page resident whatever the cache holds."""
     if not sys.platform.startswith("linux") or not isinstance(array, np.memmap) or array.nbytes == 0:
-        return 1.0
+        return None
+    try:
+        owned = os.stat(array.filename).st_uid == os.geteuid() or os.geteuid() == 0
+        if not (owned or os.access(array.filename, os.W_OK)):
+            return None
+    except (OSError, TypeError):
+        return None
     page = mmap.PAGESIZE
     first = array.ctypes.data - array.ctypes.data % page
     length = array.ctypes.data + array.nbytes - first
@@ -230,9 +272,9 @@ def resident_fraction(array) -> float:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.mincore(ctypes.c_void_p(first), ctypes.c_size_t(length), vec.ctypes.data_as(ctypes.c_void_p)):
-            return 1.0
+            return None
     except (OSError, AttributeError):  # pragma: no cover - no libc mincore
-        return 1.0
+        return None
     return float(np.count_nonzero(vec & 1)) / vec.size
 
 

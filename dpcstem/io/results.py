@@ -26,18 +26,20 @@ from .output import atomic_output
 _KNOWN_SHA256: dict = {}
 
 
-def _identity(stat) -> tuple:
+def file_version(stat) -> tuple:
+    """What tells one version of a file from another (``os.stat`` of it): device, inode, size and
+    modification time."""
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def remember_sha256(stat, hexdigest: str) -> None:
     """Record the SHA-256 of the file whose ``os.stat`` (taken before it was read) is ``stat``."""
-    _KNOWN_SHA256[_identity(stat)] = hexdigest
+    _KNOWN_SHA256[file_version(stat)] = hexdigest
 
 
 def sha256_file(path, *, block=1 << 20) -> str:
     """SHA-256 hex digest of a file, read in blocks (or as hashed while it was read, if it has not changed since)."""
-    known = _KNOWN_SHA256.get(_identity(os.stat(path)))
+    known = _KNOWN_SHA256.get(file_version(os.stat(path)))
     if known is not None:
         return known
     digest = hashlib.sha256()

@@ -61,7 +61,7 @@ def test_the_file_is_hashed_in_the_same_pass_as_it_is_read(tmp_path, monkeypatch
 
     frames, memmap = _file(tmp_path)
     path = tmp_path / "f.npy"
-    frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 5)  # 13 blocks, the last one short
+    frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 5)  # 18 blocks: 5 and 2 frames of each row of 7
     reads = []
     monkeypatch.setattr(results, "open", lambda *a, **k: reads.append(a) or open(*a, **k), raising=False)
     assert results.sha256_file(path) == _sha256(path)
@@ -73,15 +73,21 @@ def reading_mode(request, monkeypatch):
     """Each file test twice: read through the page cache (a file that could stay there), and
     read around it (``O_DIRECT``), as a file over half the machine's memory is when not cached."""
     if request.param == "direct":
-        monkeypatch.setattr(reading, "_memory_bytes", lambda: 1)
+        if not _direct_reads_work(request.getfixturevalue("tmp_path")):
+            pytest.skip("the file system of the temporary folder refuses O_DIRECT")
+        monkeypatch.setattr(reading, "_direct_above", lambda: 0)
     return request.param
 
 
 def _direct_reads_work(folder):
+    probe = folder / "direct-probe"
+    probe.write_bytes(bytes(8192))
     try:
-        os.close(os.open(folder / "f.npy", os.O_RDONLY | os.O_DIRECT))
+        os.close(os.open(probe, os.O_RDONLY | os.O_DIRECT))
     except (OSError, AttributeError):
         return False
+    finally:
+        probe.unlink()
     return True
 
 
@@ -100,17 +106,15 @@ def test_a_file_that_could_not_stay_cached_is_read_around_the_page_cache(tmp_pat
 
     frames, memmap = _file(tmp_path, (16, 12, 32, 32))
     path = tmp_path / "f.npy"
-    if reading_mode == "direct" and not _direct_reads_work(tmp_path):
-        pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
     _evict(path)
     assert reading.resident_fraction(memmap) < 0.2  # the eviction worked: the measurement can see the difference
-    sums = frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 17)  # blocks across scan rows of 12
+    sums = frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 25)  # blocks of two scan rows of 12
     np.testing.assert_array_equal(sums.intensity, frames.sum(axis=(2, 3)))
     if reading_mode == "direct":
         assert reading.resident_fraction(memmap) < 0.2  # the header's page, hashed through the cache
     else:
         assert reading.resident_fraction(memmap) == 1.0
-    assert results._KNOWN_SHA256[results._identity(os.stat(path))] == _sha256(path)  # (which reads it whole)
+    assert results._KNOWN_SHA256[results.file_version(os.stat(path))] == _sha256(path)  # (which reads it whole)
 
 
 def test_frames_between_a_header_and_a_trailer_hash_the_whole_file_in_blocks_within_a_scan_row(tmp_path,
@@ -120,15 +124,18 @@ def test_frames_between_a_header_and_a_trailer_hash_the_whole_file_in_blocks_wit
     the frames', and the digest recorded on the way is the whole file's."""
     from dpcstem.io import results
 
-    frames = np.random.default_rng(5).integers(0, 4000, size=(3, 7, 8, 8)).astype(np.uint16)
+    frames = np.random.default_rng(5).integers(0, 4000, size=(3, 7, 32, 32)).astype(np.uint16)
     path = tmp_path / "f.raw"
     path.write_bytes(b"H" * 100 + frames.tobytes() + b"tail" * 9)
+    _evict(path)
     memmap = np.memmap(path, np.uint16, "r", offset=100, shape=frames.shape)
     sums = frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 2)
+    if sys.platform.startswith("linux"):  # read around the cache: only the header's and trailer's pages in it
+        assert (reading.resident_fraction(memmap) < 0.5) == (reading_mode == "direct")
     np.testing.assert_array_equal(sums.intensity, frames.sum(axis=(2, 3)))
-    kx = np.arange(8)
+    kx = np.arange(32)
     np.testing.assert_allclose(sums.com_x, (frames * kx).sum(axis=(2, 3)) / frames.sum(axis=(2, 3)), rtol=1e-12)
-    assert results._KNOWN_SHA256[results._identity(os.stat(path))] == _sha256(path)  # recorded by the reduction
+    assert results._KNOWN_SHA256[results.file_version(os.stat(path))] == _sha256(path)  # recorded by the reduction
 
 
 def test_a_file_changed_after_its_reduction_is_hashed_again(tmp_path):
@@ -186,11 +193,41 @@ def test_direct_reads_refused_midway_fall_back_to_the_page_cache(tmp_path, monke
     path = tmp_path / "f.npy"
     if not _direct_reads_work(tmp_path):
         pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
-    monkeypatch.setattr(reading, "_memory_bytes", lambda: 1)
+    monkeypatch.setattr(reading, "_direct_above", lambda: 0)
     monkeypatch.setattr(reading.FileBlocks, "ALIGN", 4096 + 100)  # no device's block size
     _evict(path)
-    sums = frame_sums(memmap, block_bytes=frames[0, 0].nbytes * 5)
+    block_bytes = frames[0, 0].nbytes * 5
+    plan = list(engine._blocks(memmap.shape, 2, block_bytes))
+    assert reading.FileBlocks.of(memmap, plan).direct  # direct reads were chosen, and are refused
+    sums = frame_sums(memmap, block_bytes=block_bytes)
     np.testing.assert_array_equal(sums.intensity, frames.sum(axis=(2, 3)))
     assert reading.resident_fraction(memmap) == 1.0  # read through the cache after all
-    assert results._KNOWN_SHA256[results._identity(os.stat(path))] == _sha256(path)
+    assert results._KNOWN_SHA256[results.file_version(os.stat(path))] == _sha256(path)
 
+
+
+def test_blocks_too_large_to_hold_are_read_from_the_map_a_block_at_a_time(tmp_path, monkeypatch):
+    """Reading into buffers holds four blocks: blocks that large against the memory go through
+    the map's pages instead (one block held), with the same sums."""
+    frames, memmap = _file(tmp_path, (6, 4, 16, 16))
+    plan = list(engine._blocks(memmap.shape, 2, 10**9))  # one block: the whole file
+    assert reading.FileBlocks.of(memmap, plan) is not None
+    monkeypatch.setattr(reading, "_memory_bytes", lambda: 4 * memmap.nbytes)  # four blocks: all of memory
+    assert reading.FileBlocks.of(memmap, plan) is None
+    np.testing.assert_array_equal(frame_sums(memmap, block_bytes=10**9).intensity, frames.sum(axis=(2, 3)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the mapped file's inode is read from /proc")
+def test_a_file_replaced_under_its_map_is_read_through_the_map(tmp_path):
+    """The map still shows the file it was made of: the reduction reads that one, and records no
+    digest for the path, which now names another file."""
+    from dpcstem.io import results
+
+    frames, memmap = _file(tmp_path, (4, 3, 8, 8))
+    path = tmp_path / "f.npy"
+    np.save(tmp_path / "other.npy", frames[::-1].copy())
+    os.replace(tmp_path / "other.npy", path)
+    plan = list(engine._blocks(memmap.shape, 2, 10**9))
+    assert reading.FileBlocks.of(memmap, plan) is None
+    np.testing.assert_array_equal(frame_sums(memmap).intensity, frames.sum(axis=(2, 3)))
+    assert results.file_version(os.stat(path)) not in results._KNOWN_SHA256
