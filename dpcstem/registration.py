@@ -493,8 +493,21 @@ def _judge(ref, mov, inner, stays, shift, keep, noise_energy, noise_diff, snr, g
                         stderr)
 
 
+#: The noise estimates read every k-th scan row of a large map, about this many pixels: the
+#: median absolute deviation of n values has a relative standard error of about 1.2/√n (0.1 %
+#: here), and two medians of a whole 2048² map were 60 % of a registration's time.
+NOISE_SAMPLES = 2**20
+
+
+def _sampled_rows(image, use):
+    step = max(1, -(-image.size // NOISE_SAMPLES))
+    return image[::step], use[::step]
+
+
 def _noise_sigma(image, use):
-    """Per-pixel noise σ from differences of horizontal neighbours that are both used (median absolute deviation)."""
+    """Per-pixel noise σ from differences of horizontal neighbours that are both used (median
+    absolute deviation), over :data:`NOISE_SAMPLES` pixels at most."""
+    image, use = _sampled_rows(image, use)
     pair = use[:, 1:] & use[:, :-1]
     if pair.sum() < 8:
         return 0.0
@@ -502,7 +515,9 @@ def _noise_sigma(image, use):
 
 
 def _local_sigma(image, mask):
-    """Per-pixel noise σ from second differences along x over ``mask`` (median absolute deviation)."""
+    """Per-pixel noise σ from second differences along x over ``mask`` (median absolute
+    deviation), over :data:`NOISE_SAMPLES` pixels at most."""
+    image, mask = _sampled_rows(image, mask)
     triple = mask[:, 2:] & mask[:, 1:-1] & mask[:, :-2]
     if triple.sum() < 8:
         return 0.0
