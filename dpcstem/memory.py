@@ -35,6 +35,11 @@ SERIES_BYTES_PER_PIXEL = 512
 LIMIT_VARIABLE = "DPCSTEM_MEMORY_LIMIT"
 
 
+def physical_memory() -> int:
+    """Bytes of memory the machine has (what the page cache could hold at most)."""
+    return psutil.virtual_memory().total
+
+
 def available_memory() -> tuple[int, bool]:
     """Bytes of memory free for dpcstem, and whether :data:`LIMIT_VARIABLE` set that figure."""
     available = psutil.virtual_memory().available

@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from collections.abc import Callable
 
 import numpy as np
 
 from . import baselines as npb
+from ..memory import physical_memory
 from .config import BenchConfig
 
 def _fmt(value) -> str:
@@ -69,8 +69,7 @@ def specs(config: BenchConfig) -> list[Spec]:
 def com_command_scans(config: BenchConfig) -> list[int]:
     """Scan sides of the ``com`` command's files; 0 in the configuration: a file larger than memory."""
     per_frame = config.frame_size ** 2 * 2
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return [s if s else math.ceil(math.sqrt(1.05 * memory / per_frame)) for s in config.com_command_scans]
+    return [s if s else math.ceil(math.sqrt(1.05 * physical_memory() / per_frame)) for s in config.com_command_scans]
 
 
 #: Kinds run as commands of the real command line (:mod:`.commands`), not timed in this process.

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fourd.reading import FileBlocks, aligned_bytes
 from .cases import Spec, _rng, bias_segments
 
 #: The options of the timed command (a 0.5 nm step, 100 nm thick, 200 kV, α = 10 mrad).
@@ -75,8 +76,7 @@ def read_seconds(path: Path, *, cold: bool, direct: bool = False) -> float | Non
             fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
         except (OSError, AttributeError):
             return None
-        raw = np.empty((64 << 20) + 4096, np.uint8)
-        buffer = raw[-raw.ctypes.data % 4096:][:64 << 20]
+        buffer = aligned_bytes(64 << 20, FileBlocks.ALIGN)
         try:
             position = 0
             while (n := os.preadv(fd, [buffer], position)) == buffer.size:  # a short read is the end

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import InputDataError
 from ..io.results import file_version, remember_sha256
+from ..memory import physical_memory
 
 
 @contextmanager
@@ -114,7 +115,7 @@ class FileBlocks:
         frame_bytes = array.nbytes // (sy * sx)
         spans = [(offset + (rows.start * sx + cols.start) * frame_bytes,
                   offset + ((rows.stop - 1) * sx + cols.stop) * frame_bytes) for rows, cols in blocks]
-        if cls.DEPTH * max(b - a for a, b in spans) > _memory_bytes() / 4:
+        if cls.DEPTH * max(b - a for a, b in spans) > physical_memory() / 4:
             return None  # blocks too large to hold DEPTH of: the map's pages, a block at a time
         try:
             start = offset - offset % mmap.ALLOCATIONGRANULARITY
@@ -143,7 +144,7 @@ class FileBlocks:
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             size = max(b - a for a, b in self.spans) + 2 * self.ALIGN
-            self.buffers = [_aligned(size, self.ALIGN) for _ in range(min(self.DEPTH, len(self.spans)))]
+            self.buffers = [aligned_bytes(size, self.ALIGN) for _ in range(min(self.DEPTH, len(self.spans)))]
             self.reader, self.hashing = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
         except BaseException:
             self._close()
@@ -234,7 +235,7 @@ def _mapped_inode(address):
     return None
 
 
-def _aligned(size, align):
+def aligned_bytes(size, align):
     """``size`` bytes (uninitialised) starting at a multiple of ``align``."""
     raw = np.empty(size + align, np.uint8)
     skip = -raw.ctypes.data % align
@@ -243,14 +244,7 @@ def _aligned(size, align):
 
 def _direct_above():
     """File size above which an uncached file is read around the page cache: half the memory."""
-    return _memory_bytes() / 2
-
-
-def _memory_bytes():
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return float("inf")
+    return physical_memory() / 2
 
 
 def resident_fraction(array) -> float | None:
