@@ -28,8 +28,6 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..errors import InputDataError
-from ..io.results import file_version, remember_sha256
-from ..memory import physical_memory
 
 
 @contextmanager
@@ -115,6 +113,8 @@ class FileBlocks:
         frame_bytes = array.nbytes // (sy * sx)
         spans = [(offset + (rows.start * sx + cols.start) * frame_bytes,
                   offset + ((rows.stop - 1) * sx + cols.stop) * frame_bytes) for rows, cols in blocks]
+        from ..memory import physical_memory  # (here: importing dpcstem.fourd stays light)
+
         if cls.DEPTH * max(b - a for a, b in spans) > physical_memory() / 4:
             return None  # blocks too large to hold DEPTH of: the map's pages, a block at a time
         try:
@@ -131,6 +131,8 @@ class FileBlocks:
         return cls(array, blocks, spans, stat, direct)
 
     def __enter__(self):
+        from ..io.results import file_version
+
         self.fd = os.open(self.array.filename, os.O_RDONLY)
         self.direct_fd = None
         try:
@@ -216,6 +218,8 @@ class FileBlocks:
 
     def _finish(self):
         """Hash what follows the frames and record the digest (if the file did not change meanwhile)."""
+        from ..io.results import file_version, remember_sha256
+
         self._hash_range(self.spans[-1][1], None)
         if file_version(os.fstat(self.fd)) == file_version(self.stat):
             remember_sha256(self.stat, self.hasher.hexdigest())
@@ -244,6 +248,8 @@ def aligned_bytes(size, align):
 
 def _direct_above():
     """File size above which an uncached file is read around the page cache: half the memory."""
+    from ..memory import physical_memory
+
     return physical_memory() / 2
 
 

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from dpcstem import memory
 from dpcstem.fourd import disc_mask, engine, frame_sums, quadrant_labels, reading
 
 
@@ -212,7 +213,7 @@ def test_blocks_too_large_to_hold_are_read_from_the_map_a_block_at_a_time(tmp_pa
     frames, memmap = _file(tmp_path, (6, 4, 16, 16))
     plan = list(engine._blocks(memmap.shape, 2, 10**9))  # one block: the whole file
     assert reading.FileBlocks.of(memmap, plan) is not None
-    monkeypatch.setattr(reading, "physical_memory", lambda: 4 * memmap.nbytes)  # four blocks: all of memory
+    monkeypatch.setattr(memory, "physical_memory", lambda: 4 * memmap.nbytes)  # four blocks: all of memory
     assert reading.FileBlocks.of(memmap, plan) is None
     np.testing.assert_array_equal(frame_sums(memmap, block_bytes=10**9).intensity, frames.sum(axis=(2, 3)))
 
