@@ -229,7 +229,8 @@ def stream_series(sources, biases_v, calibration: Calibration, sink, *, referenc
     others in acquisition order, each acquisition's registered
     :class:`~dpcstem.result.DPCResult`, then (``net=True``) its net one against the
     reference, with its :class:`~dpcstem.registration.Registration`: one map set at a time,
-    dropped once the sink returns. Only the reference's deflection and registration image
+    dropped once the sink returns (and never changed after: the sink may keep the arrays, as
+    the result file does while it writes them and the next set is computed). Only the reference's deflection and registration image
     stay in memory throughout (the image prepared once for every registration,
     :class:`~dpcstem.registration.PreparedReference`). Each acquisition passes through the
     segment kernel once.

@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import re
 
-import psutil
-
 from .errors import InsufficientMemoryError
 
 #: Share of the available memory one operation may take.
@@ -34,14 +32,31 @@ SERIES_BYTES_PER_PIXEL = 512
 #: Environment variable that caps the memory dpcstem takes.
 LIMIT_VARIABLE = "DPCSTEM_MEMORY_LIMIT"
 
+#: Alignment of reads and writes around the page cache (``O_DIRECT``): file offsets, lengths
+#: and buffer addresses, a multiple of any device's logical block.
+DIRECT_ALIGN = 4096
+
+
+def aligned_bytes(size, align=DIRECT_ALIGN):
+    """``size`` bytes (uninitialised) starting at a multiple of ``align``."""
+    import numpy as np
+
+    raw = np.empty(size + align, np.uint8)
+    skip = -raw.ctypes.data % align
+    return raw[skip:skip + size]
+
 
 def physical_memory() -> int:
     """Bytes of memory the machine has (what the page cache could hold at most)."""
+    import psutil  # (here: modules that need only the constants stay light)
+
     return psutil.virtual_memory().total
 
 
 def available_memory() -> tuple[int, bool]:
     """Bytes of memory free for dpcstem, and whether :data:`LIMIT_VARIABLE` set that figure."""
+    import psutil
+
     available = psutil.virtual_memory().available
     text = os.environ.get(LIMIT_VARIABLE, "").strip()
     if not text:

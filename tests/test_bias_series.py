@@ -168,3 +168,21 @@ def test_a_net_map_over_the_same_pixels_takes_its_potential_from_the_two_maps(mo
         assert scale > 0
         assert np.nanmax(np.abs(net.potential - direct.potential)) <= 1e-5 * scale
         np.testing.assert_allclose(net.field_x, direct.field_x, rtol=0, atol=1e-5 * np.nanmax(np.abs(direct.field_x)))
+
+
+def test_nothing_handed_to_the_sink_changes_after_it_returns():
+    """The result file writes a map while the next is computed: the series must not reuse it."""
+    from dpcstem.bias import stream_series
+
+    sim = simulate(noise=False)
+    kept = []
+
+    def sink(i, result, registration, net=False):
+        arrays = [result.valid, *(getattr(result, name) for name in
+                                  ("deflection_x", "deflection_y", "field_x", "field_y", "charge_density"))]
+        kept.extend((array, array.copy()) for array in arrays if array is not None)
+
+    stream_series([a.segments for a in sim.acquisitions], sim.biases, sim.calibration, sink,
+                  vacuum=sim.vacuum, offsets=OFFSETS)
+    assert len(kept) == 2 * len(sim.acquisitions) * 6
+    assert all(np.array_equal(array, copy, equal_nan=True) for array, copy in kept)

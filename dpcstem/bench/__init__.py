@@ -30,7 +30,8 @@ The machine-readable record (``dpcstem bench --json FILE``) is::
                  "bandwidth_read_1thread_gbps", "bandwidth_triad_1thread_gbps", ...},
      "results": [{"name", "shape", "dtype", "median_s", "gbps", "bandwidth_fraction",
                   "ratio_vs_numpy", "peak_mb", "peers": {"libertem", "py4dstem", "pyxem"}, ...}],
-     "commands": [{"name", "median_s", "cold_s", "read_s_cold", "read_s_warm", "read_s_direct", "write_s", "ratio_vs_io",
+     "commands": [{"name", "median_s", "cold_s", "read_s_cold", "read_s_warm", "read_s_direct", "write_s",
+                   "write_s_buffered", "write_s_direct", "ratio_vs_io",
                    "start_s", "ratio_vs_io_and_start",
                    "peak_rss_mb", "stages", "compression", ...}],
      "scaling": {...}, "threads": {...}}

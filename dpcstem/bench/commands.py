@@ -18,8 +18,10 @@ Reported:
 * ``median_s`` of the command (interpreter start and imports included: what a user waits);
 * ``read_s``: reading the input file's bytes, with the page cache emptied of it first
   (``posix_fadvise(DONTNEED)``: cold) and again straight after (warm); ``write_s``: writing
-  as many bytes as the result file holds to a new file in the same folder (no fsync, as the
-  command does none); ``ratio_vs_io`` = median_s / (cold read + write);
+  as many bytes as the result file holds to a new file in the same folder and forcing them to
+  the disk (fsync, as the command does before the rename), the faster of through the page
+  cache (``write_s_buffered``) and around it (``write_s_direct``); ``ratio_vs_io`` =
+  median_s / (cold read + write);
 * ``start_s``: the same command on a 64 × 64 scan (warm): what it costs whatever the size
   (interpreter start, imports, loading Numba's cache); ``ratio_vs_io_and_start`` =
   median_s / (cold read + write + start_s), how far the size-dependent work is from the I/O;
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fourd.reading import FileBlocks, aligned_bytes
+from ..memory import DIRECT_ALIGN, aligned_bytes
 from .cases import Spec, _rng, bias_segments
 
 #: The options of the timed command (a 0.5 nm step, 100 nm thick, 200 kV, α = 10 mrad).
@@ -76,7 +78,7 @@ def read_seconds(path: Path, *, cold: bool, direct: bool = False) -> float | Non
             fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
         except (OSError, AttributeError):
             return None
-        buffer = aligned_bytes(64 << 20, FileBlocks.ALIGN)
+        buffer = aligned_bytes(64 << 20, DIRECT_ALIGN)
         try:
             position = 0
             while (n := os.preadv(fd, [buffer], position)) == buffer.size:  # a short read is the end
@@ -93,18 +95,38 @@ def read_seconds(path: Path, *, cold: bool, direct: bool = False) -> float | Non
     return time.perf_counter() - start
 
 
-def write_seconds(folder: Path, nbytes: int) -> float:
-    """Seconds to write ``nbytes`` to a new file in ``folder`` (removed after)."""
-    block = np.random.default_rng(0).integers(0, 255, min(nbytes, 16 << 20), dtype=np.uint8).tobytes()
+def write_seconds(folder: Path, nbytes: int, *, direct: bool = False) -> float | None:
+    """Seconds to write ``nbytes`` to a new file in ``folder`` in 16 MiB blocks and force it to
+    the disk, as every dpcstem output is before it is renamed into place
+    (:func:`dpcstem.io.output.atomic_output`); ``direct``: around the page cache (``O_DIRECT``,
+    as a bias series' maps are written), or None where the file system refuses it. The file is
+    removed after."""
+    block = aligned_bytes(min(-(-nbytes // DIRECT_ALIGN) * DIRECT_ALIGN, 16 << 20), DIRECT_ALIGN)
+    block[:] = np.random.default_rng(0).integers(0, 255, block.size, dtype=np.uint8)
     path = folder / "write-probe.bin"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     start = time.perf_counter()
-    with open(path, "wb", buffering=0) as fh:
+    if direct:
+        try:
+            fd = os.open(path, flags | os.O_DIRECT, 0o644)
+        except (OSError, AttributeError):
+            return None
+    else:
+        fd = os.open(path, flags, 0o644)
+    try:
         left = nbytes
-        while left > 0:
-            left -= fh.write(block[:min(left, len(block))])
-    seconds = time.perf_counter() - start
-    path.unlink()
-    return seconds
+        while left > 0:  # a direct write takes whole device blocks: the last one is cut back after
+            left -= os.write(fd, block[:min(len(block), -(-left // DIRECT_ALIGN) * DIRECT_ALIGN if direct else left)])
+        os.ftruncate(fd, nbytes)
+        os.fsync(fd)
+    except OSError:
+        if not direct:
+            raise
+        return None
+    finally:
+        os.close(fd)
+        path.unlink()
+    return time.perf_counter() - start
 
 
 #: Runs ``python -m dpcstem ARGS`` and, at exit, writes the process's own peak resident memory
@@ -324,8 +346,10 @@ def measure_command(spec: Spec, config, log=print) -> dict:
         written = out.stat().st_size
         read_cold = sum(read_seconds(p, cold=True) for p in inputs)
         read_warm = sum(read_seconds(p, cold=False) for p in inputs)
-        write = write_seconds(folder, written)
-        log(f"  read {read_cold:.2f} s cold, {read_warm:.2f} s warm; write {write:.2f} s")
+        write_buffered, write_direct = write_seconds(folder, written), write_seconds(folder, written, direct=True)
+        write = min(w for w in (write_buffered, write_direct) if w is not None)
+        log(f"  read {read_cold:.2f} s cold, {read_warm:.2f} s warm; write {write_buffered:.2f} s"
+            + ("" if write_direct is None else f", {write_direct:.2f} s around the page cache (O_DIRECT)"))
         read_direct, read = None, read_cold
         if spec.kind == "cli_com":  # the file's read rate: the faster of through and around the page cache
             read_direct = read_seconds(inputs[0], cold=True, direct=True)
@@ -353,6 +377,8 @@ def measure_command(spec: Spec, config, log=print) -> dict:
         "read_s_warm": read_warm,
         "read_s_direct": read_direct,
         "write_s": write,
+        "write_s_buffered": write_buffered,
+        "write_s_direct": write_direct,
         "io_s": read + write,
         "ratio_vs_io": median / (read + write),
         "start_s": start,

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..errors import InputDataError
+from ..memory import DIRECT_ALIGN
 
 
 @contextmanager
@@ -86,9 +87,8 @@ class FileBlocks:
     DEPTH = 4
     #: Bytes read at a time outside the blocks (the header and what follows the frames).
     CHUNK = 16 << 20
-    #: Alignment of direct reads: offsets, lengths and buffer addresses (a multiple of any
-    #: device's logical block).
-    ALIGN = 4096
+    #: Alignment of direct reads: offsets, lengths and buffer addresses.
+    ALIGN = DIRECT_ALIGN
 
     def __init__(self, array, blocks, spans, stat, direct):
         self.array, self.blocks, self.spans, self.stat, self.direct = array, blocks, spans, stat, direct
@@ -113,7 +113,7 @@ class FileBlocks:
         frame_bytes = array.nbytes // (sy * sx)
         spans = [(offset + (rows.start * sx + cols.start) * frame_bytes,
                   offset + ((rows.stop - 1) * sx + cols.stop) * frame_bytes) for rows, cols in blocks]
-        from ..memory import physical_memory  # (here: importing dpcstem.fourd stays light)
+        from ..memory import physical_memory
 
         if cls.DEPTH * max(b - a for a, b in spans) > physical_memory() / 4:
             return None  # blocks too large to hold DEPTH of: the map's pages, a block at a time
@@ -132,6 +132,7 @@ class FileBlocks:
 
     def __enter__(self):
         from ..io.results import file_version
+        from ..memory import aligned_bytes
 
         self.fd = os.open(self.array.filename, os.O_RDONLY)
         self.direct_fd = None
@@ -237,13 +238,6 @@ def _mapped_inode(address):
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def aligned_bytes(size, align):
-    """``size`` bytes (uninitialised) starting at a multiple of ``align``."""
-    raw = np.empty(size + align, np.uint8)
-    skip = -raw.ctypes.data % align
-    return raw[skip:skip + size]
 
 
 def _direct_above():

@@ -370,6 +370,7 @@ def test_the_reconstruct_command_end_to_end_against_reading_and_writing(tmp_path
         assert [r["cache"] for r in c["runs"]] == ["cold", "warm"]
         assert c["median_s"] == statistics.median(r["seconds"] for r in c["runs"] if r["cache"] == "warm")
         assert c["ratio_vs_io"] == pytest.approx(c["median_s"] / (c["read_s_cold"] + c["write_s"]))
+        assert c["write_s"] == min(w for w in (c["write_s_buffered"], c["write_s_direct"]) if w is not None)
         assert 0 < c["start_s"] and c["ratio_vs_io_and_start"] == pytest.approx(
             c["median_s"] / (c["read_s_cold"] + c["write_s"] + c["start_s"]))
         assert {"read", "segment kernel", "field, charge, potential", "write (default compression)"} <= set(
@@ -412,6 +413,28 @@ def test_the_direct_read_baseline_reads_around_the_page_cache(tmp_path):
     assert seconds > 0 and resident_fraction(np.load(path, mmap_mode="r")) < 0.1
     read_seconds(path, cold=True)
     assert resident_fraction(np.load(path, mmap_mode="r")) == 1.0  # the other way, through the cache
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["through the page cache", "around it"])
+@pytest.mark.parametrize("nbytes", [1000, (16 << 20) + 4096 + 7])
+def test_the_write_baseline_writes_every_byte_to_the_disk_as_the_commands_do(tmp_path, monkeypatch, direct, nbytes):
+    """Every output is forced to the disk before its rename: the baseline it is held to too."""
+    import fcntl
+
+    from dpcstem.bench.commands import write_seconds
+
+    forced, fsync = [], os.fsync
+
+    def recorded(fd):
+        fsync(fd)
+        forced.append((os.fstat(fd).st_size, bool(fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0))))
+
+    monkeypatch.setattr(os, "fsync", recorded)
+    seconds = write_seconds(tmp_path, nbytes, direct=direct)
+    if seconds is None:
+        pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
+    assert seconds > 0 and forced == [(nbytes, direct)]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_zero_com_scan_is_a_file_larger_than_memory():

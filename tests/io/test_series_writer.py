@@ -1,0 +1,137 @@
+"""The bias series' result file: slices written on their own thread, around the page cache where
+the file system allows, byte for byte what h5py writes; a failed write leaves nothing."""
+
+import errno
+import os
+import threading
+
+import h5py
+import numpy as np
+import pytest
+
+from dpcstem.errors import OutputError
+from dpcstem.fourd.reading import resident_fraction
+from dpcstem.io import series as series_module
+from dpcstem.io.series import SeriesWriter
+
+COUNT, SHAPE = 3, (512, 512)  # a float32 slice is 1 MiB: SeriesWriter.DIRECT_BYTES
+
+
+def _slices(index, net=False):
+    rng = np.random.default_rng(10 * index + net)
+    prefix = "net_" if net else ""
+    field = rng.normal(size=(2, *SHAPE)).astype(np.float32)
+    return {f"{prefix}charge_density": (rng.normal(size=SHAPE), "C/m^3"),  # float64, stored as float32
+            f"{prefix}field_x": (field[0], "V/m"), f"{prefix}field_y": (field[1], "V/m"),
+            f"{prefix}valid": (rng.random(SHAPE) > 0.1, "1")}
+
+
+def _write(path, order=(1, 0, 2), skip=()):
+    with SeriesWriter(path, COUNT) as writer:
+        for index in order:
+            for net in (False, True):
+                if (index, net) not in skip:
+                    writer.put(index, _slices(index, net))
+        writer.finish({"bias": (np.arange(COUNT, dtype=float), "V")}, {"kind": "test"})
+        return writer
+
+
+def _contents(path):
+    """The file's datasets (those of the HyperSpy view are links to them or views of them)."""
+    with h5py.File(path, "r") as f:
+        return {name: node[()] for name, node in f.items() if isinstance(node, h5py.Dataset)}
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].dtype == b[name].dtype, name
+        assert np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f"), name
+
+
+def _resident(path, name):
+    """The share of dataset ``name``'s bytes in the page cache."""
+    with h5py.File(path, "r") as f:
+        offset, size = f[name].id.get_offset(), f[name].id.get_storage_size()
+    return resident_fraction(np.memmap(path, np.uint8, "r", offset=offset, shape=(size,)))
+
+
+def _direct_refused(path):
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+    except (OSError, AttributeError):
+        return True
+    finally:
+        path.unlink(missing_ok=True)
+    return False
+
+
+@pytest.fixture
+def direct_folder(tmp_path):
+    if _direct_refused(tmp_path / "probe"):
+        pytest.skip(f"the file system of {tmp_path} refuses direct writes (O_DIRECT)")
+    return tmp_path
+
+
+def test_every_slice_lands_where_h5py_would_put_it_and_the_maps_bypass_the_page_cache(direct_folder, monkeypatch):
+    threads = set()
+    write = SeriesWriter._write
+
+    def on_which_thread(self, index, slices):
+        threads.add(threading.current_thread().name)
+        return write(self, index, slices)
+
+    monkeypatch.setattr(SeriesWriter, "_write", on_which_thread)
+    _write(direct_folder / "direct.h5")
+    monkeypatch.setattr(SeriesWriter, "DIRECT_BYTES", 1 << 62)  # every slice through h5py
+    _write(direct_folder / "h5py.h5")
+
+    # before they are read: the float32 maps went around the page cache, the 256 KiB masks
+    # (below DIRECT_BYTES) did not
+    assert _resident(direct_folder / "direct.h5", "field_x") < 0.1
+    assert _resident(direct_folder / "direct.h5", "valid") > 0.9
+    assert _resident(direct_folder / "h5py.h5", "field_x") > 0.9
+    direct, through_h5py = _contents(direct_folder / "direct.h5"), _contents(direct_folder / "h5py.h5")
+    _same(direct, through_h5py)
+    for index in range(COUNT):  # and both are what was put
+        for name, (array, _) in {**_slices(index), **_slices(index, net=True)}.items():
+            assert np.array_equal(direct[name][index], np.asarray(array).astype(direct[name].dtype)), name
+    assert threads and all(name.startswith("dpcstem-series-writer") for name in threads)
+
+
+def test_a_file_system_that_refuses_a_direct_write_gets_the_slices_through_h5py(direct_folder, monkeypatch):
+    expected = _contents(_write(direct_folder / "expected.h5").path)
+
+    def misaligned_bytes(size, align=4096):  # an address the kernel refuses (EINVAL) for a direct write
+        raw = np.empty(size + 2 * align, np.uint8)
+        start = (-raw.ctypes.data % align) + 1
+        return raw[start:start + size]
+
+    monkeypatch.setattr(series_module, "aligned_bytes", misaligned_bytes)
+    writer = _write(direct_folder / "fallback.h5")
+    assert writer._direct_fd is None  # given up after the first refusal
+    _same(_contents(direct_folder / "fallback.h5"), expected)
+
+
+def test_a_slice_never_put_reads_as_nan_and_masks_as_zero(tmp_path):
+    contents = _contents(_write(tmp_path / "out.h5", skip={(2, True)}).path)
+    assert np.isnan(contents["net_field_x"][2]).all() and not contents["net_valid"][2].any()
+    assert np.array_equal(contents["net_field_x"][1], _slices(1, net=True)["net_field_x"][0])
+
+
+@pytest.mark.parametrize("fail_on", [0, 3 * 2 * COUNT - 1], ids=["the first write", "the last write"])
+def test_a_write_that_fails_on_its_thread_fails_the_block_and_leaves_nothing(direct_folder, monkeypatch, fail_on):
+    calls = []
+    pwrite = os.pwrite
+
+    def full_disk(fd, data, position):  # the maps' writes (three 1 MiB slices an acquisition)
+        calls.append(position)
+        if len(calls) > fail_on:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return pwrite(fd, data, position)
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    with pytest.raises(OutputError, match="the disk is full"):
+        _write(direct_folder / "out.h5", order=(0, 1, 2))
+    assert len(calls) == fail_on + 1
+    assert list(direct_folder.iterdir()) == []
