@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,11 +25,11 @@ import h5py
 import numpy as np
 
 from ..errors import DPCError, InputDataError, UnreadableFileError
-from ..memory import DIRECT_ALIGN, aligned_bytes
+from ..memory import DIRECT_ALIGN
 from .hyperspy_view import write_hyperspy_view
 from ._common import HDF5_FAILURES, reason
 from .npy import load_npy
-from .output import atomic_output, require_space
+from .output import DirectWrites, atomic_output, require_space
 from .results import provenance_attrs
 
 
@@ -55,8 +53,7 @@ class SeriesWriter:
         self._stack = None
         self._file = None
         self._pool = None
-        self._direct_fd = None
-        self._buffer = None  # the aligned bytes a slice is written from
+        self._direct = None
         self._maps = {}  # name → (shape, unit)
         self._written = {}  # name → acquisitions written
         self._writing = None  # the write in flight (a Future)
@@ -68,12 +65,7 @@ class SeriesWriter:
         # datasets from DIRECT_BYTES on start at a multiple of DIRECT_ALIGN
         self._file = self._stack.enter_context(h5py.File(tmp, "w", alignment_threshold=self.DIRECT_BYTES,
                                                          alignment_interval=DIRECT_ALIGN))
-        if hasattr(os, "O_DIRECT") and hasattr(os, "pwrite"):
-            try:
-                self._direct_fd = os.open(tmp, os.O_WRONLY | os.O_DIRECT)
-                self._stack.callback(self._close_direct)
-            except OSError:  # a file system without direct writes: every slice through h5py
-                pass
+        self._direct = self._stack.enter_context(DirectWrites(tmp))
         # the last write ends (or fails) while the file is still open
         self._pool = self._stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="dpcstem-series-writer"))
         self._stack.callback(self._settle, quiet=True)
@@ -97,11 +89,6 @@ class SeriesWriter:
                 writing.exception()
             else:
                 writing.result()
-
-    def _close_direct(self):
-        if self._direct_fd is not None:
-            os.close(self._direct_fd)
-            self._direct_fd = None
 
     def put(self, index, slices: dict):
         """Write acquisition ``index``'s maps: name → (array (ny, nx), unit); floats as float32.
@@ -140,23 +127,9 @@ class SeriesWriter:
         """Write slice ``index`` of ``ds`` around the page cache; False where it cannot be."""
         size = array.size * ds.dtype.itemsize
         offset = ds.id.get_offset()
-        if (self._direct_fd is None or size < self.DIRECT_BYTES or offset is None
-                or (offset + index * size) % DIRECT_ALIGN or size % DIRECT_ALIGN):
+        if self._direct is None or size < self.DIRECT_BYTES or offset is None or size % DIRECT_ALIGN:
             return False
-        if self._buffer is None or self._buffer.size < size:
-            self._buffer = aligned_bytes(size, DIRECT_ALIGN)
-        data = self._buffer[:size]
-        np.copyto(data.view(ds.dtype).reshape(array.shape), array, casting="same_kind")
-        position, done = offset + index * size, 0
-        try:
-            while done < size:
-                done += os.pwrite(self._direct_fd, data[done:], position + done)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL or done:
-                raise
-            self._close_direct()  # refused after all (an alignment the device does not take)
-            return False
-        return True
+        return self._direct.write(np.ascontiguousarray(array, ds.dtype), offset + index * size)
 
     def finish(self, vectors: dict, attrs: dict, *, inputs=()):
         """Write the vectors (name → (array, unit)), root attributes, input checksums and the HyperSpy view.

@@ -1,5 +1,6 @@
-"""The bias series' result file: slices written on their own thread, around the page cache where
-the file system allows, byte for byte what h5py writes; a failed write leaves nothing."""
+"""Large results written around the page cache where the file system allows (O_DIRECT), byte for
+byte what a write through it gives: a bias series' slices on their own thread, a result file's
+image; a refused direct write falls back, a failed one leaves nothing."""
 
 import errno
 import os
@@ -11,7 +12,8 @@ import pytest
 
 from dpcstem.errors import OutputError
 from dpcstem.fourd.reading import resident_fraction
-from dpcstem.io import series as series_module
+from dpcstem.io import output as output_module
+from dpcstem.io.output import hdf5_output
 from dpcstem.io.series import SeriesWriter
 
 COUNT, SHAPE = 3, (512, 512)  # a float32 slice is 1 MiB: SeriesWriter.DIRECT_BYTES
@@ -102,14 +104,9 @@ def test_every_slice_lands_where_h5py_would_put_it_and_the_maps_bypass_the_page_
 def test_a_file_system_that_refuses_a_direct_write_gets_the_slices_through_h5py(direct_folder, monkeypatch):
     expected = _contents(_write(direct_folder / "expected.h5").path)
 
-    def misaligned_bytes(size, align=4096):  # an address the kernel refuses (EINVAL) for a direct write
-        raw = np.empty(size + 2 * align, np.uint8)
-        start = (-raw.ctypes.data % align) + 1
-        return raw[start:start + size]
-
-    monkeypatch.setattr(series_module, "aligned_bytes", misaligned_bytes)
+    monkeypatch.setattr(output_module, "aligned_bytes", _misaligned_bytes)
     writer = _write(direct_folder / "fallback.h5")
-    assert writer._direct_fd is None  # given up after the first refusal
+    assert writer._direct.fd is None  # given up after the first refusal
     _same(_contents(direct_folder / "fallback.h5"), expected)
 
 
@@ -135,3 +132,28 @@ def test_a_write_that_fails_on_its_thread_fails_the_block_and_leaves_nothing(dir
         _write(direct_folder / "out.h5", order=(0, 1, 2))
     assert len(calls) == fail_on + 1
     assert list(direct_folder.iterdir()) == []
+
+
+def _misaligned_bytes(size, align=4096):  # an address the kernel refuses (EINVAL) for a direct write
+    raw = np.empty(size + 2 * align, np.uint8)
+    start = (-raw.ctypes.data % align) + 1
+    return raw[start:start + size]
+
+
+def _result(path, side):
+    with hdf5_output(path) as f:
+        f["map"] = np.random.default_rng(side).normal(size=(side, side)).astype(np.float32)
+        f["map"].attrs["units"] = "V/m"
+
+
+@pytest.mark.parametrize("side", [700, 2048], ids=["a length no whole number of blocks", "16 MiB exactly"])
+def test_a_result_files_image_goes_around_the_page_cache_and_reads_back_whole(direct_folder, monkeypatch, side):
+    _result(direct_folder / "direct.h5", side)
+    fraction = resident_fraction(np.memmap(direct_folder / "direct.h5", np.uint8, "r"))
+    assert fraction < 0.1  # bytes on the disk, none copied into the page cache
+    monkeypatch.setattr(output_module, "aligned_bytes", _misaligned_bytes)  # refused: through the page cache
+    _result(direct_folder / "refused.h5", side)
+    assert resident_fraction(np.memmap(direct_folder / "refused.h5", np.uint8, "r")) > 0.9
+    assert (direct_folder / "direct.h5").read_bytes() == (direct_folder / "refused.h5").read_bytes()
+    with h5py.File(direct_folder / "direct.h5", "r") as f:
+        assert np.array_equal(f["map"][()], np.random.default_rng(side).normal(size=(side, side)).astype(np.float32))
