@@ -334,8 +334,14 @@ def _claim(path):
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def _write_failure(path: Path, exc: OSError):
-    """An OSError while writing as one line, when it is the filesystem's fault (full, read-only, I/O)."""
+def _write_failure(path: Path, exc: BaseException):
+    """An error while writing as one line, when it is the filesystem's fault (full, read-only, I/O):
+    an OSError, or HDF5's RuntimeError (it names the errno) or one raised while an OSError was
+    handled (HDF5 closing a file after a write met a full disk)."""
+    if isinstance(exc, RuntimeError) and isinstance(exc.__context__, OSError):
+        return _write_failure(path, exc.__context__) or _write_failure(path, OSError(str(exc)))
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
     text = str(exc)
     full = getattr(exc, "errno", None) in _FULL or "No space left" in text or "errno = 28" in text \
         or "Disk quota" in text or "File too large" in text
@@ -401,7 +407,7 @@ def atomic_output(path, *, overwrite=False, inputs=(), size=None):
                     # the signal's exception, raised inside a library's callback (h5py writing to
                     # memory), came back as that library's error
                     raise Interrupted(stop.received) from None
-                failure = _write_failure(path, exc) if isinstance(exc, OSError) else None
+                failure = _write_failure(path, exc)
                 if failure is None:
                     raise
                 raise failure from None

@@ -4,14 +4,14 @@
 and fills one acquisition's slices at a time, so a series never has to be held whole; the
 file appears under its name only when it is complete (:func:`~dpcstem.io.output.atomic_output`).
 
-The maps are most of the file (8 × 2048² acquisitions: 1.7 GB). HDF5 lays each dataset out
-in one piece at a fixed place in the file (contiguous, allocated at creation, aligned), so a
+The maps are most of the file (8 × 2048² acquisitions: 1.7 GB). Each slice is one chunk of
+its dataset, allocated when the dataset is created at an aligned place in the file, so a
 slice is a range of bytes, written on a thread of its own while the caller computes the next
 acquisition, and around the page cache (``O_DIRECT``) where the file system allows it: the
 file is forced to the disk before it is renamed into place anyway, and a copy through the
 page cache costs a core as much as the rest of the series. HDF5 itself writes only the
 file's structure; small slices, and any a file system refuses to write directly, go through
-h5py as before.
+h5py.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class SeriesWriter:
     per-acquisition vectors and the root attributes; leaving the block by an exception
     leaves no file behind. ``put`` returns while its slices are still being written (one
     acquisition's at most): the caller must not change those arrays afterwards. A write's
-    error is raised by the next ``put``, by ``finish`` or when the block ends.
+    error is raised by the next ``put``, by ``finish`` or when the block ends. A slice never
+    put reads as NaN (floats) or 0.
     """
 
     #: Slices from this size on are written around the page cache (where the file system allows).
@@ -54,7 +55,8 @@ class SeriesWriter:
         self._file = None
         self._pool = None
         self._direct = None
-        self._maps = {}  # name → (shape, unit)
+        self._maps = {}  # name → (shape, unit); filled by the writing thread
+        self._shapes = {}  # name → the shape of its slices, as put
         self._written = {}  # name → acquisitions written
         self._writing = None  # the write in flight (a Future)
         self._space_checked = False
@@ -75,6 +77,7 @@ class SeriesWriter:
         if exc[0] is None:
             try:
                 self._settle()  # an error of the last write is this block's error
+                self._fill_missing()
             except BaseException as error:
                 if not self._stack.__exit__(type(error), error, error.__traceback__):
                     raise
@@ -97,6 +100,12 @@ class SeriesWriter:
         full disk would crash the interpreter.
         """
         self._settle()
+        if not 0 <= index < self.count:
+            raise IndexError(f"acquisition {index} of a series of {self.count}")
+        for name, (array, _) in slices.items():
+            shape = np.shape(array)
+            if self._shapes.setdefault(name, shape) != shape or len(shape) != 2:
+                raise ValueError(f"{name}: a slice of shape {shape}, where the series' are {self._shapes[name]}")
         if not self._space_checked:
             per_acquisition = sum(np.asarray(a).size * 4 for a, _ in slices.values())
             require_space(self.path, 2 * self.count * per_acquisition + (1 << 20))  # the maps and the net maps
@@ -114,34 +123,40 @@ class SeriesWriter:
             self._written[name].add(index)
 
     def _create(self, name, shape, dtype, unit):
-        """A dataset in one piece, its place in the file fixed now; never filled (every slice is written)."""
+        """A dataset of one chunk a slice, every chunk placed in the file now; never filled (a
+        slice is written whole, or by :meth:`_fill_missing`)."""
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-        ds = self._file.create_dataset(name, shape=(self.count, *shape), dtype=dtype, dcpl=dcpl)
+        ds = self._file.create_dataset(name, shape=(self.count, *shape), dtype=dtype, chunks=(1, *shape),
+                                       fillvalue=np.nan if dtype.kind == "f" else 0, dcpl=dcpl)
         ds.attrs["units"] = unit
         self._maps[name] = ((self.count, *shape), unit)
         self._written[name] = set()
 
     def _write_direct(self, ds, index, array) -> bool:
-        """Write slice ``index`` of ``ds`` around the page cache; False where it cannot be."""
+        """Write slice ``index`` of ``ds`` (its chunk) around the page cache; False where it cannot be."""
         size = array.size * ds.dtype.itemsize
-        offset = ds.id.get_offset()
-        if self._direct is None or size < self.DIRECT_BYTES or offset is None or size % DIRECT_ALIGN:
+        if self._direct.fd is None or size < self.DIRECT_BYTES or size % DIRECT_ALIGN:
             return False
-        return self._direct.write(np.ascontiguousarray(array, ds.dtype), offset + index * size)
+        chunk = ds.id.get_chunk_info_by_coord((index,) + (0,) * array.ndim)
+        if chunk.byte_offset is None or chunk.size != size or chunk.filter_mask:
+            return False
+        return self._direct.write(np.ascontiguousarray(array, ds.dtype), chunk.byte_offset)
+
+    def _fill_missing(self):
+        """Write NaN (floats) or 0 into every slice never put."""
+        for name, ((_, *shape), _) in self._maps.items():
+            ds = self._file[name]
+            for index in sorted(set(range(self.count)) - self._written[name]):
+                ds[index] = np.full(shape, ds.fillvalue, ds.dtype)
+                self._written[name].add(index)
 
     def finish(self, vectors: dict, attrs: dict, *, inputs=()):
-        """Write the vectors (name → (array, unit)), root attributes, input checksums and the HyperSpy view.
-
-        A slice never put reads as NaN (floats) or 0.
-        """
+        """Write the vectors (name → (array, unit)), root attributes, input checksums and the HyperSpy view."""
         self._settle()
+        self._fill_missing()
         f = self._file
-        for name, ((_, *shape), _) in self._maps.items():
-            ds = f[name]
-            for index in sorted(set(range(self.count)) - self._written[name]):
-                ds[index] = np.full(shape, np.nan if ds.dtype.kind == "f" else 0, ds.dtype)
         provenance_attrs(f, attrs, inputs)
         for name, (array, unit) in vectors.items():
             f.create_dataset(name, data=np.asarray(array))

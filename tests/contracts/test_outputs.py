@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
-from dpcstem.errors import OutputExistsError
+from dpcstem.errors import OutputError, OutputExistsError
 from dpcstem.io import atomic_output
 
 from helpers import without_permission_override
@@ -134,12 +134,10 @@ def test_a_dangling_symbolic_link_is_replaced_only_with_overwrite(tmp_path):
 
 # -- 3. a full disk --------------------------------------------------------------------------
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MiB filesystem (tmpfs), mounted for the test; skipped where mounting is not permitted."""
-    folder = tmp_path / "small"
+def _mount_tmpfs(folder, size):
+    """A tmpfs of ``size`` at ``folder`` (skipped where mounting is not permitted); unmounted after."""
     folder.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True,
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
                            text=True)
     if mount.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here to fill ({mount.stderr.strip() or 'mount failed'})")
@@ -147,6 +145,37 @@ def small_disk(tmp_path):
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB filesystem (tmpfs), mounted for the test."""
+    yield from _mount_tmpfs(tmp_path / "small", "2m")
+
+
+@pytest.fixture
+def disk_of_32_mib(tmp_path):
+    yield from _mount_tmpfs(tmp_path / "disk", "32m")
+
+
+def test_a_disk_that_fills_while_a_series_is_written_gives_one_error_and_leaves_nothing(disk_of_32_mib):
+    """The space is there when the series starts (checked), then another program takes it: the
+    writes that follow, on the writer's own thread and then HDF5 closing the file, meet a full disk."""
+    from dpcstem.io.series import SeriesWriter
+
+    maps = {name: (np.random.default_rng(1).normal(size=(512, 512)).astype(np.float32), "V/m")
+            for name in ("field_x", "field_y", "charge_density")}  # 1 MiB each: written directly
+    with pytest.raises(OutputError, match="the disk is full"):
+        with SeriesWriter(disk_of_32_mib / "series.h5", 2) as writer:
+            writer.put(0, maps)
+            writer._settle()
+            free = os.statvfs(disk_of_32_mib).f_bavail * os.statvfs(disk_of_32_mib).f_frsize
+            (disk_of_32_mib / "other.bin").write_bytes(b"\1" * (free - (1 << 19)))  # another program's
+            writer.put(1, maps)
+            writer.put(0, {f"net_{name}": value for name, value in maps.items()})
+            writer.put(1, {f"net_{name}": value for name, value in maps.items()})
+            writer.finish({}, {})
+    assert sorted(p.name for p in disk_of_32_mib.iterdir()) == ["other.bin"]
 
 
 FULL_DISK_CASES = {

@@ -13,7 +13,7 @@ import pytest
 from dpcstem.errors import OutputError
 from dpcstem.fourd.reading import resident_fraction
 from dpcstem.io import output as output_module
-from dpcstem.io.output import hdf5_output
+from dpcstem.io.output import DirectWrites, hdf5_output
 from dpcstem.io.series import SeriesWriter
 
 COUNT, SHAPE = 3, (512, 512)  # a float32 slice is 1 MiB: SeriesWriter.DIRECT_BYTES
@@ -52,26 +52,35 @@ def _same(a, b):
 
 
 def _resident(path, name):
-    """The share of dataset ``name``'s bytes in the page cache."""
+    """The share of dataset ``name``'s bytes (its chunks) in the page cache."""
     with h5py.File(path, "r") as f:
-        offset, size = f[name].id.get_offset(), f[name].id.get_storage_size()
-    return resident_fraction(np.memmap(path, np.uint8, "r", offset=offset, shape=(size,)))
+        ds = f[name]
+        chunks = [ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())]
+    fractions = [resident_fraction(np.memmap(path, np.uint8, "r", offset=c.byte_offset, shape=(c.size,)))
+                 for c in chunks]
+    return np.average(fractions, weights=[c.size for c in chunks])
 
 
-def _direct_refused(path):
+def _direct_bypasses_the_cache(folder):
+    """Whether a direct write in ``folder`` leaves its page out of the page cache (not on tmpfs,
+    which accepts O_DIRECT but is the page cache), as far as this system can tell."""
+    path = folder / "probe"
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
-    except (OSError, AttributeError):
-        return True
+        with open(path, "wb") as fh:
+            fh.write(b"\0" * 4096)
+        writes = DirectWrites(path)
+        with writes:
+            if not writes.write(np.ones(4096, np.uint8), 0):
+                return False
+        return resident_fraction(np.memmap(path, np.uint8, "r")) == 0.0
     finally:
         path.unlink(missing_ok=True)
-    return False
 
 
 @pytest.fixture
 def direct_folder(tmp_path):
-    if _direct_refused(tmp_path / "probe"):
-        pytest.skip(f"the file system of {tmp_path} refuses direct writes (O_DIRECT)")
+    if not _direct_bypasses_the_cache(tmp_path):
+        pytest.skip(f"direct writes in {tmp_path} are refused or stay in memory (tmpfs), or residency is unknown")
     return tmp_path
 
 
@@ -114,6 +123,23 @@ def test_a_slice_never_put_reads_as_nan_and_masks_as_zero(tmp_path):
     contents = _contents(_write(tmp_path / "out.h5", skip={(2, True)}).path)
     assert np.isnan(contents["net_field_x"][2]).all() and not contents["net_valid"][2].any()
     assert np.array_equal(contents["net_field_x"][1], _slices(1, net=True)["net_field_x"][0])
+
+
+def test_a_slice_that_does_not_fit_its_series_is_refused_before_anything_is_written(tmp_path):
+    with SeriesWriter(tmp_path / "out.h5", COUNT) as writer:
+        writer.put(0, _slices(0))
+        for index in (-1, COUNT):
+            with pytest.raises(IndexError, match=f"acquisition {index} of a series of {COUNT}"):
+                writer.put(index, _slices(1))
+        wide = {"field_x": (np.zeros((SHAPE[0], 2 * SHAPE[1]), np.float32), "V/m")}
+        with pytest.raises(ValueError, match=r"field_x: a slice of shape \(512, 1024\)"):
+            writer.put(1, wide)
+        for index in range(1, COUNT):
+            writer.put(index, _slices(index))
+        writer.finish({}, {})
+    contents = _contents(tmp_path / "out.h5")
+    for index in range(COUNT):
+        assert np.array_equal(contents["field_x"][index], _slices(index)["field_x"][0])
 
 
 @pytest.mark.parametrize("fail_on", [0, 3 * 2 * COUNT - 1], ids=["the first write", "the last write"])
