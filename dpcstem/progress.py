@@ -8,8 +8,12 @@ error). Either way the command prints the stage times at the end (:meth:`Stages.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+
+#: How the line of stage times a command prints begins (:meth:`Stages.summary`, :func:`read_summary`).
+SUMMARY_PREFIX = "stage times: "
 
 
 class Stages:
@@ -61,4 +65,18 @@ class Stages:
     def summary(self) -> str:
         """``stage times: NAME 0.12 s, ...`` of the stages ended so far."""
         self.close()
-        return "stage times: " + "; ".join(f"{name} {seconds:.2f} s" for name, seconds in self.times.items())
+        return SUMMARY_PREFIX + "; ".join(f"{name} {seconds:.2f} s" for name, seconds in self.times.items())
+
+
+def read_summary(output: str) -> dict:
+    """The stage times a command printed (its last :meth:`Stages.summary` line in ``output``):
+    stage name → seconds; empty where it printed none."""
+    lines = [line for line in output.splitlines() if line.startswith(SUMMARY_PREFIX)]
+    if not lines:
+        return {}
+    times = {}
+    for part in lines[-1][len(SUMMARY_PREFIX):].split("; "):
+        match = re.fullmatch(r"(.+) (\d+(?:\.\d+)?) s", part.strip())
+        if match:
+            times[match.group(1)] = float(match.group(2))
+    return times

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from dpcstem.progress import Stages
+from dpcstem.progress import Stages, read_summary
 
 
 def test_stage_times_add_up_per_name_and_a_long_stage_is_announced_off_a_terminal(capsys):
@@ -58,3 +58,13 @@ def test_com_prints_where_its_time_went(tmp_path):
     for stage in ("opening and finding the disc", "centre of mass", "descan and rotation",
                   "field, charge and potential", "summary and profiles"):
         assert f"{stage} " in lines[0]
+
+
+def test_the_printed_stage_times_read_back_as_the_command_kept_them():
+    stages = Stages("test", enabled=False)
+    for name in ("checks of the defaults (rotation, descan plane)", "reconstructing, registering and subtracting"):
+        stages.stage(name)
+        time.sleep(0.01)
+    printed = f"some line\n{stages.summary()}\nwrote out.h5\n"
+    assert read_summary(printed) == {name: round(t, 2) for name, t in stages.times.items()}
+    assert read_summary("no stages here\n") == {}

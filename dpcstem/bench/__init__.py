@@ -33,7 +33,7 @@ The machine-readable record (``dpcstem bench --json FILE``) is::
      "commands": [{"name", "median_s", "cold_s", "read_s_cold", "read_s_warm", "read_s_direct", "write_s",
                    "write_s_buffered", "write_s_direct", "ratio_vs_io",
                    "start_s", "ratio_vs_io_and_start",
-                   "peak_rss_mb", "stages", "compression", ...}],
+                   "peak_rss_mb", "stages", "command_stages", "compression", ...}],
      "scaling": {...}, "threads": {...}}
 
 The ``commands`` are end-to-end runs of the real command line (:mod:`.commands`).

@@ -26,6 +26,8 @@ Reported:
   (interpreter start, imports, loading Numba's cache); ``ratio_vs_io_and_start`` =
   median_s / (cold read + write + start_s), how far the size-dependent work is from the I/O;
 * ``peak_rss_mb``: the command's peak resident memory (its own VmHWM, see :func:`run_command`);
+* ``command_stages``: the stage times the command printed (``stage times: …``) in its timed run
+  nearest the median (each run's in ``runs``);
 * ``stages``: the same work in this process, stage by stage (read, the segment kernel, the
   checks of the defaults the command makes (rotation, descan plane), field, charge
   and potential, the SHA-256 of the input, the HDF5 write with the default compression), and the result file written with each compression offered
@@ -46,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from ..memory import DIRECT_ALIGN, aligned_bytes
+from ..progress import read_summary
 from .cases import Spec, _rng, bias_segments
 
 #: The options of the timed command (a 0.5 nm step, 100 nm thick, 200 kV, α = 10 mrad).
@@ -340,8 +343,8 @@ def measure_command(spec: Spec, config, log=print) -> dict:
             if cache == "cold":
                 for p in inputs:
                     _evict(p)
-            seconds, rss, _ = run_command([*args, "-o", out, "--overwrite"])
-            runs.append({"cache": cache, "seconds": seconds, "peak_rss_mb": rss})
+            seconds, rss, printed = run_command([*args, "-o", out, "--overwrite"])
+            runs.append({"cache": cache, "seconds": seconds, "peak_rss_mb": rss, "stages": read_summary(printed)})
             log(f"  command ({cache} cache): {seconds:.2f} s, peak RSS {rss:.0f} MB")
         written = out.stat().st_size
         read_cold = sum(read_seconds(p, cold=True) for p in inputs)
@@ -359,8 +362,8 @@ def measure_command(spec: Spec, config, log=print) -> dict:
         stages, compression = _stages(inputs[0], folder, log) if spec.kind == "cli_reconstruct" else ({}, {})
     start = start_seconds(spec, max(config.command_repeats, 1))
     log(f"  the same command on a {START_SIDE}×{START_SIDE} scan: {start:.2f} s")
-    timed = [r["seconds"] for r in runs if r["cache"] == ("cold" if spec.kind in COLD_ONLY else "warm")]
-    median = float(np.median(timed))
+    timed_runs = [r for r in runs if r["cache"] == ("cold" if spec.kind in COLD_ONLY else "warm")]
+    median = float(np.median([r["seconds"] for r in timed_runs]))
     pixels = int(np.prod(spec["shape"][:2])) if spec.kind == "cli_com" else int(np.prod(spec["shape"])) // 4
     entry = {
         "name": spec.name,
@@ -385,6 +388,8 @@ def measure_command(spec: Spec, config, log=print) -> dict:
         "ratio_vs_io_and_start": median / (read + write + start),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "stages": stages,
+        # the stage times the command printed in its timed run nearest the median
+        "command_stages": min(timed_runs, key=lambda r: abs(r["seconds"] - median))["stages"],
         "compression": compression,
     }
     if spec.kind == "cli_com":

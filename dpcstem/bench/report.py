@@ -69,6 +69,9 @@ def format_table(record: dict) -> str:
                          f"{100 * c['read_rate_fraction']:.0f}% of the file's sequential read rate (reading it "
                          f"took {c['read_s_cold']:.2f} s through the page cache{around}), peak RSS "
                          f"{c['peak_rss_mb']:.0f} MB")
+        for c in (c for c in record["commands"] if c.get("command_stages")):
+            stages = "; ".join(f"{k} {v:.2f} s" for k, v in c["command_stages"].items())
+            lines.append(f"- {c['name']}, the stage times the command printed: {stages}")
         for c in (c for c in record["commands"] if c["stages"]):
             stages = ", ".join(f"{k} {v:.2f} s" for k, v in c["stages"].items())
             comp = ", ".join(f"{k}: {v['seconds']:.2f} s, {v['mb']:.0f} MB" for k, v in c["compression"].items())

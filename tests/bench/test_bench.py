@@ -362,6 +362,11 @@ def test_the_reconstruct_command_end_to_end_against_reading_and_writing(tmp_path
                      "cli_bias_series_uint16_2x4x16x16"]
     series = record["commands"].pop()
     assert series["pixels"] == 2 * 16 * 16 and series["bytes_read"] > 2 * 4 * 16 * 16 * 2 and series["stages"] == {}
+    # the command's own stage times, as it printed them, sum to less than its run
+    assert set(series["command_stages"]) == {"checking the files", "reconstructing, registering and subtracting",
+                                             "layer figures and writing"}
+    run = next(r for r in series["runs"] if r["stages"] == series["command_stages"])
+    assert 0 < sum(series["command_stages"].values()) < run["seconds"]
     assert series["ratio_vs_io"] == pytest.approx(series["median_s"] / series["io_s"])
     for c in record["commands"]:
         n = c["shape"][-1]
@@ -376,6 +381,8 @@ def test_the_reconstruct_command_end_to_end_against_reading_and_writing(tmp_path
         assert {"read", "segment kernel", "field, charge, potential", "write (default compression)"} <= set(
             c["stages"])
         assert set(c["compression"]) == {"None", "lzf", "gzip"}
+        assert {"reading", "segment kernel"} <= set(c["command_stages"])
+        assert all(r["stages"] for r in c["runs"])
         assert all(v["mb"] > 0 for v in c["compression"].values())
     assert record["scaling"]["cli_reconstruct_uint16"]["pixels"] == [16 * 16, 32 * 32]
     table = bench.format_table(record)
