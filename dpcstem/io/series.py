@@ -6,12 +6,13 @@ file appears under its name only when it is complete (:func:`~dpcstem.io.output.
 
 The maps are most of the file (8 × 2048² acquisitions: 1.7 GB). Each slice is one chunk of
 its dataset, allocated when the dataset is created at an aligned place in the file, so a
-slice is a range of bytes, written on a thread of its own while the caller computes the next
-acquisition, and around the page cache (``O_DIRECT``) where the file system allows it: the
-file is forced to the disk before it is renamed into place anyway, and a copy through the
-page cache costs a core as much as the rest of the series. HDF5 itself writes only the
-file's structure; small slices, and any a file system refuses to write directly, go through
-h5py.
+large slice (from 1 MiB) is a range of bytes, written on a thread of its own while the caller
+computes the next acquisition, and around the page cache (``O_DIRECT``) where the file
+system allows it: the file is forced to the disk before it is renamed into place anyway, and
+a copy through the page cache costs a core as much as the rest of the series. HDF5 itself
+writes only the file's structure; small slices (at once, on the caller's thread: a second
+thread's allocations would make the peak memory depend on timing), and any a file system
+refuses to write directly, go through h5py.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class SeriesWriter:
 
     Use as a context manager: ``put`` each acquisition's slices, then ``finish`` with the
     per-acquisition vectors and the root attributes; leaving the block by an exception
-    leaves no file behind. ``put`` returns while its slices are still being written (one
-    acquisition's at most): the caller must not change those arrays afterwards. A write's
+    leaves no file behind. ``put`` returns while its large slices are still being written (one
+    acquisition's at most, held until the next ``put``): the caller must not change those
+    arrays afterwards. A write's
     error is raised by the next ``put``, by ``finish`` or when the block ends. A slice never
     put reads as NaN (floats) or 0.
     """
@@ -55,17 +57,19 @@ class SeriesWriter:
         self._file = None
         self._pool = None
         self._direct = None
-        self._maps = {}  # name → (shape, unit); filled by the writing thread
+        self._maps = {}  # name → (shape, unit)
         self._shapes = {}  # name → the shape of its slices, as put
         self._written = {}  # name → acquisitions written
         self._writing = None  # the write in flight (a Future)
+        self._held = None  # the slices of the last put
         self._space_checked = False
 
     def __enter__(self):
         self._stack = contextlib.ExitStack()
         tmp = self._stack.enter_context(atomic_output(self.path, overwrite=self.overwrite))
-        # datasets from DIRECT_BYTES on start at a multiple of DIRECT_ALIGN
-        self._file = self._stack.enter_context(h5py.File(tmp, "w", alignment_threshold=self.DIRECT_BYTES,
+        # chunks from DIRECT_BYTES on start at a multiple of DIRECT_ALIGN; no chunk cache: each
+        # slice is one chunk, written once, so caching would only hold memory
+        self._file = self._stack.enter_context(h5py.File(tmp, "w", rdcc_nbytes=0, alignment_threshold=self.DIRECT_BYTES,
                                                          alignment_interval=DIRECT_ALIGN))
         self._direct = self._stack.enter_context(DirectWrites(tmp))
         # the last write ends (or fails) while the file is still open
@@ -85,8 +89,9 @@ class SeriesWriter:
         return self._stack.__exit__(*exc)
 
     def _settle(self, quiet=False):
-        """Wait for the write in flight; raise its error (unless ``quiet``: the block already failed)."""
-        writing, self._writing = self._writing, None
+        """Wait for the write in flight and let its slices go; raise its error (unless ``quiet``:
+        the block already failed)."""
+        writing, self._writing, self._held = self._writing, None, None
         if writing is not None:
             if quiet:
                 writing.exception()
@@ -110,16 +115,32 @@ class SeriesWriter:
             per_acquisition = sum(np.asarray(a).size * 4 for a, _ in slices.values())
             require_space(self.path, 2 * self.count * per_acquisition + (1 << 20))  # the maps and the net maps
             self._space_checked = True
-        self._writing = self._pool.submit(self._write, index, dict(slices))
-
-    def _write(self, index, slices):
+        direct = {}
         for name, (array, unit) in slices.items():
             array = np.asarray(array)
             dtype = np.dtype(np.float32 if array.dtype.kind == "f" else array.dtype)
             if name not in self._file:
                 self._create(name, array.shape, dtype, unit)
-            if not self._write_direct(self._file[name], index, array):
+            if self._goes_direct(array.size * dtype.itemsize):
+                direct[name] = array
+            else:  # small: written now, on this thread
                 self._file[name][index] = array.astype(dtype, copy=False)
+                self._written[name].add(index)
+        if direct:
+            # held until the next put, written or not: the peak memory is then the same whatever
+            # the timing (one acquisition's large slices beside the next one's work)
+            self._held = direct
+            self._writing = self._pool.submit(self._write, index, direct)
+
+    def _goes_direct(self, size):
+        return self._direct.fd is not None and size >= self.DIRECT_BYTES and size % DIRECT_ALIGN == 0
+
+    def _write(self, index, arrays):
+        """On the writing thread: each slice around the page cache, or through h5py where refused."""
+        for name, array in arrays.items():
+            ds = self._file[name]
+            if not self._write_direct(ds, index, array):
+                ds[index] = array.astype(ds.dtype, copy=False)
             self._written[name].add(index)
 
     def _create(self, name, shape, dtype, unit):
@@ -137,7 +158,7 @@ class SeriesWriter:
     def _write_direct(self, ds, index, array) -> bool:
         """Write slice ``index`` of ``ds`` (its chunk) around the page cache; False where it cannot be."""
         size = array.size * ds.dtype.itemsize
-        if self._direct.fd is None or size < self.DIRECT_BYTES or size % DIRECT_ALIGN:
+        if not self._goes_direct(size):
             return False
         chunk = ds.id.get_chunk_info_by_coord((index,) + (0,) * array.ndim)
         if chunk.byte_offset is None or chunk.size != size or chunk.filter_mask:
