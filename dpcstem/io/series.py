@@ -58,7 +58,6 @@ class SeriesWriter:
         self._pool = None
         self._direct = None
         self._maps = {}  # name → (shape, unit)
-        self._shapes = {}  # name → the shape of its slices, as put
         self._written = {}  # name → acquisitions written
         self._writing = None  # the write in flight (a Future)
         self._held = None  # the slices of the last put
@@ -108,9 +107,9 @@ class SeriesWriter:
         if not 0 <= index < self.count:
             raise IndexError(f"acquisition {index} of a series of {self.count}")
         for name, (array, _) in slices.items():
-            shape = np.shape(array)
-            if self._shapes.setdefault(name, shape) != shape or len(shape) != 2:
-                raise ValueError(f"{name}: a slice of shape {shape}, where the series' are {self._shapes[name]}")
+            shape, known = np.shape(array), self._maps.get(name, ((None, *np.shape(array)), None))[0][1:]
+            if known != shape or len(shape) != 2:
+                raise ValueError(f"{name}: a slice of shape {shape}, where the series' are {known}")
         if not self._space_checked:
             per_acquisition = sum(np.asarray(a).size * 4 for a, _ in slices.values())
             require_space(self.path, 2 * self.count * per_acquisition + (1 << 20))  # the maps and the net maps
